@@ -1,0 +1,114 @@
+"""Typed server configuration, built by the CLI (or by code embedding the server)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from streaming.errors import ConfigError
+
+Scaling = Literal["raw", "unit", "meanstd"]
+SoftmaxMode = Literal["auto", "always", "never"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How to load the model and turn uint8 frames into its input.
+
+    Attributes:
+        model_path: a ``.keras``/``.h5`` file or a SavedModel directory; ``None`` serves the
+            embedded broadcast-monitor model.
+        labels_path: a pickled ``{label: index}`` dict (the old ``-ohe`` file), ``.txt`` (one per
+            line) or ``.json``; ``None`` uses the embedded model's labels or ``class_<i>``.
+        scaling: ``raw`` feeds float 0–255 RGB (Keras application models rescale themselves),
+            ``unit`` feeds 0–1, ``meanstd`` feeds ``(x/255 - mean) / std``.
+        softmax: ``auto`` applies softmax only when the model's outputs are not probabilities.
+        device: ``auto`` (first GPU, else CPU), ``cpu``, ``gpu`` or a TensorFlow device name.
+        input_size: (width, height) for models whose input size is not fixed.
+        null_classes: > 0 serves a no-op model with that many classes (benchmarks of the server).
+    """
+
+    model_path: Path | None = None
+    labels_path: Path | None = None
+    scaling: Scaling = "raw"
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    softmax: SoftmaxMode = "auto"
+    device: str = "auto"
+    input_size: tuple[int, int] | None = None
+    null_classes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scaling not in ("raw", "unit", "meanstd"):
+            raise ConfigError(f"scaling must be raw, unit or meanstd, got {self.scaling!r}")
+        if self.softmax not in ("auto", "always", "never"):
+            raise ConfigError(f"softmax must be auto, always or never, got {self.softmax!r}")
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ConfigError("mean and std need the same length and std must be positive")
+        if self.input_size is not None and min(self.input_size) < 1:
+            raise ConfigError(f"input size must be positive, got {self.input_size}")
+        if self.null_classes < 0:
+            raise ConfigError("null_classes must be >= 0")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs; defaults match the old server's flags where they exist.
+
+    Attributes:
+        address: where to listen (old ``-ip``).
+        window: default frames per window-averaged prediction (old ``-scw``).
+        max_message_bytes: largest gRPC message in either direction (old ``-msg``).
+        workers: threads that decode frames of a batch (old ``-wrk``).
+        max_batch: most frames in one model call.
+        max_delay_ms: longest the first frame of a batch waits for the batch to fill.
+        top_k: default number of labels in a response's ``top_k``.
+        live_depth: pending frames a LIVE stream keeps; older ones are dropped.
+        stream_buffer: frames of one stream in the server (queued, in a batch or unsent) before
+            the server stops reading it, so gRPC flow control slows the client; 0 = 3 × max_batch.
+        max_streams: open streams (bidi streams and old-API windows) the server accepts.
+        max_frame_side: largest width or height accepted, before or after decoding.
+        grace_s: how long shutdown waits for received frames to be answered.
+        legacy_idle_s: old-API windows unused this long are forgotten.
+    """
+
+    address: str = "[::]:1234"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    window: int = 5
+    max_message_bytes: int = 1_000_000_000
+    workers: int = 10
+    max_batch: int = 32
+    max_delay_ms: float = 5.0
+    top_k: int = 5
+    live_depth: int = 1
+    stream_buffer: int = 0
+    max_streams: int = 4096
+    max_frame_side: int = 8192
+    grace_s: float = 10.0
+    legacy_idle_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "window": self.window >= 1,
+            "max_message_bytes": self.max_message_bytes >= 1024,
+            "workers": self.workers >= 1,
+            "max_batch": self.max_batch >= 1,
+            "max_delay_ms": self.max_delay_ms >= 0,
+            "top_k": self.top_k >= 1,
+            "live_depth": self.live_depth >= 1,
+            "stream_buffer": self.stream_buffer >= 0,
+            "max_streams": self.max_streams >= 1,
+            "max_frame_side": self.max_frame_side >= 1,
+            "grace_s": self.grace_s >= 0,
+            "legacy_idle_s": self.legacy_idle_s > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"invalid server settings: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+
+    @property
+    def effective_stream_buffer(self) -> int:
+        # Three batches' worth lets one stream keep the pipeline full: one batch running,
+        # one prepared, one filling.
+        return self.stream_buffer or 3 * self.max_batch

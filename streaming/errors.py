@@ -1,0 +1,27 @@
+"""Exceptions raised by the server package; services translate them to gRPC status codes."""
+
+from __future__ import annotations
+
+
+class StreamingError(Exception):
+    """Base class of the server's errors."""
+
+
+class ConfigError(StreamingError, ValueError):
+    """The server configuration, model or labels are unusable."""
+
+
+class ModelLoadError(ConfigError):
+    """The model file could not be loaded or has an unsupported shape."""
+
+
+class LabelsError(ConfigError):
+    """The labels file is unreadable, unsafe, or does not match the model."""
+
+
+class FrameError(StreamingError, ValueError):
+    """A frame cannot be classified; answered in-band with INVALID_ARGUMENT, the stream goes on."""
+
+
+class InferenceError(StreamingError):
+    """The model call for a batch failed; every frame of the batch is answered with INTERNAL."""
