@@ -172,6 +172,8 @@ class Batcher:
             asyncio.create_task(self._prepare_stage(), name="sc-prepare"),
             asyncio.create_task(self._infer_stage(), name="sc-infer"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(_log_crash)
 
     def begin_drain(self) -> None:
         """Refuse new streams; frames already received are still answered."""
@@ -230,8 +232,10 @@ class Batcher:
             await stream.wait_for_room()
         if stream.closed:
             return
-        if stream.settings.delivery == Delivery.LIVE and len(stream.pending) >= self._config.live_depth:
-            stream.pending.popleft()
+        if not stream.pending:
+            self._ready.append(stream)  # joins the round-robin
+        elif stream.settings.delivery == Delivery.LIVE and len(stream.pending) >= self._config.live_depth:
+            stream.pending.popleft()  # the newest frame replaces the oldest pending one
             stream.dropped += 1
             self.stats.dropped += 1
             self._pending -= 1
@@ -239,8 +243,6 @@ class Batcher:
         stream.pending.append(_Item(stream, frame, time.perf_counter_ns()))
         stream.outstanding += 1
         self._pending += 1
-        if len(stream.pending) == 1:
-            self._ready.append(stream)
         self._idle.clear()
         if self._pending == 1 or self._pending >= self._max_batch:
             self._wake()
@@ -445,3 +447,8 @@ class Batcher:
             error=error,
         )
 
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.critical("batcher task %s died", task.get_name(), exc_info=task.exception())

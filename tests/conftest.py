@@ -109,3 +109,40 @@ def solid_frame(rgb: tuple[int, int, int], size: tuple[int, int] = TINY_SIZE) ->
 @pytest.fixture
 def make_frame() -> Callable[..., np.ndarray]:
     return solid_frame
+
+
+def raw_frame_pb(seq: int, image: np.ndarray, **fields: Any) -> Any:
+    """A RAW_RGB Frame message for an RGB uint8 image (fields override anything)."""
+    from streaming.api.v1 import stream_classifier_pb2 as pb
+
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    values: dict[str, Any] = dict(seq=seq, width=width, height=height, channels=channels, data=image.tobytes())
+    values.update(fields)
+    return pb.Frame(**values)
+
+
+def classify_stream(address: str, frames: list[Any], timeout: float = 30.0, **config: Any) -> list[Any]:
+    """Open one Classify stream, send a StreamConfig then the Frame messages, return every response."""
+    import grpc
+
+    from streaming.api.v1 import stream_classifier_pb2 as pb
+    from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+
+    def requests() -> Iterator[Any]:
+        yield pb.ClassifyRequest(config=pb.StreamConfig(**config))
+        for frame in frames:
+            yield pb.ClassifyRequest(frame=frame)
+
+    with grpc.insecure_channel(address) as channel:
+        return list(pb_grpc.StreamClassifierStub(channel).Classify(requests(), timeout=timeout))
+
+
+@pytest.fixture
+def frame_pb() -> Callable[..., Any]:
+    return raw_frame_pb
+
+
+@pytest.fixture
+def run_stream() -> Callable[..., list[Any]]:
+    return classify_stream
