@@ -1,0 +1,66 @@
+"""Camera side of Stream Classification: frame sources, capture, reconnects, overlay, sinks.
+
+Typical use::
+
+    from camera_tools import CaptureOptions, open_source
+
+    with open_source("rtsp://cam/live", options=CaptureOptions(max_fps=5)) as stream:
+        for frame in stream:
+            ...
+"""
+
+from __future__ import annotations
+
+from camera_tools.backoff import NO_RETRY, Backoff, BackoffPolicy
+from camera_tools.capture import (
+    CaptureOptions,
+    CaptureStats,
+    RateLimiter,
+    SourceEvent,
+    StreamState,
+    VideoStream,
+    open_source,
+)
+from camera_tools.errors import CameraToolsError, DisplayUnavailableError, SinkError, SourceError
+from camera_tools.frames import Frame, SourceProperties
+from camera_tools.overlay import draw_overlay
+from camera_tools.redact import redact_url
+from camera_tools.sources import (
+    FrameSource,
+    ImageFolderSource,
+    OpenCVSource,
+    RawFrame,
+    SourceFactory,
+    SourceKind,
+    classify_spec,
+    create_source,
+)
+
+__all__ = [
+    "NO_RETRY",
+    "Backoff",
+    "BackoffPolicy",
+    "CameraToolsError",
+    "CaptureOptions",
+    "CaptureStats",
+    "DisplayUnavailableError",
+    "Frame",
+    "FrameSource",
+    "ImageFolderSource",
+    "OpenCVSource",
+    "RateLimiter",
+    "RawFrame",
+    "SinkError",
+    "SourceError",
+    "SourceEvent",
+    "SourceFactory",
+    "SourceKind",
+    "SourceProperties",
+    "StreamState",
+    "VideoStream",
+    "classify_spec",
+    "create_source",
+    "draw_overlay",
+    "open_source",
+    "redact_url",
+]

@@ -1,0 +1,145 @@
+"""Fixtures for camera_tools tests: small real videos, image folders and scripted fake sources."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from camera_tools.errors import SourceError
+from camera_tools.frames import SourceProperties
+from camera_tools.sources import RawFrame, SourceKind
+
+
+def numbered_image(i: int, width: int = 64, height: int = 48) -> np.ndarray:
+    """A frame whose mean brightness encodes ``i`` (survives lossy encoding roughly)."""
+    return np.full((height, width, 3), (i * 10) % 250, np.uint8)
+
+
+def write_video(path: Path, frames: int, fps: float, size: tuple[int, int] = (64, 48)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened(), "mp4v writer unavailable"
+    for i in range(frames):
+        writer.write(numbered_image(i, *size))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def video_30f_10fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=30, fps=10)
+
+
+@pytest.fixture(scope="session")
+def video_60f_30fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "clip30.mp4", frames=60, fps=30)
+
+
+@pytest.fixture(scope="session")
+def video_10f_20fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "clip20.mp4", frames=10, fps=20)
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(folder / f"img_{i:03d}.png"), numbered_image(i))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@dataclass
+class Script:
+    """What one fake source does after opening: ``frames`` frames, then ``then``.
+
+    ``then``: ``"end"`` (read returns None), ``"raise"``, or ``"hang"`` (blocks until released).
+    """
+
+    frames: int = 0
+    interval_s: float = 0.0
+    then: str = "end"
+    open_error: bool = False
+    fps: float | None = 25.0
+
+
+@dataclass
+class FakeSource:
+    script: Script
+    kind_: SourceKind
+    release: threading.Event
+    opened: bool = False
+    closed: bool = False
+    served: int = 0
+
+    @property
+    def kind(self) -> SourceKind:
+        return self.kind_
+
+    def open(self) -> SourceProperties:
+        if self.script.open_error:
+            raise SourceError("connection refused")
+        self.opened = True
+        return SourceProperties(64, 48, self.script.fps, self.kind_.is_live)
+
+    def read(self) -> RawFrame | None:
+        if self.served < self.script.frames:
+            if self.script.interval_s:
+                time.sleep(self.script.interval_s)
+            self.served += 1
+            position = None if self.kind_.is_live else (self.served - 1) / (self.script.fps or 25.0)
+            return RawFrame(numbered_image(self.served), position)
+        if self.script.then == "raise":
+            raise OSError("stream broke")
+        if self.script.then == "hang":
+            self.release.wait()
+            return None
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeFactory:
+    """A source factory that hands out one scripted :class:`FakeSource` per call."""
+
+    scripts: list[Script]
+    kind: SourceKind = SourceKind.NETWORK
+    created: list[FakeSource] = field(default_factory=list)
+    specs: list[str] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self, spec: str) -> FakeSource:
+        self.specs.append(spec)
+        script = self.scripts[min(len(self.created), len(self.scripts) - 1)]
+        source = FakeSource(script, self.kind, self.release)
+        self.created.append(source)
+        return source
+
+
+@pytest.fixture
+def fake_factory() -> Iterable[Callable[..., FakeFactory]]:
+    made: list[FakeFactory] = []
+
+    def make(scripts: list[Script], kind: SourceKind = SourceKind.NETWORK) -> FakeFactory:
+        factory = FakeFactory(scripts, kind)
+        made.append(factory)
+        return factory
+
+    yield make
+    for factory in made:
+        factory.release.set()  # unblock hung readers so no thread outlives the test
+
+
+@pytest.fixture
+def script() -> type[Script]:
+    """The :class:`Script` class (test modules cannot import conftest under importlib mode)."""
+    return Script

@@ -1,0 +1,227 @@
+"""End-to-end tests against a real RTSP server (GStreamer's, run by Debian's python3)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from camera_tools.backoff import BackoffPolicy
+from camera_tools.capture import CaptureOptions, SourceEvent, StreamState, VideoStream, open_source
+from camera_tools.sources import create_source
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+
+
+def _rtsp_server_available() -> bool:
+    probe = 'import gi; gi.require_version("GstRtspServer", "1.0")'
+    try:
+        return (
+            subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not _rtsp_server_available(),
+        reason="no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 "
+        "gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly (see .ci/run)",
+    ),
+]
+
+
+class RtspServer:
+    """Starts, kills and restarts ``rtsp_server.py`` on one port."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._close_pipe()
+        self.process = subprocess.Popen(
+            [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line.startswith("READY"):
+            self.stop()
+            pytest.fail(f"RTSP server did not start (got {line!r})")
+        self.port = int(line.split()[1])
+
+    def kill(self) -> None:
+        """Die like a crashed camera: no RTSP teardown."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def freeze(self) -> None:
+        """Hang like a wedged camera: the connection stays open but goes silent."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.thaw()  # a stopped process cannot handle SIGTERM
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_pipe()
+
+    def url(self, credentials: str = "") -> str:
+        return f"rtsp://{credentials}127.0.0.1:{self.port}/test"
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspServer]:
+    server = RtspServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def rtsp_stream(url: str, events: list[SourceEvent], read_timeout_s: float = 2.0) -> VideoStream:
+    factory = functools.partial(create_source, open_timeout_s=3.0, read_timeout_s=read_timeout_s)
+    options = CaptureOptions(
+        stall_timeout_s=3.0,
+        connect_timeout_s=8.0,
+        reconnect=BackoffPolicy(initial_delay=0.2, max_delay=1.0),
+    )
+    return open_source(url, options=options, source_factory=factory, on_event=events.append)
+
+
+def read_frames(stream: VideoStream, count: int, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    indices: list[int] = []
+    while len(indices) < count and time.monotonic() < deadline:
+        frame = stream.read(timeout=0.5)
+        if frame is not None:
+            indices.append(frame.index)
+    return indices
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.timeout(40)
+def test_frames_flow_from_rtsp(rtsp_server: RtspServer) -> None:
+    events: list[SourceEvent] = []
+    stream = rtsp_stream(rtsp_server.url("viewer:s3cret@"), events)
+    try:
+        indices = read_frames(stream, 10, timeout=20)
+        frame = stream.read(timeout=5)
+        props = stream.properties
+    finally:
+        stream.stop()
+
+    assert len(indices) == 10 and indices == sorted(indices)
+    assert frame is not None and frame.image.shape == (120, 160, 3)
+    assert frame.source_id == f"rtsp://***@127.0.0.1:{rtsp_server.port}/test"
+    assert props is not None and props.is_live and (props.width, props.height) == (160, 120)
+    assert [e.state for e in events][:2] == [StreamState.CONNECTING, StreamState.CONNECTED]
+    assert all("s3cret" not in e.source_id + e.reason for e in events)
+
+
+@pytest.mark.timeout(60)
+def test_rtsp_source_reconnects_after_server_restart(
+    rtsp_server: RtspServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a stream that is delivering frames
+    caplog.set_level("INFO", logger="camera_tools")
+    events: list[SourceEvent] = []
+    stream = rtsp_stream(rtsp_server.url("viewer:s3cret@"), events)
+    try:
+        assert len(read_frames(stream, 5, timeout=20)) == 5
+        # when the server dies, stays down a moment, and comes back on the same port
+        rtsp_server.kill()
+        assert wait_for(
+            lambda: stream.state in (StreamState.STALLED, StreamState.RECONNECTING), timeout=15
+        ), f"no stall/reconnect noticed: {[e.state for e in events]}"
+        time.sleep(1.0)
+        rtsp_server.start()
+        # then the source reconnects by itself and frames flow again
+        assert wait_for(lambda: stream.state is StreamState.CONNECTED, timeout=30), [
+            e.state for e in events
+        ]
+        after = read_frames(stream, 5, timeout=15)
+        stats = stream.stats()
+    finally:
+        stream.stop()
+
+    assert len(after) == 5
+    assert stats.reconnects >= 1
+    states = [e.state for e in events]
+    first_gap = states.index(StreamState.CONNECTED) + 1
+    assert states[first_gap] in (StreamState.STALLED, StreamState.RECONNECTING)
+    assert StreamState.CONNECTED in states[first_gap:]
+    gap_logs = [
+        r for r in caplog.records if "reconnecting" in r.getMessage() or "stalled" in r.getMessage()
+    ]
+    assert gap_logs, "the gap was not logged"
+    assert all("s3cret" not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.timeout(60)
+def test_rtsp_watchdog_reconnects_a_frozen_server(rtsp_server: RtspServer) -> None:
+    # given a stream that is delivering frames
+    events: list[SourceEvent] = []
+    # OpenCV's own read timeout is set longer than the watchdog's, so the watchdog must act.
+    stream = rtsp_stream(rtsp_server.url(), events, read_timeout_s=15.0)
+    try:
+        assert len(read_frames(stream, 5, timeout=20)) == 5
+        # when the server freezes with its connection open (OpenCV's read blocks)
+        rtsp_server.freeze()
+        stalled = wait_for(lambda: StreamState.STALLED in [e.state for e in events], timeout=15)
+        rtsp_server.thaw()
+        # then the watchdog declared the stall and a fresh connection delivers again
+        assert stalled, [e.state for e in events]
+        assert wait_for(lambda: stream.state is StreamState.CONNECTED, timeout=30), [
+            e.state for e in events
+        ]
+        assert len(read_frames(stream, 5, timeout=15)) == 5
+    finally:
+        stream.stop()
+
+    states = [e.state for e in events]
+    assert states[1:5] == [
+        StreamState.CONNECTED,
+        StreamState.STALLED,
+        StreamState.RECONNECTING,
+        StreamState.CONNECTED,
+    ]
+    assert events[2].reason == "no frame for 3s"

@@ -1,0 +1,142 @@
+"""Health, reflection, the `serve` command with the old flags, and draining on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from streaming.api.v1 import stream_classifier_pb2 as pb
+from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.timeout(120)
+
+SERVICES = ["", "streamclassify.v1.StreamClassifier", "sc_service"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_health_reports_serving_then_not_serving(server_factory: Any, service: str) -> None:
+    server = server_factory()
+    with grpc.insecure_channel(server.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_reflection_lists_every_service(server: Any) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        [answer] = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+    names = {service.name for service in answer.list_services_response.service}
+    assert {"streamclassify.v1.StreamClassifier", "sc_service", "grpc.health.v1.Health"} <= names
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def serve_process(tiny_model: Any) -> Iterator[Any]:
+    """`stream-classify serve` with the old flags verbatim, as an old launch script ran it."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(*extra: str) -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        command = [
+            sys.executable, "-m", "streaming", "serve",
+            "-la", str(tiny_model.model_path), "-ohe", str(tiny_model.labels_path),
+            "-ip", f"127.0.0.1:{port}", "-scw", "3", "-msg", "50000000", "-wrk", "4", *extra,
+        ]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        processes.append(process)
+        address = f"127.0.0.1:{port}"
+        with grpc.insecure_channel(address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+        return process, address
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def test_serve_command_takes_the_old_flags_and_prints_a_banner(serve_process: Any) -> None:
+    process, address = serve_process()
+    with grpc.insecure_channel(address) as channel:
+        info = pb_grpc.StreamClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
+    assert list(info.labels) == ["red", "green", "blue"] and info.default_window == 3
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    for text in ("model:   tiny on /CPU:0", "labels:  red, green, blue", "input:   32x24x3", "window 3", f"port {address.rsplit(':', 1)[1]}"):
+        assert text in out
+
+
+def test_sigterm_answers_received_frames_then_exits_zero(serve_process: Any) -> None:
+    # given: a stream with many frames in flight on a server that batches slowly
+    process, address = serve_process("--max-batch", "2", "--max-delay-ms", "20", "--grace", "20")
+    frame = np.zeros((24, 32, 3), np.uint8)
+    sent = 0
+    done = threading.Event()
+
+    def requests() -> Iterator[pb.ClassifyRequest]:
+        nonlocal sent
+        yield pb.ClassifyRequest(config=pb.StreamConfig(delivery=pb.DELIVERY_MODE_LOSSLESS))
+        for seq in range(40):
+            sent += 1
+            yield pb.ClassifyRequest(frame=pb.Frame(seq=seq, width=32, height=24, channels=3, data=frame.tobytes()))
+        done.wait(30)  # keep the stream open: the server, not the client, ends it
+
+    with grpc.insecure_channel(address) as channel:
+        call = pb_grpc.StreamClassifierStub(channel).Classify(requests(), timeout=60)
+        first = next(call)
+        # when: SIGTERM arrives while frames are queued
+        process.send_signal(signal.SIGTERM)
+        rest = list(call)  # then: the stream ends cleanly (no error raised) after its answers
+        done.set()
+    seqs = [first.seq] + [r.seq for r in rest]
+    assert seqs == list(range(len(seqs)))
+    assert 2 <= len(seqs) < 40  # it stopped reading, and answered what it had read
+    process.communicate(timeout=30)
+    assert process.returncode == 0
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.FutureTimeoutError):
+        grpc.channel_ready_future(channel).result(timeout=1)
+
+
+def test_serve_fails_clearly_when_the_port_is_taken(serve_process: Any, tiny_model: Any) -> None:
+    _, address = serve_process()
+    result = subprocess.run(
+        [sys.executable, "-m", "streaming", "serve", "-la", str(tiny_model.model_path), "-ip", address],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"cannot listen on {address}" in result.stderr
+
+
+def test_serve_rejects_labels_that_do_not_fit_the_model(tiny_model: Any, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("one\ntwo\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "streaming", "serve", "-la", str(tiny_model.model_path), "-ohe", str(labels), "-ip", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "has 2 labels but the model has 3 outputs" in result.stderr
