@@ -24,7 +24,14 @@ from streaming.config import ServerConfig
 from streaming.decode import check_frame, decode_frame
 from streaming.errors import FrameError, InferenceError, StreamingError
 from streaming.model import Classifier
-from streaming.values import Delivery, FrameData, FrameErrorInfo, FrameResult, StatusCode, StreamSettings
+from streaming.values import (
+    Delivery,
+    FrameData,
+    FrameErrorInfo,
+    FrameResult,
+    StatusCode,
+    StreamSettings,
+)
 from streaming.window import SlidingWindow
 
 logger = logging.getLogger(__name__)
@@ -50,7 +57,9 @@ class _Item:
 class Stream:
     """The server-side state of one stream: pending frames, its window and its unsent answers."""
 
-    def __init__(self, stream_id: int, settings: StreamSettings, num_classes: int, buffer_limit: int) -> None:
+    def __init__(
+        self, stream_id: int, settings: StreamSettings, num_classes: int, buffer_limit: int
+    ) -> None:
         self.id = stream_id
         self.settings = settings
         self.window = SlidingWindow(settings.window, num_classes)
@@ -208,9 +217,13 @@ class Batcher:
         if self._draining:
             raise ServerDraining("the server is shutting down")
         if len(self._streams) >= self._config.max_streams:
-            raise TooManyStreams(f"the server already serves {len(self._streams)} streams (--max-streams)")
+            raise TooManyStreams(
+                f"the server already serves {len(self._streams)} streams (--max-streams)"
+            )
         self._next_id += 1
-        stream = Stream(self._next_id, settings, len(self._labels), self._config.effective_stream_buffer)
+        stream = Stream(
+            self._next_id, settings, len(self._labels), self._config.effective_stream_buffer
+        )
         self._streams[stream.id] = stream
         logger.debug("opened %r", stream)
         return stream
@@ -234,7 +247,10 @@ class Batcher:
             return
         if not stream.pending:
             self._ready.append(stream)  # joins the round-robin
-        elif stream.settings.delivery == Delivery.LIVE and len(stream.pending) >= self._config.live_depth:
+        elif (
+            stream.settings.delivery == Delivery.LIVE
+            and len(stream.pending) >= self._config.live_depth
+        ):
             stream.pending.popleft()  # the newest frame replaces the oldest pending one
             stream.dropped += 1
             self.stats.dropped += 1
@@ -310,7 +326,9 @@ class Batcher:
             try:
                 answers = await loop.run_in_executor(self._model_thread, self._infer, prepared)
             except Exception:  # never let one batch stop the server
-                logger.exception("unexpected failure answering a batch of %d frames", len(prepared.items))
+                logger.exception(
+                    "unexpected failure answering a batch of %d frames", len(prepared.items)
+                )
                 answers = self._fail_all(prepared, "internal error while answering the batch", 0)
             finally:
                 self._slots.release()
@@ -372,9 +390,15 @@ class Batcher:
         n_rows = sum(len(g) for g in prepared.groups)
         start = time.perf_counter_ns()
         try:
-            probs = self._classifier.predict(prepared.groups) if n_rows else np.empty((0, len(self._labels)))
+            probs = (
+                self._classifier.predict(prepared.groups)
+                if n_rows
+                else np.empty((0, len(self._labels)))
+            )
             if probs.shape != (n_rows, len(self._labels)):
-                raise InferenceError(f"model returned {probs.shape} for {n_rows} frames and {len(self._labels)} labels")
+                raise InferenceError(
+                    f"model returned {probs.shape} for {n_rows} frames and {len(self._labels)} labels"
+                )
         except Exception as exc:
             logger.error("model call for %d frames failed: %s", n_rows, exc)
             self.stats.failed_batches += 1
@@ -393,7 +417,9 @@ class Batcher:
             if row < 0:
                 self.stats.frame_errors += 1
                 error = FrameErrorInfo(StatusCode.INVALID_ARGUMENT, prepared.errors[index])
-                answers.append((stream, self._error_result(item, error, n_rows, queue_us, inference_us)))
+                answers.append(
+                    (stream, self._error_result(item, error, n_rows, queue_us, inference_us))
+                )
                 continue
             if stream.closed:
                 continue
@@ -423,7 +449,9 @@ class Batcher:
             )
         return answers
 
-    def _fail_all(self, prepared: _Prepared, message: str, n_rows: int) -> list[tuple[Stream, FrameResult]]:
+    def _fail_all(
+        self, prepared: _Prepared, message: str, n_rows: int
+    ) -> list[tuple[Stream, FrameResult]]:
         answers = []
         for index, item in enumerate(prepared.items):
             if index in prepared.errors:
@@ -435,7 +463,9 @@ class Batcher:
         return answers
 
     @staticmethod
-    def _error_result(item: _Item, error: FrameErrorInfo, batch_size: int, queue_us: int, inference_us: int) -> FrameResult:
+    def _error_result(
+        item: _Item, error: FrameErrorInfo, batch_size: int, queue_us: int, inference_us: int
+    ) -> FrameResult:
         return FrameResult(
             seq=item.frame.seq,
             capture_time_us=item.frame.capture_time_us,
@@ -446,7 +476,6 @@ class Batcher:
             window_frames=len(item.stream.window),
             error=error,
         )
-
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -21,7 +21,10 @@ from streaming.errors import ConfigError
 # Subcommands implemented next to the code they drive: module with add_arguments() and run().
 _PLUGINS = {
     "classify": ("client.classify_cli", "classify image files and folders through one stream"),
-    "watch": ("camera_tools.watch_cli", "classify webcams, RTSP/HTTP streams, video files and folders"),
+    "watch": (
+        "camera_tools.watch_cli",
+        "classify webcams, RTSP/HTTP streams, video files and folders",
+    ),
     "bench": ("streaming.bench.cli", "measure the server against the model and transport limits"),
 }
 
@@ -40,41 +43,152 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     d = ServerConfig()
     m = ModelConfig()
     old = parser.add_argument_group("flags of the original server (same names and defaults)")
-    old.add_argument("-scw", "--sc_window", type=int, default=d.window, help="frames averaged per prediction (default %(default)s)")
-    old.add_argument("-ip", "--server_ip", default=d.address, help="address to listen on (default %(default)s)")
-    old.add_argument("-msg", "--msg_len", type=int, default=d.max_message_bytes, help="largest gRPC message in bytes (default %(default)s)")
-    old.add_argument("-wrk", "--workers", type=int, default=d.workers, help="threads decoding frames (default %(default)s)")
-    old.add_argument("-ohe", "--OHE", type=Path, default=None, help="labels: pickled {label: index} dict, .txt (one per line) or .json")
-    old.add_argument("-la", "--laddr", type=Path, default=None, help="model: .keras, .h5 or SavedModel directory (default: the embedded broadcast monitor)")
+    old.add_argument(
+        "-scw",
+        "--sc_window",
+        type=int,
+        default=d.window,
+        help="frames averaged per prediction (default %(default)s)",
+    )
+    old.add_argument(
+        "-ip", "--server_ip", default=d.address, help="address to listen on (default %(default)s)"
+    )
+    old.add_argument(
+        "-msg",
+        "--msg_len",
+        type=int,
+        default=d.max_message_bytes,
+        help="largest gRPC message in bytes (default %(default)s)",
+    )
+    old.add_argument(
+        "-wrk",
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="threads decoding frames (default %(default)s)",
+    )
+    old.add_argument(
+        "-ohe",
+        "--OHE",
+        type=Path,
+        default=None,
+        help="labels: pickled {label: index} dict, .txt (one per line) or .json",
+    )
+    old.add_argument(
+        "-la",
+        "--laddr",
+        type=Path,
+        default=None,
+        help="model: .keras, .h5 or SavedModel directory (default: the embedded broadcast monitor)",
+    )
 
     batching = parser.add_argument_group("batching and delivery")
-    batching.add_argument("--max-batch", type=int, default=d.max_batch, help="most frames per model call (default %(default)s)")
-    batching.add_argument("--max-delay-ms", type=float, default=d.max_delay_ms, help="longest a frame waits for its batch to fill (default %(default)s)")
-    batching.add_argument("--top-k", type=int, default=d.top_k, help="default labels per answer (default %(default)s)")
-    batching.add_argument("--live-depth", type=int, default=d.live_depth, help="pending frames a LIVE stream keeps (default %(default)s)")
-    batching.add_argument("--stream-buffer", type=int, default=d.stream_buffer, help="frames per stream held before flow control (default 3 x max batch)")
+    batching.add_argument(
+        "--max-batch",
+        type=int,
+        default=d.max_batch,
+        help="most frames per model call (default %(default)s)",
+    )
+    batching.add_argument(
+        "--max-delay-ms",
+        type=float,
+        default=d.max_delay_ms,
+        help="longest a frame waits for its batch to fill (default %(default)s)",
+    )
+    batching.add_argument(
+        "--top-k", type=int, default=d.top_k, help="default labels per answer (default %(default)s)"
+    )
+    batching.add_argument(
+        "--live-depth",
+        type=int,
+        default=d.live_depth,
+        help="pending frames a LIVE stream keeps (default %(default)s)",
+    )
+    batching.add_argument(
+        "--stream-buffer",
+        type=int,
+        default=d.stream_buffer,
+        help="frames per stream held before flow control (default 3 x max batch)",
+    )
 
     limits = parser.add_argument_group("limits and shutdown")
-    limits.add_argument("--max-streams", type=int, default=d.max_streams, help="open streams accepted (default %(default)s)")
-    limits.add_argument("--max-frame-side", type=int, default=d.max_frame_side, help="largest frame width or height (default %(default)s)")
-    limits.add_argument("--grace", type=float, default=d.grace_s, help="seconds to answer received frames on SIGTERM (default %(default)s)")
-    limits.add_argument("--legacy-idle", type=float, default=d.legacy_idle_s, help="seconds before an idle old-API client's windows are freed (default %(default)s)")
+    limits.add_argument(
+        "--max-streams",
+        type=int,
+        default=d.max_streams,
+        help="open streams accepted (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-frame-side",
+        type=int,
+        default=d.max_frame_side,
+        help="largest frame width or height (default %(default)s)",
+    )
+    limits.add_argument(
+        "--grace",
+        type=float,
+        default=d.grace_s,
+        help="seconds to answer received frames on SIGTERM (default %(default)s)",
+    )
+    limits.add_argument(
+        "--legacy-idle",
+        type=float,
+        default=d.legacy_idle_s,
+        help="seconds before an idle old-API client's windows are freed (default %(default)s)",
+    )
 
     model = parser.add_argument_group("model runtime")
-    model.add_argument("--scaling", choices=("raw", "unit", "meanstd"), default=m.scaling, help="model input: raw 0-255 RGB, unit 0-1, or meanstd (default %(default)s)")
-    model.add_argument("--mean", type=_floats, default=m.mean, help="per-channel mean on the 0-1 scale for --scaling meanstd")
-    model.add_argument("--std", type=_floats, default=m.std, help="per-channel std on the 0-1 scale for --scaling meanstd")
-    model.add_argument("--softmax", choices=("auto", "always", "never"), default=m.softmax, help="apply softmax to outputs; auto detects logits (default %(default)s)")
-    model.add_argument("--device", default=m.device, help="auto, cpu, gpu or a TensorFlow device name (default %(default)s)")
-    model.add_argument("--input-size", type=_size, default=None, help="WIDTHxHEIGHT for models without a fixed input size")
-    model.add_argument("--null-model", type=int, default=0, metavar="CLASSES", help="benchmarks only: a no-op model with CLASSES outputs")
+    model.add_argument(
+        "--scaling",
+        choices=("raw", "unit", "meanstd"),
+        default=m.scaling,
+        help="model input: raw 0-255 RGB, unit 0-1, or meanstd (default %(default)s)",
+    )
+    model.add_argument(
+        "--mean",
+        type=_floats,
+        default=m.mean,
+        help="per-channel mean on the 0-1 scale for --scaling meanstd",
+    )
+    model.add_argument(
+        "--std",
+        type=_floats,
+        default=m.std,
+        help="per-channel std on the 0-1 scale for --scaling meanstd",
+    )
+    model.add_argument(
+        "--softmax",
+        choices=("auto", "always", "never"),
+        default=m.softmax,
+        help="apply softmax to outputs; auto detects logits (default %(default)s)",
+    )
+    model.add_argument(
+        "--device",
+        default=m.device,
+        help="auto, cpu, gpu or a TensorFlow device name (default %(default)s)",
+    )
+    model.add_argument(
+        "--input-size",
+        type=_size,
+        default=None,
+        help="WIDTHxHEIGHT for models without a fixed input size",
+    )
+    model.add_argument(
+        "--null-model",
+        type=int,
+        default=0,
+        metavar="CLASSES",
+        help="benchmarks only: a no-op model with CLASSES outputs",
+    )
 
 
 def serve_config(args: argparse.Namespace) -> ServerConfig:
@@ -112,7 +226,9 @@ def _banner(server: object) -> None:
     assert isinstance(server, StreamServer)
     d = server.classifier.description
     c = server.config
-    labels = ", ".join(d.labels[:8]) + (f", ... ({len(d.labels)} in all)" if len(d.labels) > 8 else "")
+    labels = ", ".join(d.labels[:8]) + (
+        f", ... ({len(d.labels)} in all)" if len(d.labels) > 8 else ""
+    )
     print(
         f"stream-classify {__version__} serving\n"
         f"  model:   {d.model_name} on {d.device}\n"
@@ -137,11 +253,20 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stream-classify", description="Classify live video streams with one batched model.")
+    parser = argparse.ArgumentParser(
+        prog="stream-classify", description="Classify live video streams with one batched model."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="(default %(default)s)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="(default %(default)s)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    serve = commands.add_parser("serve", help="run the classification server", description="Run the classification server.")
+    serve = commands.add_parser(
+        "serve", help="run the classification server", description="Run the classification server."
+    )
     add_serve_arguments(serve)
     serve.set_defaults(run=run_serve)
     for name, (module_name, help_text) in _PLUGINS.items():
@@ -151,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name and module_name.startswith(exc.name):
                 continue  # that part of the product is not installed
             raise
-        sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
+        )
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser

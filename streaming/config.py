@@ -105,7 +105,9 @@ class ServerConfig:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ConfigError(f"invalid server settings: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+            raise ConfigError(
+                f"invalid server settings: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}"
+            )
 
     @property
     def effective_stream_buffer(self) -> int:

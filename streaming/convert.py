@@ -6,7 +6,9 @@ from streaming.api.v1 import stream_classifier_pb2 as pb
 from streaming.values import Delivery, FrameData, FrameResult, ModelDescription, StreamSettings
 
 
-def settings_from_pb(config: pb.StreamConfig, *, default_window: int, default_top_k: int, num_labels: int) -> StreamSettings:
+def settings_from_pb(
+    config: pb.StreamConfig, *, default_window: int, default_top_k: int, num_labels: int
+) -> StreamSettings:
     """Apply server defaults (0 means default) and clamp top-k to the number of labels."""
     delivery = Delivery(config.delivery) if config.delivery in (0, 1) else None
     if delivery is None:
@@ -56,7 +58,9 @@ def result_to_pb(result: FrameResult) -> pb.ClassifyResponse:
     return response
 
 
-def model_info_to_pb(description: ModelDescription, *, default_window: int, max_batch: int) -> pb.ModelInfo:
+def model_info_to_pb(
+    description: ModelDescription, *, default_window: int, max_batch: int
+) -> pb.ModelInfo:
     return pb.ModelInfo(
         labels=list(description.labels),
         input_width=description.input_width,

@@ -23,7 +23,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == "builtins" and name in _SAFE_BUILTINS:
             return super().find_class(module, name)
-        raise LabelsError(f"labels pickle refers to {module}.{name}; only dicts of str to int are allowed")
+        raise LabelsError(
+            f"labels pickle refers to {module}.{name}; only dicts of str to int are allowed"
+        )
 
 
 def load_labels(path: Path) -> tuple[str, ...]:
@@ -89,7 +91,11 @@ def default_labels(count: int) -> tuple[str, ...]:
 def match_labels(labels: tuple[str, ...] | None, num_outputs: int, source: str) -> tuple[str, ...]:
     """Check that the labels fit the model's outputs (or invent names when there are none)."""
     if labels is None:
-        logger.warning("no labels file given: naming the %d outputs class_0..class_%d", num_outputs, num_outputs - 1)
+        logger.warning(
+            "no labels file given: naming the %d outputs class_0..class_%d",
+            num_outputs,
+            num_outputs - 1,
+        )
         return default_labels(num_outputs)
     if len(labels) != num_outputs:
         raise LabelsError(

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +42,9 @@ class Classifier(Protocol):
 class NullClassifier:
     """Returns fixed probabilities without touching TensorFlow: measures the server's own cost."""
 
-    def __init__(self, num_classes: int, input_size: tuple[int, int] = (224, 224), channels: int = 3) -> None:
+    def __init__(
+        self, num_classes: int, input_size: tuple[int, int] = (224, 224), channels: int = 3
+    ) -> None:
         logits = np.linspace(1.0, 0.0, num_classes, dtype=np.float32)
         self._probs = (np.exp(logits) / np.exp(logits).sum()).astype(np.float32)
         self._description = ModelDescription(
@@ -116,8 +118,12 @@ class TensorFlowClassifier:
             height, width, channels = _input_size(input_shape, config.input_size, path)
             self._size = (height, width)
             self._preprocess = _make_preprocess(tf, config, height, width, channels)
-            num_outputs, is_probability = _probe_outputs(tf, forward, self._preprocess, height, width, channels)
-            apply_softmax = config.softmax == "always" or (config.softmax == "auto" and not is_probability)
+            num_outputs, is_probability = _probe_outputs(
+                tf, forward, self._preprocess, height, width, channels
+            )
+            apply_softmax = config.softmax == "always" or (
+                config.softmax == "auto" and not is_probability
+            )
             logger.info(
                 "model outputs %s: %s softmax (--softmax %s)",
                 "probabilities" if is_probability else "logits",
@@ -163,7 +169,9 @@ def _load_model(tf: Any, path: Path) -> tuple[Callable[[Any], Any], tuple[Any, .
     if path.is_dir():
         return _load_saved_model(tf, path)
     if path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
-        raise ModelLoadError(f"unsupported model file {path}: expected .keras, .h5 or a SavedModel directory")
+        raise ModelLoadError(
+            f"unsupported model file {path}: expected .keras, .h5 or a SavedModel directory"
+        )
     import keras
 
     try:
@@ -171,7 +179,9 @@ def _load_model(tf: Any, path: Path) -> tuple[Callable[[Any], Any], tuple[Any, .
     except Exception as exc:  # Keras raises many types for bad files
         raise ModelLoadError(f"cannot load Keras model {path}: {exc}") from exc
     if len(model.inputs) != 1:
-        raise ModelLoadError(f"model {path} has {len(model.inputs)} inputs; an image classifier needs one")
+        raise ModelLoadError(
+            f"model {path} has {len(model.inputs)} inputs; an image classifier needs one"
+        )
     return (lambda x: model(x, training=False)), tuple(model.inputs[0].shape)
 
 
@@ -182,10 +192,14 @@ def _load_saved_model(tf: Any, path: Path) -> tuple[Callable[[Any], Any], tuple[
         raise ModelLoadError(f"cannot load SavedModel {path}: {exc}") from exc
     signature = loaded.signatures.get("serving_default")
     if signature is None:
-        raise ModelLoadError(f"SavedModel {path} has no serving_default signature (has {list(loaded.signatures)})")
+        raise ModelLoadError(
+            f"SavedModel {path} has no serving_default signature (has {list(loaded.signatures)})"
+        )
     _, inputs = signature.structured_input_signature
     if len(inputs) != 1:
-        raise ModelLoadError(f"SavedModel {path} takes {len(inputs)} inputs; an image classifier needs one")
+        raise ModelLoadError(
+            f"SavedModel {path} takes {len(inputs)} inputs; an image classifier needs one"
+        )
     input_name, spec = next(iter(inputs.items()))
     outputs = sorted(signature.structured_outputs)
     if len(outputs) > 1:
@@ -204,14 +218,20 @@ def _input_size(
     shape: tuple[Any, ...], override: tuple[int, int] | None, path: Path
 ) -> tuple[int, int, int]:
     if len(shape) != 4:
-        raise ModelLoadError(f"model {path} takes input of shape {shape}; expected (batch, height, width, channels)")
+        raise ModelLoadError(
+            f"model {path} takes input of shape {shape}; expected (batch, height, width, channels)"
+        )
     height, width, channels = shape[1], shape[2], shape[3]
     if channels not in (1, 3):
-        raise ModelLoadError(f"model {path} takes {channels} channels; only 1 (grey) or 3 (RGB) are supported")
+        raise ModelLoadError(
+            f"model {path} takes {channels} channels; only 1 (grey) or 3 (RGB) are supported"
+        )
     if override is not None:
         width_o, height_o = override
         if (height not in (None, height_o)) or (width not in (None, width_o)):
-            raise ModelLoadError(f"--input-size {width_o}x{height_o} contradicts the model's {width}x{height}")
+            raise ModelLoadError(
+                f"--input-size {width_o}x{height_o} contradicts the model's {width}x{height}"
+            )
         height, width = height_o, width_o
     if height is None or width is None:
         raise ModelLoadError(f"model {path} accepts any image size: pass --input-size WIDTHxHEIGHT")
@@ -242,7 +262,12 @@ def _make_preprocess(tf: Any, config: ModelConfig, height: int, width: int, chan
 
 
 def _make_forward(
-    tf: Any, forward: Callable[[Any], Any], height: int, width: int, channels: int, apply_softmax: bool
+    tf: Any,
+    forward: Callable[[Any], Any],
+    height: int,
+    width: int,
+    channels: int,
+    apply_softmax: bool,
 ) -> Any:
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32)])
     def run(x: Any) -> Any:
@@ -261,11 +286,17 @@ def _probe_outputs(
     try:
         out = np.asarray(forward(preprocess(tf.convert_to_tensor(images))))
     except Exception as exc:
-        raise ModelLoadError(f"model call on a {height}x{width}x{channels} test batch failed: {exc}") from exc
+        raise ModelLoadError(
+            f"model call on a {height}x{width}x{channels} test batch failed: {exc}"
+        ) from exc
     if out.ndim != 2 or out.shape[0] != 4:
-        raise ModelLoadError(f"model output has shape {out.shape[1:]}; a classifier returns one vector per image")
+        raise ModelLoadError(
+            f"model output has shape {out.shape[1:]}; a classifier returns one vector per image"
+        )
     is_probability = bool(
-        np.all(out >= -1e-6) and np.all(out <= 1 + 1e-6) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3)
+        np.all(out >= -1e-6)
+        and np.all(out <= 1 + 1e-6)
+        and np.allclose(out.sum(axis=1), 1.0, atol=1e-3)
     )
     return int(out.shape[1]), is_probability
 
@@ -279,7 +310,9 @@ def load_classifier(config: ModelConfig) -> Classifier:
         from streaming import default_model
 
         if not default_model.MODEL_PATH.exists():
-            raise ModelLoadError(f"the embedded model is missing from the installation ({default_model.MODEL_PATH})")
+            raise ModelLoadError(
+                f"the embedded model is missing from the installation ({default_model.MODEL_PATH})"
+            )
         if labels is None:
             labels = load_labels(default_model.LABELS_PATH)
         config = replace(config, model_path=default_model.MODEL_PATH)

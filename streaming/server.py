@@ -75,7 +75,9 @@ class StreamServer:
         )
         self._stream_service = StreamClassifierService(self.batcher, description, self.config)
         self._legacy_service = LegacyInferenceService(self.batcher, self.config)
-        stream_classifier_pb2_grpc.add_StreamClassifierServicer_to_server(self._stream_service, server)
+        stream_classifier_pb2_grpc.add_StreamClassifierServicer_to_server(
+            self._stream_service, server
+        )
         sc_service_pb2_grpc.add_sc_serviceServicer_to_server(self._legacy_service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -105,7 +107,9 @@ class StreamServer:
         try:
             await asyncio.wait_for(self.batcher.wait_idle(), timeout=grace)
         except TimeoutError:
-            logger.warning("grace period over with %d frames unanswered", self.batcher.pending_count)
+            logger.warning(
+                "grace period over with %d frames unanswered", self.batcher.pending_count
+            )
         # Streams end by themselves once their last answer is sent; stop() cancels stragglers.
         await self._server.stop(grace=min(grace, 1.0) if grace else None)
         self._legacy_service.close()
@@ -118,7 +122,9 @@ class StreamServer:
         await self._stopped.wait()
 
 
-async def serve(config: ServerConfig, classifier: Classifier | None = None, on_started: Any = None) -> None:
+async def serve(
+    config: ServerConfig, classifier: Classifier | None = None, on_started: Any = None
+) -> None:
     """Run until SIGINT or SIGTERM, then drain and return."""
     server = StreamServer(config, classifier)
     await server.start()
@@ -147,7 +153,9 @@ class BackgroundServer:
     def __init__(self, config: ServerConfig, classifier: Classifier | None = None) -> None:
         self.server = StreamServer(config, classifier)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sc-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="sc-server", daemon=True
+        )
 
     @property
     def config(self) -> ServerConfig:

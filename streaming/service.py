@@ -18,12 +18,21 @@ from streaming.batcher import Batcher, ServerDraining, Stream, TooManyStreams
 from streaming.config import ServerConfig
 from streaming.convert import frame_from_pb, model_info_to_pb, result_to_pb, settings_from_pb
 from streaming.errors import FrameError
-from streaming.values import Delivery, Encoding, FrameData, ModelDescription, StatusCode, StreamSettings
+from streaming.values import (
+    Delivery,
+    Encoding,
+    FrameData,
+    ModelDescription,
+    StatusCode,
+    StreamSettings,
+)
 
 logger = logging.getLogger(__name__)
 
 
-async def _open(batcher: Batcher, settings: StreamSettings, context: grpc.aio.ServicerContext) -> Stream:
+async def _open(
+    batcher: Batcher, settings: StreamSettings, context: grpc.aio.ServicerContext
+) -> Stream:
     try:
         return batcher.open_stream(settings)
     except ServerDraining as exc:
@@ -36,14 +45,20 @@ async def _open(batcher: Batcher, settings: StreamSettings, context: grpc.aio.Se
 class StreamClassifierService(pb_grpc.StreamClassifierServicer):
     """``streamclassify.v1.StreamClassifier``: one bidi stream per video source."""
 
-    def __init__(self, batcher: Batcher, description: ModelDescription, config: ServerConfig) -> None:
+    def __init__(
+        self, batcher: Batcher, description: ModelDescription, config: ServerConfig
+    ) -> None:
         self._batcher = batcher
         self._config = config
         self._num_labels = len(description.labels)
-        self._info = model_info_to_pb(description, default_window=config.window, max_batch=config.max_batch)
+        self._info = model_info_to_pb(
+            description, default_window=config.window, max_batch=config.max_batch
+        )
         self._readers: dict[Stream, asyncio.Task[str | None]] = {}
 
-    async def GetModelInfo(self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInfo:
         return self._info
 
     async def Classify(
@@ -56,20 +71,30 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         if first.WhichOneof("kind") != "config":
             got = "a Frame" if first.HasField("frame") else "an empty request"
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"the first message of a Classify stream must be a StreamConfig, got {got}"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the first message of a Classify stream must be a StreamConfig, got {got}",
             )
         try:
             settings = settings_from_pb(
-                first.config, default_window=self._config.window, default_top_k=self._config.top_k, num_labels=self._num_labels
+                first.config,
+                default_window=self._config.window,
+                default_top_k=self._config.top_k,
+                num_labels=self._num_labels,
             )
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad StreamConfig: {exc}")
         stream = await _open(self._batcher, settings, context)
         logger.info(
             "stream %d opened: client=%r source=%r window=%d delivery=%s",
-            stream.id, settings.client_id, settings.source, settings.window, settings.delivery.name,
+            stream.id,
+            settings.client_id,
+            settings.source,
+            settings.window,
+            settings.delivery.name,
         )
-        reader = asyncio.create_task(self._read(request_iterator, stream), name=f"sc-reader-{stream.id}")
+        reader = asyncio.create_task(
+            self._read(request_iterator, stream), name=f"sc-reader-{stream.id}"
+        )
         self._readers[stream] = reader
         answered = 0
         try:
@@ -83,9 +108,13 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             reader.cancel()
             self._readers.pop(stream, None)
             self._batcher.close_stream(stream)
-            logger.info("stream %d closed: %d answered, %d dropped", stream.id, answered, stream.dropped)
+            logger.info(
+                "stream %d closed: %d answered, %d dropped", stream.id, answered, stream.dropped
+            )
 
-    async def _read(self, requests: AsyncIterator[pb.ClassifyRequest], stream: Stream) -> str | None:
+    async def _read(
+        self, requests: AsyncIterator[pb.ClassifyRequest], stream: Stream
+    ) -> str | None:
         """Feed frames to the batcher; returns a protocol violation message, if any."""
         try:
             async for request in requests:
@@ -154,14 +183,19 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
             windows = client.windows[: len(images)]
             for stream, image in zip(windows, images, strict=True):
                 height, width, channels = image.shape
-                frame = FrameData(client.seq, Encoding.RAW_RGB, width, height, channels, image.reshape(-1).data)
+                frame = FrameData(
+                    client.seq, Encoding.RAW_RGB, width, height, channels, image.reshape(-1).data
+                )
                 await self._batcher.submit(stream, frame)
             results = [await stream.next_result() for stream in windows]
         labels: list[str] = []
         scores: list[float] = []
         for position, result in enumerate(results):
             if result is None:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "the server stopped before answering")
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, "the server stopped before answering"
+                )
+                return sc_service_pb2.server_output()  # not reached: abort raises
             if result.error is not None:
                 code = (
                     grpc.StatusCode.INVALID_ARGUMENT
@@ -174,14 +208,18 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
         # The old client decodes labels as '<U1' characters and scores with the sent dtype.
         probabilities = np.asarray(scores, dtype=np.float32).reshape(-1, 1)
         return sc_service_pb2.server_output(
-            stream_classification=np.asarray(labels, dtype=f"<U{max(1, *map(len, labels))}").tobytes(),
+            stream_classification=np.asarray(
+                labels, dtype=f"<U{max(1, *map(len, labels))}"
+            ).tobytes(),
             probabilities=probabilities.tobytes(),
             data_type="float32",
         )
 
     def _forget_idle(self) -> None:
         cutoff = time.monotonic() - self._config.legacy_idle_s
-        for client_id in [k for k, c in self._clients.items() if c.last_used < cutoff and not c.lock.locked()]:
+        for client_id in [
+            k for k, c in self._clients.items() if c.last_used < cutoff and not c.lock.locked()
+        ]:
             for stream in self._clients.pop(client_id).windows:
                 self._batcher.close_stream(stream)
 
@@ -201,7 +239,9 @@ def legacy_images(request: sc_service_pb2.server_input, max_side: int) -> list[n
     if min(dims) <= 0:
         raise FrameError(f"batch, width, height and channel must be > 0, got {dims}")
     if max(request.width, request.height) > max_side:
-        raise FrameError(f"images of {request.width}x{request.height} exceed the largest side of {max_side} pixels")
+        raise FrameError(
+            f"images of {request.width}x{request.height} exceed the largest side of {max_side} pixels"
+        )
     if request.channel not in (1, 3, 4):
         raise FrameError(f"unsupported channel count {request.channel} (1, 3 or 4)")
     try:
@@ -212,7 +252,9 @@ def legacy_images(request: sc_service_pb2.server_input, max_side: int) -> list[n
         raise FrameError(f"data_type {request.data_type!r} is not numeric")
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(request.imgs) != expected:
-        raise FrameError(f"imgs is {len(request.imgs)} bytes but {dims} of {dtype.name} needs {expected}")
+        raise FrameError(
+            f"imgs is {len(request.imgs)} bytes but {dims} of {dtype.name} needs {expected}"
+        )
     array = np.frombuffer(request.imgs, dtype=dtype).reshape(dims)
     if dtype != np.uint8:
         array = np.clip(array, 0, 255).astype(np.uint8)

@@ -36,7 +36,9 @@ def build_tiny_model(path: Path, *, logits: bool = False, channels: int = 3) -> 
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    concat = keras.layers.Concatenate()([x, keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inputs))])
+    concat = keras.layers.Concatenate()(
+        [x, keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inputs))]
+    )
     outputs = keras.layers.Dense(len(TINY_LABELS), activation=None if logits else "softmax")(concat)
     model = keras.Model(inputs, outputs)
     # Make the dense layer read the mean colour strongly, so a red frame says "red".
@@ -65,7 +67,9 @@ def tiny_classifier(tiny_model: TinyModel) -> Any:
     from streaming.config import ModelConfig
     from streaming.model import load_classifier
 
-    return load_classifier(ModelConfig(model_path=tiny_model.model_path, labels_path=tiny_model.labels_path))
+    return load_classifier(
+        ModelConfig(model_path=tiny_model.model_path, labels_path=tiny_model.labels_path)
+    )
 
 
 @pytest.fixture
@@ -117,12 +121,16 @@ def raw_frame_pb(seq: int, image: np.ndarray, **fields: Any) -> Any:
 
     height, width = image.shape[:2]
     channels = 1 if image.ndim == 2 else image.shape[2]
-    values: dict[str, Any] = dict(seq=seq, width=width, height=height, channels=channels, data=image.tobytes())
+    values: dict[str, Any] = dict(
+        seq=seq, width=width, height=height, channels=channels, data=image.tobytes()
+    )
     values.update(fields)
     return pb.Frame(**values)
 
 
-def classify_stream(address: str, frames: list[Any], timeout: float = 30.0, **config: Any) -> list[Any]:
+def classify_stream(
+    address: str, frames: list[Any], timeout: float = 30.0, **config: Any
+) -> list[Any]:
     """Open one Classify stream, send a StreamConfig then the Frame messages, return every response."""
     import grpc
 

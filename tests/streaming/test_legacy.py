@@ -13,7 +13,9 @@ from streaming.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 pytestmark = pytest.mark.timeout(60)
 
 
-def old_client_call(address: str, images: list[np.ndarray], client_id: str) -> tuple[list[str], np.ndarray]:
+def old_client_call(
+    address: str, images: list[np.ndarray], client_id: str
+) -> tuple[list[str], np.ndarray]:
     """What the old ``sc_client`` did: stack RGB images, send the shape, decode the numpy bytes."""
     batch = np.stack(images)
     request = sc_service_pb2.server_input(
@@ -29,7 +31,9 @@ def old_client_call(address: str, images: list[np.ndarray], client_id: str) -> t
         output = sc_service_pb2_grpc.sc_serviceStub(channel).inference(request, timeout=20)
     rows = np.frombuffer(output.stream_classification, dtype="<U1").reshape(batch.shape[0], -1)
     labels = ["".join(row) for row in rows]
-    probabilities = np.frombuffer(output.probabilities, dtype=output.data_type).reshape(batch.shape[0], -1)
+    probabilities = np.frombuffer(output.probabilities, dtype=output.data_type).reshape(
+        batch.shape[0], -1
+    )
     return labels, probabilities
 
 
@@ -39,19 +43,38 @@ def colour(rgb: tuple[int, int, int], height: int = 24, width: int = 32) -> np.n
     return image
 
 
-def test_old_client_gets_labels_and_window_averaged_scores(server: Any, run_stream: Any, frame_pb: Any) -> None:
+def test_old_client_gets_labels_and_window_averaged_scores(
+    server: Any, run_stream: Any, frame_pb: Any
+) -> None:
     # given: per-frame probabilities of two positions' image sequences, from the streaming API
-    position0 = [colour((220, 10, 10)), colour((10, 220, 10)), colour((10, 220, 10)), colour((10, 10, 220))]
+    position0 = [
+        colour((220, 10, 10)),
+        colour((10, 220, 10)),
+        colour((10, 220, 10)),
+        colour((10, 10, 220)),
+    ]
     position1 = [colour((10, 10, 220))] * 4
     reference = [
-        np.array([r.probabilities for r in run_stream(server.address, [frame_pb(i, f) for i, f in enumerate(seq)], window=1, delivery=1)])
+        np.array(
+            [
+                r.probabilities
+                for r in run_stream(
+                    server.address,
+                    [frame_pb(i, f) for i, f in enumerate(seq)],
+                    window=1,
+                    delivery=1,
+                )
+            ]
+        )
         for seq in (position0, position1)
     ]
     labels = server.server.classifier.description.labels
 
     # when: the old client sends them as four batches of two images
     for call in range(4):
-        got_labels, got_scores = old_client_call(server.address, [position0[call], position1[call]], "old-client")
+        got_labels, got_scores = old_client_call(
+            server.address, [position0[call], position1[call]], "old-client"
+        )
 
         # then: each position is its own window of the server default (5)
         assert got_scores.shape == (2, 1) and got_scores.dtype == np.float32
@@ -78,7 +101,11 @@ def test_old_client_images_of_other_sizes_are_resized(server: Any) -> None:
 BAD_REQUESTS = [
     pytest.param(dict(batch=0), "must be > 0", id="zero-batch"),
     pytest.param(dict(imgs=b"\x00" * 5), "imgs is 5 bytes", id="short-data"),
-    pytest.param(dict(channel=2, imgs=b"\x00" * (24 * 32 * 2)), "unsupported channel count 2", id="two-channels"),
+    pytest.param(
+        dict(channel=2, imgs=b"\x00" * (24 * 32 * 2)),
+        "unsupported channel count 2",
+        id="two-channels",
+    ),
     pytest.param(dict(data_type="complex-ish"), "unknown data_type", id="bad-dtype"),
     pytest.param(dict(data_type="U1"), "not numeric", id="text-dtype"),
 ]
@@ -89,11 +116,19 @@ def test_bad_old_requests_get_invalid_argument_and_the_server_goes_on(
     server: Any, fields: dict[str, Any], message: str
 ) -> None:
     values: dict[str, Any] = dict(
-        imgs=colour((1, 2, 3)).tobytes(), batch=1, width=24, height=32, channel=3, data_type="uint8", client_id="bad"
+        imgs=colour((1, 2, 3)).tobytes(),
+        batch=1,
+        width=24,
+        height=32,
+        channel=3,
+        data_type="uint8",
+        client_id="bad",
     )
     values.update(fields)
     with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as caught:
-        sc_service_pb2_grpc.sc_serviceStub(channel).inference(sc_service_pb2.server_input(**values), timeout=10)
+        sc_service_pb2_grpc.sc_serviceStub(channel).inference(
+            sc_service_pb2.server_input(**values), timeout=10
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in caught.value.details()
     labels, _ = old_client_call(server.address, [colour((220, 10, 10))], "after-bad")

@@ -27,12 +27,18 @@ def reference_probabilities(model_path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def images(count: int, height: int = 24, width: int = 32, channels: int = 3) -> np.ndarray:
-    return np.random.default_rng(count).integers(0, 256, size=(count, height, width, channels), dtype=np.uint8)
+    return np.random.default_rng(count).integers(
+        0, 256, size=(count, height, width, channels), dtype=np.uint8
+    )
 
 
 def test_keras_model_matches_keras_itself(tiny_model: Any, tiny_classifier: Any) -> None:
     batch = images(5)
-    np.testing.assert_allclose(tiny_classifier.predict([batch]), reference_probabilities(tiny_model.model_path, batch), atol=1e-5)
+    np.testing.assert_allclose(
+        tiny_classifier.predict([batch]),
+        reference_probabilities(tiny_model.model_path, batch),
+        atol=1e-5,
+    )
 
 
 def test_groups_of_different_sizes_are_resized_and_kept_in_order(tiny_classifier: Any) -> None:
@@ -59,13 +65,20 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("variants")
     keras.utils.set_random_seed(3)
 
-    def model(channels: int = 3, activation: str | None = "softmax", size: tuple[int, int] = (24, 32)) -> Any:
+    def model(
+        channels: int = 3, activation: str | None = "softmax", size: tuple[int, int] = (24, 32)
+    ) -> Any:
         inputs = keras.Input((*size, channels))
         x = keras.layers.Rescaling(1 / 255.0)(inputs)
         x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(x))
         return keras.Model(inputs, keras.layers.Dense(3, activation=activation)(x))
 
-    paths = {"keras": folder / "m.keras", "h5": folder / "m.h5", "logits": folder / "logits.keras", "grey": folder / "grey.keras"}
+    paths = {
+        "keras": folder / "m.keras",
+        "h5": folder / "m.h5",
+        "logits": folder / "logits.keras",
+        "grey": folder / "grey.keras",
+    }
     model().save(paths["keras"])
     model().save(paths["h5"])
     model(activation=None).save(paths["logits"])
@@ -75,7 +88,10 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tf.saved_model.save(
         saved,
         str(paths["savedmodel"]),
-        signatures=tf.function(lambda x: {"probs": saved(x)}, input_signature=[tf.TensorSpec([None, 24, 32, 3], tf.float32)]),
+        signatures=tf.function(
+            lambda x: {"probs": saved(x)},
+            input_signature=[tf.TensorSpec([None, 24, 32, 3], tf.float32)],
+        ),
     )
     any_size = model(size=(None, None))  # type: ignore[arg-type]
     paths["any-size"] = folder / "any.keras"
@@ -84,7 +100,9 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5", "savedmodel", "logits", "grey"])
-def test_every_model_format_loads_and_returns_probabilities(variants: dict[str, Path], fmt: str) -> None:
+def test_every_model_format_loads_and_returns_probabilities(
+    variants: dict[str, Path], fmt: str
+) -> None:
     classifier = TensorFlowClassifier(ModelConfig(model_path=variants[fmt]))
     d = classifier.description
     channels = 1 if fmt == "grey" else 3
@@ -96,7 +114,9 @@ def test_every_model_format_loads_and_returns_probabilities(variants: dict[str, 
 
 
 def test_logits_are_left_alone_when_asked(variants: dict[str, Path]) -> None:
-    out = TensorFlowClassifier(ModelConfig(model_path=variants["logits"], softmax="never")).predict([images(4)])
+    out = TensorFlowClassifier(ModelConfig(model_path=variants["logits"], softmax="never")).predict(
+        [images(4)]
+    )
     assert not np.allclose(out.sum(axis=1), 1.0, atol=1e-3)
 
 
@@ -108,21 +128,49 @@ SCALINGS = [
 
 
 @pytest.mark.parametrize(("scaling", "transform"), SCALINGS)
-def test_scaling_modes_feed_the_model_what_they_say(variants: dict[str, Path], scaling: str, transform: Any) -> None:
+def test_scaling_modes_feed_the_model_what_they_say(
+    variants: dict[str, Path], scaling: str, transform: Any
+) -> None:
     import keras
 
-    config = ModelConfig(model_path=variants["logits"], scaling=scaling, mean=(0.5,) * 3, std=(0.25,) * 3, softmax="never")  # type: ignore[arg-type]
+    config = ModelConfig(
+        model_path=variants["logits"],
+        scaling=scaling,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        softmax="never",
+    )  # type: ignore[arg-type]
     batch = images(3)
-    expected = np.asarray(keras.models.load_model(variants["logits"], compile=False)(transform(batch.astype(np.float32))))
+    expected = np.asarray(
+        keras.models.load_model(variants["logits"], compile=False)(
+            transform(batch.astype(np.float32))
+        )
+    )
     np.testing.assert_allclose(TensorFlowClassifier(config).predict([batch]), expected, atol=1e-4)
 
 
 MODEL_ERRORS = [
-    pytest.param(lambda v, t: ModelConfig(model_path=t / "missing.keras"), "model not found", id="missing"),
-    pytest.param(lambda v, t: ModelConfig(model_path=t / "model.onnx"), "unsupported model file", id="wrong-suffix"),
-    pytest.param(lambda v, t: ModelConfig(model_path=t / "broken.keras"), "cannot load Keras model", id="corrupt"),
-    pytest.param(lambda v, t: ModelConfig(model_path=v["any-size"]), "pass --input-size", id="any-size"),
-    pytest.param(lambda v, t: ModelConfig(model_path=v["keras"], input_size=(64, 64)), "contradicts", id="size-conflict"),
+    pytest.param(
+        lambda v, t: ModelConfig(model_path=t / "missing.keras"), "model not found", id="missing"
+    ),
+    pytest.param(
+        lambda v, t: ModelConfig(model_path=t / "model.onnx"),
+        "unsupported model file",
+        id="wrong-suffix",
+    ),
+    pytest.param(
+        lambda v, t: ModelConfig(model_path=t / "broken.keras"),
+        "cannot load Keras model",
+        id="corrupt",
+    ),
+    pytest.param(
+        lambda v, t: ModelConfig(model_path=v["any-size"]), "pass --input-size", id="any-size"
+    ),
+    pytest.param(
+        lambda v, t: ModelConfig(model_path=v["keras"], input_size=(64, 64)),
+        "contradicts",
+        id="size-conflict",
+    ),
 ]
 
 
@@ -137,7 +185,9 @@ def test_unusable_models_fail_with_a_clear_message(
 
 
 def test_any_size_model_takes_the_given_input_size(variants: dict[str, Path]) -> None:
-    classifier = TensorFlowClassifier(ModelConfig(model_path=variants["any-size"], input_size=(40, 30)))
+    classifier = TensorFlowClassifier(
+        ModelConfig(model_path=variants["any-size"], input_size=(40, 30))
+    )
     assert (classifier.description.input_width, classifier.description.input_height) == (40, 30)
 
 
@@ -155,11 +205,17 @@ class Exploit:
 
 
 LABEL_FILES = [
-    pytest.param("l.pkl", pickle.dumps({"b": 1, "a": 0, "c": 2}), ("a", "b", "c"), id="old-pickle-dict"),
+    pytest.param(
+        "l.pkl", pickle.dumps({"b": 1, "a": 0, "c": 2}), ("a", "b", "c"), id="old-pickle-dict"
+    ),
     pytest.param("l.txt", b"a\nb\n\nc\n", ("a", "b", "c"), id="txt"),
     pytest.param("l.json", json.dumps(["a", "b", "c"]).encode(), ("a", "b", "c"), id="json-list"),
-    pytest.param("l.json", json.dumps({"c": 2, "a": 0, "b": 1}).encode(), ("a", "b", "c"), id="json-dict"),
-    pytest.param("l.pkl", pickle.dumps(Exploit()), "only dicts of str to int", id="malicious-pickle"),
+    pytest.param(
+        "l.json", json.dumps({"c": 2, "a": 0, "b": 1}).encode(), ("a", "b", "c"), id="json-dict"
+    ),
+    pytest.param(
+        "l.pkl", pickle.dumps(Exploit()), "only dicts of str to int", id="malicious-pickle"
+    ),
     pytest.param("l.pkl", pickle.dumps({"a": 0, "b": 2}), "without gaps", id="gap"),
     pytest.param("l.pkl", pickle.dumps({"a": "0"}), "integer indices", id="str-index"),
     pytest.param("l.pkl", b"garbage", "not a pickled label dict", id="garbage"),

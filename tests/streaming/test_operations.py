@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,10 @@ def test_health_reports_serving_then_not_serving(server_factory: Any, service: s
     server = server_factory()
     with grpc.insecure_channel(server.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
         with pytest.raises(grpc.RpcError) as caught:
             stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
@@ -41,7 +43,11 @@ def test_health_reports_serving_then_not_serving(server_factory: Any, service: s
 def test_reflection_lists_every_service(server: Any) -> None:
     with grpc.insecure_channel(server.address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        [answer] = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+        [answer] = list(
+            stub.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
+        )
     names = {service.name for service in answer.list_services_response.service}
     assert {"streamclassify.v1.StreamClassifier", "sc_service", "grpc.health.v1.Health"} <= names
 
@@ -60,11 +66,31 @@ def serve_process(tiny_model: Any) -> Iterator[Any]:
     def start(*extra: str) -> tuple[subprocess.Popen[str], str]:
         port = free_port()
         command = [
-            sys.executable, "-m", "streaming", "serve",
-            "-la", str(tiny_model.model_path), "-ohe", str(tiny_model.labels_path),
-            "-ip", f"127.0.0.1:{port}", "-scw", "3", "-msg", "50000000", "-wrk", "4", *extra,
+            sys.executable,
+            "-m",
+            "streaming",
+            "serve",
+            "-la",
+            str(tiny_model.model_path),
+            "-ohe",
+            str(tiny_model.labels_path),
+            "-ip",
+            f"127.0.0.1:{port}",
+            "-scw",
+            "3",
+            "-msg",
+            "50000000",
+            "-wrk",
+            "4",
+            *extra,
         ]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         processes.append(process)
         address = f"127.0.0.1:{port}"
         with grpc.insecure_channel(address) as channel:
@@ -81,12 +107,20 @@ def serve_process(tiny_model: Any) -> Iterator[Any]:
 def test_serve_command_takes_the_old_flags_and_prints_a_banner(serve_process: Any) -> None:
     process, address = serve_process()
     with grpc.insecure_channel(address) as channel:
-        info = pb_grpc.StreamClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
+        info = pb_grpc.StreamClassifierStub(channel).GetModelInfo(
+            pb.GetModelInfoRequest(), timeout=10
+        )
     assert list(info.labels) == ["red", "green", "blue"] and info.default_window == 3
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
-    for text in ("model:   tiny on /CPU:0", "labels:  red, green, blue", "input:   32x24x3", "window 3", f"port {address.rsplit(':', 1)[1]}"):
+    for text in (
+        "model:   tiny on /CPU:0",
+        "labels:  red, green, blue",
+        "input:   32x24x3",
+        "window 3",
+        f"port {address.rsplit(':', 1)[1]}",
+    ):
         assert text in out
 
 
@@ -102,7 +136,9 @@ def test_sigterm_answers_received_frames_then_exits_zero(serve_process: Any) -> 
         yield pb.ClassifyRequest(config=pb.StreamConfig(delivery=pb.DELIVERY_MODE_LOSSLESS))
         for seq in range(40):
             sent += 1
-            yield pb.ClassifyRequest(frame=pb.Frame(seq=seq, width=32, height=24, channels=3, data=frame.tobytes()))
+            yield pb.ClassifyRequest(
+                frame=pb.Frame(seq=seq, width=32, height=24, channels=3, data=frame.tobytes())
+            )
         done.wait(30)  # keep the stream open: the server, not the client, ends it
 
     with grpc.insecure_channel(address) as channel:
@@ -124,8 +160,19 @@ def test_sigterm_answers_received_frames_then_exits_zero(serve_process: Any) -> 
 def test_serve_fails_clearly_when_the_port_is_taken(serve_process: Any, tiny_model: Any) -> None:
     _, address = serve_process()
     result = subprocess.run(
-        [sys.executable, "-m", "streaming", "serve", "-la", str(tiny_model.model_path), "-ip", address],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "streaming",
+            "serve",
+            "-la",
+            str(tiny_model.model_path),
+            "-ip",
+            address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert f"cannot listen on {address}" in result.stderr
@@ -135,8 +182,21 @@ def test_serve_rejects_labels_that_do_not_fit_the_model(tiny_model: Any, tmp_pat
     labels = tmp_path / "labels.txt"
     labels.write_text("one\ntwo\n")
     result = subprocess.run(
-        [sys.executable, "-m", "streaming", "serve", "-la", str(tiny_model.model_path), "-ohe", str(labels), "-ip", "127.0.0.1:0"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "streaming",
+            "serve",
+            "-la",
+            str(tiny_model.model_path),
+            "-ohe",
+            str(labels),
+            "-ip",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "has 2 labels but the model has 3 outputs" in result.stderr

@@ -15,13 +15,24 @@ PROTOS = sorted((ROOT / "proto").rglob("*.proto"))
 @pytest.mark.parametrize("proto", PROTOS, ids=lambda p: p.name)
 def test_generated_stubs_are_up_to_date(proto: Path, tmp_path: Path) -> None:
     # In a subprocess: protoc in-process shares (and can corrupt) the loaded descriptor pool.
-    args = [sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}", f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}", str(proto)]
+    args = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{ROOT / 'proto'}",
+        f"--python_out={tmp_path}",
+        f"--pyi_out={tmp_path}",
+        f"--grpc_python_out={tmp_path}",
+        str(proto),
+    ]
     subprocess.run(args, check=True, timeout=60)
     relative = proto.relative_to(ROOT / "proto").with_suffix("")
     for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
         generated = tmp_path / f"{relative}{suffix}"
         committed = ROOT / f"{relative}{suffix}"
-        assert committed.read_text() == generated.read_text(), f"{committed} is stale: run `make proto`"
+        assert committed.read_text() == generated.read_text(), (
+            f"{committed} is stale: run `make proto`"
+        )
 
 
 def test_the_wire_contract_keeps_its_names_and_numbers() -> None:
@@ -29,8 +40,22 @@ def test_the_wire_contract_keeps_its_names_and_numbers() -> None:
 
     fields = {f.name: f.number for f in pb.ClassifyResponse.DESCRIPTOR.fields}
     assert fields == {
-        "seq": 1, "label": 2, "score": 3, "probabilities": 4, "frame_label": 5, "frame_score": 6, "top_k": 7,
-        "window_frames": 8, "dropped_frames": 9, "batch_size": 10, "queue_us": 11, "inference_us": 12,
-        "capture_time_us": 13, "error": 14,
+        "seq": 1,
+        "label": 2,
+        "score": 3,
+        "probabilities": 4,
+        "frame_label": 5,
+        "frame_score": 6,
+        "top_k": 7,
+        "window_frames": 8,
+        "dropped_frames": 9,
+        "batch_size": 10,
+        "queue_us": 11,
+        "inference_us": 12,
+        "capture_time_us": 13,
+        "error": 14,
     }
-    assert pb.DESCRIPTOR.services_by_name["StreamClassifier"].full_name == "streamclassify.v1.StreamClassifier"
+    assert (
+        pb.DESCRIPTOR.services_by_name["StreamClassifier"].full_name
+        == "streamclassify.v1.StreamClassifier"
+    )

@@ -63,7 +63,9 @@ class FailingClassifier(SlowClassifier):
 
 def test_model_info_describes_the_model(server: Any, tiny_model: Any) -> None:
     with grpc.insecure_channel(server.address) as channel:
-        info = pb_grpc.StreamClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
+        info = pb_grpc.StreamClassifierStub(channel).GetModelInfo(
+            pb.GetModelInfoRequest(), timeout=10
+        )
     assert tuple(info.labels) == tiny_model.labels
     assert (info.input_width, info.input_height, info.input_channels) == (32, 24, 3)
     assert info.default_window == 5 and info.max_batch == 32
@@ -91,7 +93,9 @@ def test_window_means_match_numpy_reference(server: Any, run_stream: Any, frame_
         assert [t.label for t in response.top_k] == list(labels[np.argsort(-expected)[:2]])
 
 
-def test_concurrent_streams_share_batches_and_stay_isolated(server_factory: Any, run_stream: Any, frame_pb: Any) -> None:
+def test_concurrent_streams_share_batches_and_stay_isolated(
+    server_factory: Any, run_stream: Any, frame_pb: Any
+) -> None:
     # given: a server that waits long enough to gather frames of many streams
     server = server_factory(max_delay_ms=50.0, window=3)
     colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
@@ -100,7 +104,10 @@ def test_concurrent_streams_share_batches_and_stay_isolated(server_factory: Any,
     def one_stream(index: int) -> list[Any]:
         frame = np.zeros((24, 32, 3), np.uint8)
         frame[:] = colours[index % 3]
-        messages = [frame_pb(seq, frame, capture_time_us=1000 * seq + index) for seq in range(frames_per_stream)]
+        messages = [
+            frame_pb(seq, frame, capture_time_us=1000 * seq + index)
+            for seq in range(frames_per_stream)
+        ]
         return run_stream(server.address, messages, delivery=LOSSLESS, client_id=f"cam{index}")
 
     # when: ten streams send at once
@@ -111,7 +118,9 @@ def test_concurrent_streams_share_batches_and_stay_isolated(server_factory: Any,
     batch_sizes = []
     for index, responses in enumerate(results):
         assert [r.seq for r in responses] == list(range(frames_per_stream))
-        assert [r.capture_time_us for r in responses] == [1000 * s + index for s in range(frames_per_stream)]
+        assert [r.capture_time_us for r in responses] == [
+            1000 * s + index for s in range(frames_per_stream)
+        ]
         assert {r.label for r in responses} == {("red", "green", "blue")[index % 3]}
         assert all(not r.HasField("error") for r in responses)
         batch_sizes += [r.batch_size for r in responses]
@@ -119,10 +128,14 @@ def test_concurrent_streams_share_batches_and_stay_isolated(server_factory: Any,
     assert server.server.batcher.stats.mean_batch_size > 1
 
 
-def test_lossless_answers_every_frame_of_a_long_stream(server_factory: Any, run_stream: Any, frame_pb: Any) -> None:
+def test_lossless_answers_every_frame_of_a_long_stream(
+    server_factory: Any, run_stream: Any, frame_pb: Any
+) -> None:
     server = server_factory(stream_buffer=8, max_batch=4)
     frames = colour_sequence(300, seed=3)
-    responses = run_stream(server.address, [frame_pb(i, f) for i, f in enumerate(frames)], delivery=LOSSLESS)
+    responses = run_stream(
+        server.address, [frame_pb(i, f) for i, f in enumerate(frames)], delivery=LOSSLESS
+    )
     assert [r.seq for r in responses] == list(range(300))
     assert all(r.dropped_frames == 0 for r in responses)
 
@@ -165,14 +178,22 @@ def test_round_robin_keeps_a_flooding_stream_from_starving_others(
     server_factory: Any, tiny_classifier: Any, frame_pb: Any, run_stream: Any
 ) -> None:
     # given: a slow model and one stream that floods its buffer
-    server = server_factory(classifier=SlowClassifier(tiny_classifier, 0.05), max_batch=4, stream_buffer=64)
+    server = server_factory(
+        classifier=SlowClassifier(tiny_classifier, 0.05), max_batch=4, stream_buffer=64
+    )
     flood = [frame_pb(i, f) for i, f in enumerate(colour_sequence(200, seed=1))]
-    flooding = threading.Thread(target=run_stream, args=(server.address, flood), kwargs={"delivery": LOSSLESS})
+    flooding = threading.Thread(
+        target=run_stream, args=(server.address, flood), kwargs={"delivery": LOSSLESS}
+    )
     flooding.start()
     time.sleep(0.3)
     # when: a second stream sends a few frames
     started = time.monotonic()
-    responses = run_stream(server.address, [frame_pb(i, f) for i, f in enumerate(colour_sequence(4))], delivery=LOSSLESS)
+    responses = run_stream(
+        server.address,
+        [frame_pb(i, f) for i, f in enumerate(colour_sequence(4))],
+        delivery=LOSSLESS,
+    )
     elapsed = time.monotonic() - started
     flooding.join(timeout=30)
     # then: it is served within a few batches, not after the 200-frame backlog (50 batches)
@@ -181,12 +202,24 @@ def test_round_robin_keeps_a_flooding_stream_from_starving_others(
 
 
 BAD_FRAMES = [
-    pytest.param(dict(data=b"\x00" * 10), "data is 10 bytes but 24x32x3 needs 2304", id="short-data"),
+    pytest.param(
+        dict(data=b"\x00" * 10), "data is 10 bytes but 24x32x3 needs 2304", id="short-data"
+    ),
     pytest.param(dict(width=0), "width and height must be > 0", id="zero-width"),
     pytest.param(dict(width=100000, height=100000), "exceeds the largest side", id="absurd-size"),
-    pytest.param(dict(channels=4, data=b"\x00" * 24 * 32 * 4), "unsupported channel count 4", id="four-channels"),
-    pytest.param(dict(encoding=pb.ENCODING_JPEG, data=b"not a jpeg"), "cannot decode JPEG", id="bad-jpeg"),
-    pytest.param(dict(encoding=pb.ENCODING_PNG, data=b"\x89PNG\r\n\x1a\n broken"), "cannot decode PNG", id="bad-png"),
+    pytest.param(
+        dict(channels=4, data=b"\x00" * 24 * 32 * 4),
+        "unsupported channel count 4",
+        id="four-channels",
+    ),
+    pytest.param(
+        dict(encoding=pb.ENCODING_JPEG, data=b"not a jpeg"), "cannot decode JPEG", id="bad-jpeg"
+    ),
+    pytest.param(
+        dict(encoding=pb.ENCODING_PNG, data=b"\x89PNG\r\n\x1a\n broken"),
+        "cannot decode PNG",
+        id="bad-png",
+    ),
     pytest.param(dict(encoding=pb.ENCODING_JPEG, data=b""), "empty JPEG data", id="empty-jpeg"),
     pytest.param(dict(encoding=9), "unsupported encoding 9", id="unknown-encoding"),
 ]
@@ -228,8 +261,14 @@ def test_every_encoding_gives_the_answer_of_the_same_raw_rgb_frame(
         "raw-rgb": (frame_pb(0, rgb), rgb),
         "raw-bgr": (frame_pb(0, bgr, encoding=pb.ENCODING_RAW_BGR), rgb),
         "grey": (frame_pb(0, grey), np.dstack([grey] * 3)),
-        "jpeg": (pb.Frame(seq=0, encoding=pb.ENCODING_JPEG, data=cv2.imencode(".jpg", bgr)[1].tobytes()), rgb),
-        "png": (pb.Frame(seq=0, encoding=pb.ENCODING_PNG, data=cv2.imencode(".png", bgr)[1].tobytes()), rgb),
+        "jpeg": (
+            pb.Frame(seq=0, encoding=pb.ENCODING_JPEG, data=cv2.imencode(".jpg", bgr)[1].tobytes()),
+            rgb,
+        ),
+        "png": (
+            pb.Frame(seq=0, encoding=pb.ENCODING_PNG, data=cv2.imencode(".png", bgr)[1].tobytes()),
+            rgb,
+        ),
         "large": (frame_pb(0, cv2.resize(rgb, (640, 480), interpolation=cv2.INTER_NEAREST)), rgb),
     }[kind]
     [response] = run_stream(server.address, [frame], delivery=LOSSLESS)
@@ -237,25 +276,42 @@ def test_every_encoding_gives_the_answer_of_the_same_raw_rgb_frame(
     assert not response.HasField("error"), response.error.message
     assert response.label == expected.label
     # JPEG is lossy; everything else decodes to the very same pixels.
-    np.testing.assert_allclose(response.probabilities, expected.probabilities, atol=0.02 if kind == "jpeg" else 1e-4)
+    np.testing.assert_allclose(
+        response.probabilities, expected.probabilities, atol=0.02 if kind == "jpeg" else 1e-4
+    )
     if kind != "grey":
         assert response.label == "blue"
 
 
 PROTOCOL_ERRORS = [
-    pytest.param([pb.ClassifyRequest(frame=pb.Frame(seq=1))], "must be a StreamConfig, got a Frame", id="frame-first"),
-    pytest.param([pb.ClassifyRequest()], "must be a StreamConfig, got an empty request", id="empty-first"),
     pytest.param(
-        [pb.ClassifyRequest(config=pb.StreamConfig()), pb.ClassifyRequest(config=pb.StreamConfig())],
+        [pb.ClassifyRequest(frame=pb.Frame(seq=1))],
+        "must be a StreamConfig, got a Frame",
+        id="frame-first",
+    ),
+    pytest.param(
+        [pb.ClassifyRequest()], "must be a StreamConfig, got an empty request", id="empty-first"
+    ),
+    pytest.param(
+        [
+            pb.ClassifyRequest(config=pb.StreamConfig()),
+            pb.ClassifyRequest(config=pb.StreamConfig()),
+        ],
         "exactly one StreamConfig",
         id="second-config",
     ),
-    pytest.param([pb.ClassifyRequest(config=pb.StreamConfig(delivery=7))], "unknown delivery mode 7", id="bad-delivery"),
+    pytest.param(
+        [pb.ClassifyRequest(config=pb.StreamConfig(delivery=7))],
+        "unknown delivery mode 7",
+        id="bad-delivery",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("requests", "message"), PROTOCOL_ERRORS)
-def test_protocol_violations_end_the_stream_with_invalid_argument(server: Any, requests: list[Any], message: str) -> None:
+def test_protocol_violations_end_the_stream_with_invalid_argument(
+    server: Any, requests: list[Any], message: str
+) -> None:
     with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as caught:
         list(pb_grpc.StreamClassifierStub(channel).Classify(iter(requests), timeout=10))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -291,7 +347,9 @@ def test_cancelled_streams_leave_no_state_behind(
         gate.wait(10)
 
     with grpc.insecure_channel(server.address) as channel:
-        calls = [pb_grpc.StreamClassifierStub(channel).Classify(requests(), timeout=30) for _ in range(4)]
+        calls = [
+            pb_grpc.StreamClassifierStub(channel).Classify(requests(), timeout=30) for _ in range(4)
+        ]
         for call in calls:
             next(call)  # each stream is open and has frames queued
         assert server.server.batcher.stream_count == 4
@@ -299,7 +357,9 @@ def test_cancelled_streams_leave_no_state_behind(
             call.cancel()
         gate.set()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (server.server.batcher.stream_count or server.server.batcher.pending_count):
+    while time.monotonic() < deadline and (
+        server.server.batcher.stream_count or server.server.batcher.pending_count
+    ):
         time.sleep(0.05)
     assert server.server.batcher.stream_count == 0
     assert server.server.batcher.pending_count == 0

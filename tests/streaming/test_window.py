@@ -20,7 +20,9 @@ def test_window_mean_is_the_mean_of_the_last_frames(size: int, frames: int) -> N
     window = SlidingWindow(size, 4)
     for i, vector in enumerate(vectors):
         mean = window.add(vector)
-        np.testing.assert_allclose(mean, vectors[max(0, i - size + 1) : i + 1].mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(
+            mean, vectors[max(0, i - size + 1) : i + 1].mean(axis=0), rtol=1e-6
+        )
         assert len(window) == min(i + 1, size)
 
 
