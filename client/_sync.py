@@ -1,0 +1,442 @@
+"""Blocking client: a thread feeds each stream's requests, another reads its results."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Final
+
+import grpc
+
+from client import _convert
+from client._channel import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    SEND_QUEUE_FRAMES,
+    call_metadata,
+    channel_options,
+    check_settings,
+    now_us,
+)
+from client._errors import ClassifierClientError
+from client._frames import ImageLike, encode_frame
+from client._types import ChannelOrder, Delivery, ModelInfo, Prediction, StreamOptions, WireFormat
+from streaming.api.v1 import stream_classifier_pb2 as pb
+from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+_END: Final = object()  # marks the end of a request or result queue
+_POLL_S = 0.1  # how often a blocked send() rechecks whether the stream ended
+
+
+class StreamClient:
+    """A blocking connection to a Stream Classification server.
+
+    Connecting asks ``GetModelInfo`` once; a server that cannot be reached raises
+    :class:`ClassifierClientError` within ``connect_timeout`` seconds.
+
+    Args:
+        address: ``host:port`` of the server.
+        credentials: TLS credentials, e.g. ``grpc.ssl_channel_credentials()``; ``None`` for a
+            plaintext channel.
+        token: sent as ``authorization: Bearer <token>`` metadata on every call.
+        connect_timeout: seconds to wait for the server when connecting.
+        wait_for_ready: wait (up to ``connect_timeout``) for a server that is not listening yet,
+            instead of failing at once on a refused connection.
+        client_id: identifies this client in the server's stream configs and logs.
+        max_message_bytes: largest message sent or received (the server's default).
+
+    Raises:
+        ClassifierClientError: the server cannot be reached or refused ``GetModelInfo``.
+
+    Example:
+        >>> with StreamClient("127.0.0.1:1234") as client:  # doctest: +SKIP
+        ...     with client.open_stream("cam0", window=5) as stream:
+        ...         for image in images:
+        ...             stream.send(image)
+        ...         stream.close_send()
+        ...         for prediction in stream:
+        ...             print(prediction.seq, prediction.label, prediction.score)
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        wait_for_ready: bool = False,
+        client_id: str = "",
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        check_settings(address, connect_timeout, max_message_bytes)
+        self.address = address
+        self.client_id = client_id
+        self._metadata = call_metadata(token)
+        options = channel_options(max_message_bytes)
+        if credentials is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        self._stub = pb_grpc.StreamClassifierStub(self._channel)
+        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
+        self._closed = False
+        try:
+            reply = self._stub.GetModelInfo(
+                pb.GetModelInfoRequest(),
+                timeout=connect_timeout,
+                metadata=self._metadata,
+                wait_for_ready=wait_for_ready,
+            )
+        except grpc.RpcError as exc:
+            self._channel.close()
+            raise ClassifierClientError.from_rpc_error(
+                exc,
+                f"cannot reach the classification server at {address} (timeout {connect_timeout:g} s)",
+            ) from None
+        self._model_info = _convert.model_info_from_pb(reply)
+        logger.debug("connected to %s: %s", address, self._model_info)
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """The server's model, as reported when connecting."""
+        return self._model_info
+
+    def open_stream(
+        self,
+        source: str = "",
+        *,
+        window: int = 0,
+        delivery: Delivery = Delivery.LOSSLESS,
+        top_k: int = 0,
+        channel_order: ChannelOrder = "rgb",
+        wire_format: WireFormat = "raw",
+        jpeg_quality: int = 90,
+        resize: bool = True,
+    ) -> Stream:
+        """Open one classification stream (one per video source).
+
+        Args:
+            source: a name for the source, e.g. ``"cam0"`` (redact credentials from URLs).
+            window: frames averaged per prediction; 0 = the server default.
+            delivery: ``LOSSLESS`` answers every frame; ``LIVE`` drops stale frames.
+            top_k: labels per prediction's ``top_k``; 0 = the server default.
+            channel_order: order of 3-channel numpy frames (``"bgr"`` for OpenCV).
+            wire_format: ``"raw"`` (default; best on fast links) or ``"jpeg"``.
+            jpeg_quality: 1–100 for ``wire_format="jpeg"``.
+            resize: resize frames to the model's input size before sending.
+
+        Returns:
+            The open stream; close it (or use ``with``) when done.
+        """
+        if self._closed:
+            raise ClassifierClientError(grpc.StatusCode.CANCELLED, "the client is closed")
+        options = StreamOptions(
+            source=source, window=window, delivery=delivery, top_k=top_k, client_id=self.client_id
+        )
+        stream = Stream(
+            self._stub,
+            options,
+            metadata=self._metadata,
+            size=self._model_info.input_size if resize else None,
+            channel_order=channel_order,
+            wire_format=wire_format,
+            jpeg_quality=jpeg_quality,
+        )
+        self._streams.add(stream)
+        return stream
+
+    def classify(
+        self,
+        images: Iterable[ImageLike],
+        *,
+        window: int = 1,
+        top_k: int = 0,
+        channel_order: ChannelOrder = "rgb",
+        wire_format: WireFormat = "raw",
+    ) -> list[Prediction]:
+        """Classify images through one LOSSLESS stream, pipelined; one prediction per image, in order.
+
+        ``window=1`` classifies each image on its own (unrelated photos are not averaged).
+
+        Example:
+            >>> predictions = client.classify([Image.open("cat.jpg")])  # doctest: +SKIP
+        """
+        with self.open_stream(
+            "classify",
+            window=window,
+            top_k=top_k,
+            channel_order=channel_order,
+            wire_format=wire_format,
+        ) as stream:
+            sender = threading.Thread(target=stream.send_all, args=(images,), daemon=True)
+            sender.start()
+            results = list(stream)
+            sender.join()
+            stream.raise_send_error()
+        return results
+
+    def close(self) -> None:
+        """Cancel open streams and close the channel. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for stream in list(self._streams):
+            stream.close()
+        self._channel.close()
+
+    def __enter__(self) -> StreamClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Stream:
+    """One bidirectional ``Classify`` call. Create with :meth:`StreamClient.open_stream`.
+
+    Sending never waits for results: frames go to a send queue that gRPC drains, and a reader
+    thread collects predictions, so many frames are in flight. ``send`` blocks only when the
+    server applies flow control (LOSSLESS streams faster than the model).
+
+    With LIVE delivery the server drops stale frames and never answers them, so count on
+    ``Prediction.dropped_frames`` rather than one prediction per frame.
+    """
+
+    def __init__(
+        self,
+        stub: pb_grpc.StreamClassifierStub,
+        options: StreamOptions,
+        *,
+        metadata: tuple[tuple[str, str], ...] | None,
+        size: tuple[int, int] | None,
+        channel_order: ChannelOrder,
+        wire_format: WireFormat,
+        jpeg_quality: int,
+    ) -> None:
+        self.options = options
+        self._size = size
+        self._channel_order = channel_order
+        self._wire_format = wire_format
+        self._jpeg_quality = jpeg_quality
+        self._requests: queue.Queue[object] = queue.Queue(maxsize=SEND_QUEUE_FRAMES)
+        self._results: queue.Queue[object] = queue.Queue()
+        self._lock = threading.Lock()  # orders seq numbers with their place in the queue
+        self._close_lock = threading.Lock()
+        self._next_seq = 0
+        self._send_closed = False
+        self._closed = False
+        self._cancelled = False
+        self._finished = threading.Event()
+        self._error: ClassifierClientError | None = None
+        self._send_error: BaseException | None = None
+        self._dropped = 0
+        self._received = 0
+        self._call = stub.Classify(
+            self._request_iterator(_convert.config_request(options)), metadata=metadata
+        )
+        self._reader = threading.Thread(
+            target=self._read, name=f"stream-reader-{options.source}", daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def sent(self) -> int:
+        """Frames sent so far."""
+        return self._next_seq
+
+    @property
+    def received(self) -> int:
+        """Predictions received so far (including those with an error)."""
+        return self._received
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames the server dropped (LIVE), as of the latest prediction."""
+        return self._dropped
+
+    def send(
+        self,
+        image: ImageLike,
+        *,
+        capture_time_us: int | None = None,
+        channel_order: ChannelOrder | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Queue one frame and return its sequence number (which its prediction carries).
+
+        Args:
+            image: a uint8 numpy array, PIL image, JPEG/PNG bytes or :class:`EncodedFrame`.
+            capture_time_us: when the frame was captured; defaults to now.
+            channel_order: overrides the stream's order for this numpy frame.
+            timeout: seconds to wait for room in the send queue; ``None`` waits as long as the
+                stream is open.
+
+        Raises:
+            ClassifierClientError: the stream failed or was closed.
+            ValueError: the image cannot be made into a frame.
+            TimeoutError: no room in the queue within ``timeout``.
+        """
+        frame = encode_frame(
+            image,
+            size=self._size,
+            channel_order=channel_order or self._channel_order,
+            wire_format=self._wire_format,
+            jpeg_quality=self._jpeg_quality,
+        )
+        with self._lock:
+            self._check_open()
+            seq = self._next_seq
+            self._next_seq += 1
+            request = _convert.frame_request(
+                seq, frame, now_us() if capture_time_us is None else capture_time_us
+            )
+            # Enqueue under the lock so frames enter the stream in seq order.
+            self._put(request, timeout)
+        return seq
+
+    def send_all(self, images: Iterable[ImageLike]) -> int:
+        """Send every image, then half-close; returns the number sent. Meant for a sender thread:
+        an error is kept for :meth:`raise_send_error` and also ends the stream."""
+        count = 0
+        try:
+            for image in images:
+                self.send(image)
+                count += 1
+            self.close_send()
+        except BaseException as exc:
+            self._send_error = exc
+            self.close()
+        return count
+
+    def raise_send_error(self) -> None:
+        """Re-raise an error that ended :meth:`send_all`."""
+        if self._send_error is not None:
+            raise self._send_error
+
+    def close_send(self) -> None:
+        """Tell the server no more frames follow; it answers the pending ones and ends the stream."""
+        with self._lock:
+            if self._send_closed or self._closed:
+                return
+            self._send_closed = True
+            if not self._finished.is_set():
+                self._put(_END, None)
+
+    def receive(self, timeout: float | None = None) -> Prediction | None:
+        """The next prediction, or ``None`` once the stream has ended.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout`` seconds.
+            ClassifierClientError: the stream ended with an error.
+        """
+        try:
+            item = self._results.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no prediction within {timeout:g} s") from None
+        if item is _END:
+            self._results.put(_END)  # stays ended for later calls
+            if self._error is not None:
+                raise self._error
+            return None
+        assert isinstance(item, Prediction)
+        return item
+
+    def __iter__(self) -> Iterator[Prediction]:
+        """Predictions until the server ends the stream (after :meth:`close_send`)."""
+        while (prediction := self.receive()) is not None:
+            yield prediction
+
+    def close(self) -> None:
+        """End the stream now: half-close, cancel the call if the server has not finished, and stop
+        the reader. Unread predictions are discarded. Safe to call twice."""
+        # Not under self._lock: a sender blocked on a full queue holds it until it sees _closed.
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if not self._finished.is_set():
+            self._cancelled = True
+            self._call.cancel()
+        self._end_requests()
+        self._reader.join(timeout=5.0)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closed or self._send_closed or self._finished.is_set():
+            raise ClassifierClientError(
+                grpc.StatusCode.CANCELLED, "the stream is closed for sending"
+            )
+
+    def _put(self, item: object, timeout: float | None) -> None:
+        waited = 0.0
+        while True:
+            try:
+                self._requests.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                waited += _POLL_S
+                if self._closed or self._finished.is_set():
+                    self._check_open()
+                if timeout is not None and waited >= timeout:
+                    raise TimeoutError(f"send queue still full after {timeout:g} s") from None
+
+    def _request_iterator(self, config: pb.ClassifyRequest) -> Iterator[pb.ClassifyRequest]:
+        yield config
+        while True:
+            item = self._requests.get()
+            if item is _END:
+                return
+            assert isinstance(item, pb.ClassifyRequest)
+            yield item
+
+    def _read(self) -> None:
+        try:
+            for response in self._call:
+                prediction = _convert.prediction_from_pb(response)
+                self._dropped = prediction.dropped_frames
+                self._received += 1
+                self._results.put(prediction)
+        except grpc.RpcError as exc:
+            if not self._cancelled:
+                self._error = ClassifierClientError.from_rpc_error(exc)
+                logger.debug("stream %r failed: %s", self.options.source, self._error)
+        finally:
+            self._finished.set()
+            self._end_requests()
+            self._results.put(_END)
+
+    def _end_requests(self) -> None:
+        # Unblock gRPC's thread that waits on the request iterator: drop what is queued, then end.
+        while True:
+            try:
+                self._requests.get_nowait()
+            except queue.Empty:
+                break
+        # A sender racing us may refill the queue; its frame is dropped with the stream.
+        with contextlib.suppress(queue.Full):
+            self._requests.put_nowait(_END)

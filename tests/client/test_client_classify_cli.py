@@ -1,0 +1,230 @@
+"""``stream-classify classify`` run in-process against the real server."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from client import classify_cli
+
+pytestmark = pytest.mark.timeout(30)
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 220, 30), "blue": (30, 30, 220)}
+
+
+def run_cli(
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+    stdin: str | None = None,
+    monkeypatch: Any = None,
+) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="stream-classify classify")
+    classify_cli.add_arguments(parser)
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = classify_cli.run(parser.parse_args(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> tuple[Path, list[tuple[str, str]]]:
+    """Images of several sizes, formats and modes in nested folders, plus a text file to skip.
+
+    Returns the folder and the (relative path, colour) pairs in the order the CLI must output them.
+    """
+    rng = np.random.default_rng(0)
+    layout = [
+        ("a_red.png", "red", (40, 30), "RGB"),
+        ("b_green.jpg", "green", (640, 480), "RGB"),
+        ("c_blue.bmp", "blue", (17, 91), "RGB"),
+        ("d_blue_rgba.png", "blue", (64, 64), "RGBA"),
+        ("nested/e_red.webp", "red", (100, 60), "RGB"),
+        ("nested/f_green_palette.gif", "green", (50, 50), "P"),
+    ]
+    expected = []
+    for name, colour, (width, height), mode in layout:
+        noise = rng.integers(-30, 30, (height, width, 3))
+        pixels = np.clip(np.asarray(COLOURS[colour]) + noise, 0, 255).astype(np.uint8)
+        path = tmp_path / name
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).convert(mode).save(path)
+        expected.append((name, colour))
+    (tmp_path / "notes.txt").write_text("not an image, and not listed by extension")
+    return tmp_path, expected
+
+
+def test_help_says_window_defaults_to_one(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="stream-classify classify")
+    classify_cli.add_arguments(parser)
+
+    help_text = " ".join(parser.format_help().split())
+
+    assert "default 1" in help_text and "unrelated photos" in help_text
+    assert parser.parse_args(["x"]).window == 1
+
+
+@pytest.mark.parametrize(
+    ("fmt", "parse"),
+    [
+        pytest.param(
+            "csv",
+            lambda out: [
+                (r["path"], r["label"], r["top_k"]) for r in csv.DictReader(io.StringIO(out))
+            ],
+            id="csv",
+        ),
+        pytest.param(
+            "jsonl",
+            lambda out: [
+                (r["path"], r["label"], r["top_k"]) for r in map(json.loads, out.splitlines())
+            ],
+            id="jsonl",
+        ),
+        pytest.param(
+            "table",
+            lambda out: [(line.split()[0], line.split()[1], line) for line in out.splitlines()[1:]],
+            id="table",
+        ),
+    ],
+)
+def test_folder_is_classified_in_order(
+    server: Any,
+    photo_folder: tuple[Path, list[tuple[str, str]]],
+    capsys: pytest.CaptureFixture[str],
+    fmt: str,
+    parse: Any,
+) -> None:
+    folder, expected = photo_folder
+
+    code, out, err = run_cli(
+        [str(folder), "--server", server.address, "--format", fmt, "--top-k", "2"], capsys
+    )
+
+    assert code == 0, err
+    rows = parse(out)
+    assert [
+        (Path(path).relative_to(folder).as_posix(), label) for path, label, _ in rows
+    ] == expected
+    assert all(top_k for _, _, top_k in rows)
+    assert "classified 6 image(s)" in err and "images/s" in err
+    assert "\r" not in err  # stderr is not a terminal: no progress bar
+
+
+@pytest.mark.parametrize(
+    ("bad_files", "reason"),
+    [
+        pytest.param(
+            {"b_corrupt.jpg": b"\xff\xd8\xff\xe0 this is not a jpeg"},
+            "corrupt image",
+            id="corrupt-jpeg",
+        ),
+        pytest.param({"b_empty.png": b""}, "not a readable image", id="empty-png"),
+        pytest.param(
+            {"b_truncated.png": b"\x89PNG\r\n\x1a\n\x00\x00"},
+            "not a readable image",
+            id="truncated-png",
+        ),
+    ],
+)
+def test_unreadable_files_are_reported_and_the_run_goes_on(
+    server: Any,
+    photo_folder: tuple[Path, list[tuple[str, str]]],
+    capsys: pytest.CaptureFixture[str],
+    bad_files: dict[str, bytes],
+    reason: str,
+) -> None:
+    folder, expected = photo_folder
+    for name, data in bad_files.items():
+        (folder / name).write_bytes(data)
+
+    code, out, err = run_cli([str(folder), "--server", server.address, "--format", "jsonl"], capsys)
+
+    assert code == 1
+    assert [json.loads(line)["label"] for line in out.splitlines()] == [
+        colour for _, colour in expected
+    ]
+    for name in bad_files:
+        assert f"{folder / name}: {reason}" in err
+    assert "1 failed" in err
+
+
+def test_paths_from_stdin_and_missing_paths(
+    server: Any,
+    photo_folder: tuple[Path, list[tuple[str, str]]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder, _ = photo_folder
+    listed = f"{folder / 'c_blue.bmp'}\n\n{folder / 'a_red.png'}\n{folder / 'missing.png'}\n"
+
+    code, out, err = run_cli(
+        ["-", "--server", server.address, "--format", "csv"],
+        capsys,
+        stdin=listed,
+        monkeypatch=monkeypatch,
+    )
+
+    assert code == 1
+    assert [row["label"] for row in csv.DictReader(io.StringIO(out))] == ["blue", "red"]
+    assert "missing.png: no such file or folder" in err
+
+
+def test_window_averages_consecutive_images(
+    server: Any,
+    photo_folder: tuple[Path, list[tuple[str, str]]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, _ = photo_folder
+    paths = [str(folder / "a_red.png")] * 3 + [str(folder / "c_blue.bmp")]
+
+    code, out, _ = run_cli(
+        [*paths, "--server", server.address, "--format", "csv", "--window", "4"], capsys
+    )
+
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0
+    assert [(r["label"], r["frame_label"]) for r in rows][-1] == ("red", "blue")
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "jsonl"])
+def test_unreachable_server_exits_2_quickly(
+    photo_folder: tuple[Path, list[tuple[str, str]]], capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    started = time.monotonic()
+
+    code, out, err = run_cli([str(photo_folder[0]), "--server", address, "--format", fmt], capsys)
+
+    assert code == 2
+    assert time.monotonic() - started < 3
+    assert out == ""
+    assert "cannot reach" in err and address in err
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for out, drawn in ((Terminal(), True), (io.StringIO(), False)):
+        progress = classify_cli._Progress(out)
+        progress.start(20)
+        for _ in range(20):
+            progress.update()
+        progress.message("x.png: broken")
+        progress.close()
+        assert ("images/s" in out.getvalue()) is drawn
+        assert "x.png: broken\n" in out.getvalue()
