@@ -27,6 +27,9 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
+	$(BIN)/python scripts/run_demo.py
+
+serve: install
 	$(BIN)/stream-classify serve
 
 bench: install

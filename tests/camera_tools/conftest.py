@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -143,3 +147,84 @@ def fake_factory() -> Iterable[Callable[..., FakeFactory]]:
 def script() -> type[Script]:
     """The :class:`Script` class (test modules cannot import conftest under importlib mode)."""
     return Script
+
+
+# -- a real RTSP server (GStreamer's gst-rtsp-server, run by Debian's python3) -------------------
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+
+
+def rtsp_server_available() -> bool:
+    probe = 'import gi; gi.require_version("GstRtspServer", "1.0")'
+    try:
+        done = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+class RtspServer:
+    """Starts, kills and restarts ``rtsp_server.py`` on one port."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._close_pipe()
+        self.process = subprocess.Popen(
+            [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line.startswith("READY"):
+            self.stop()
+            pytest.fail(f"RTSP server did not start (got {line!r})")
+        self.port = int(line.split()[1])
+
+    def kill(self) -> None:
+        """Die like a crashed camera: no RTSP teardown."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._close_pipe()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def url(self, credentials: str = "") -> str:
+        return f"rtsp://{credentials}127.0.0.1:{self.port}/test"
+
+
+@pytest.fixture
+def rtsp_server() -> Iterable[RtspServer]:
+    """A running RTSP server; skips the test when GStreamer's RTSP server is not installed.
+
+    (test_camera_rtsp.py still defines its own copy of this fixture, which takes precedence there.)
+    """
+    if not rtsp_server_available():
+        pytest.skip(
+            "no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0"
+        )
+    server = RtspServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

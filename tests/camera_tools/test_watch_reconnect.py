@@ -1,0 +1,168 @@
+"""The watcher across failures: a real RTSP server killed and restarted, the gRPC server restarted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from camera_tools.backoff import BackoffPolicy
+from camera_tools.capture import SourceEvent, StreamState
+from camera_tools.watch import SourceOutcome, WatchConfig, Watcher, WatchReport, WatchResult
+
+pytestmark = pytest.mark.slow
+
+FAST_RETRY = BackoffPolicy(initial_delay=0.2, max_delay=1.0)
+
+
+class Run:
+    """A watcher running in a thread, with everything it reported."""
+
+    def __init__(self, config: WatchConfig) -> None:
+        self.results: list[tuple[float, WatchResult]] = []
+        self.events: list[SourceEvent] = []
+        self.report: WatchReport | None = None
+        self.watcher = Watcher(config, on_result=self._result, on_event=self.events.append)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.report = self.watcher.run()
+
+    def _result(self, item: WatchResult) -> None:
+        self.results.append((time.monotonic(), item))
+
+    def count(self, source: str, since: float = 0.0) -> int:
+        return sum(1 for t, r in self.results if r.classification.source_id == source and t > since)
+
+    def states(self, source: str) -> list[StreamState]:
+        return [e.state for e in self.events if e.source_id == source]
+
+    def finish(self) -> WatchReport:
+        self.watcher.stop()
+        self.thread.join(timeout=20)
+        assert self.report is not None, "the watcher did not stop"
+        return self.report
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.timeout(60)
+def test_rtsp_source_reconnects_after_camera_restart(
+    rtsp_server: Any, server_factory: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a watcher classifying a live RTSP stream
+    caplog.set_level("INFO", logger="camera_tools")
+    server = server_factory()
+    url = rtsp_server.url("viewer:s3cret@")
+    source = f"rtsp://***@127.0.0.1:{rtsp_server.port}/test"
+    config = WatchConfig(
+        (url,), server.address, window=1, reconnect=FAST_RETRY, stall_timeout_s=3.0,
+        open_timeout_s=3.0, duration_s=50.0,
+    )  # fmt: skip
+    run = Run(config)
+    try:
+        assert wait_for(lambda: run.count(source) >= 5, timeout=20), run.states(source)
+
+        # when the camera dies, stays down a moment, and comes back on the same port
+        rtsp_server.kill()
+        assert wait_for(
+            lambda: {StreamState.STALLED, StreamState.RECONNECTING} & set(run.states(source)),
+            timeout=15,
+        ), run.states(source)
+        time.sleep(1.0)
+        rtsp_server.start()
+        restarted = time.monotonic()
+
+        # then the watcher reconnects by itself and classifies again
+        assert wait_for(lambda: run.count(source, since=restarted) >= 5, timeout=30), run.states(
+            source
+        )
+    finally:
+        report = run.finish()
+
+    states = run.states(source)
+    gap = states.index(StreamState.CONNECTED) + 1
+    assert states[gap] in (StreamState.STALLED, StreamState.RECONNECTING)
+    assert StreamState.CONNECTED in states[gap:]
+    (summary,) = report.sources
+    assert summary.outcome is SourceOutcome.STOPPED and not report.failed
+    assert summary.source_reconnects >= 1 and summary.classified >= 10
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(source in m and ("reconnecting" in m or "stalled" in m) for m in messages)
+    assert all("s3cret" not in m for m in messages)
+    assert all("s3cret" not in r.classification.source_id for _, r in run.results)
+
+
+@pytest.mark.timeout(60)
+def test_watcher_survives_a_grpc_server_restart(
+    rtsp_server: Any,
+    server_factory: Callable[..., Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given a file played in real time (4 s, 40 frames) and a live stream, on one connection
+    caplog.set_level("INFO", logger="camera_tools")
+    video = tmp_path / "slow.mp4"
+    writer = cv2.VideoWriter(
+        str(video), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), 10, (64, 48)
+    )
+    for i in range(40):
+        writer.write(np.full((48, 64, 3), (255, 0, 0) if i < 20 else (0, 0, 255), np.uint8))
+    writer.release()
+    server = server_factory()
+    port = int(server.address.rsplit(":", 1)[1])
+    live = f"rtsp://127.0.0.1:{rtsp_server.port}/test"
+    config = WatchConfig(
+        (str(video), live), server.address, window=1, realtime=True, reconnect=FAST_RETRY,
+        stall_timeout_s=3.0, open_timeout_s=3.0, duration_s=50.0,
+    )  # fmt: skip
+    run = Run(config)
+    try:
+        assert wait_for(lambda: run.count(str(video)) >= 8 and run.count(live) >= 3, timeout=20)
+
+        # when the gRPC server stops and a new one starts on the same port
+        server.stop(grace=0.5)
+        server_name = f"server {server.address}"
+        assert wait_for(lambda: StreamState.RECONNECTING in run.states(server_name), timeout=10)
+        time.sleep(0.5)
+        server_factory(address=f"127.0.0.1:{port}")
+        restarted = time.monotonic()
+
+        # then both sources carry on with new streams: the live one keeps classifying ...
+        assert wait_for(lambda: run.count(live, since=restarted) >= 5, timeout=20), run.states(
+            server_name
+        )
+        # ... and the file is classified to its end
+        assert wait_for(lambda: run.count(str(video)) >= 40, timeout=20)
+    finally:
+        report = run.finish()
+
+    # and no frame of the file was skipped or answered twice (unanswered ones were resent)
+    file_frames = [
+        r.classification for _, r in run.results if r.classification.source_id == str(video)
+    ]
+    assert [c.frame_index for c in file_frames] == list(range(40))
+    assert [c.frame_label for c in file_frames] == ["blue"] * 20 + ["red"] * 20
+    by_source = {s.source: s for s in report.sources}
+    assert by_source[str(video)].outcome is SourceOutcome.ENDED
+    assert by_source[live].outcome is SourceOutcome.STOPPED
+    assert all(s.server_reconnects >= 1 for s in report.sources)
+    server_states = run.states(server_name)
+    assert server_states[:2] == [StreamState.CONNECTING, StreamState.CONNECTED]
+    assert server_states[-1] is StreamState.CONNECTED and StreamState.STALLED in server_states
+    gap_logs = [r.getMessage() for r in caplog.records if r.getMessage().startswith(server_name)]
+    assert any("reconnecting" in m for m in gap_logs) and any("connected" in m for m in gap_logs)
