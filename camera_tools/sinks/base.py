@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -70,4 +71,8 @@ def slugify(text: str, *, max_length: int = 60) -> str:
         max_length: Longest slug returned.
     """
     slug = _SLUG_INVALID.sub("-", text.lower().replace("***@", "")).strip("-")
-    return slug[:max_length].rstrip("-") or "source"
+    if len(slug) > max_length:
+        # Long ids that share a prefix (paths in one folder) must still get distinct names.
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        slug = f"{slug[: max_length - 9].rstrip('-')}-{digest}"
+    return slug or "source"

@@ -194,9 +194,18 @@ class RtspServer:
             self.process.wait(timeout=10)
         self._close_pipe()
 
+    def freeze(self) -> None:
+        """Hang like a wedged camera: the connection stays open but goes silent."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+            self.thaw()  # a stopped process cannot handle SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(timeout=5)
@@ -214,10 +223,7 @@ class RtspServer:
 
 @pytest.fixture
 def rtsp_server() -> Iterable[RtspServer]:
-    """A running RTSP server; skips the test when GStreamer's RTSP server is not installed.
-
-    (test_camera_rtsp.py still defines its own copy of this fixture, which takes precedence there.)
-    """
+    """A running RTSP server; skips the test when GStreamer's RTSP server is not installed."""
     if not rtsp_server_available():
         pytest.skip(
             "no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0"

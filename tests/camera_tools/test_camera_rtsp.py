@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import functools
-import os
-import select
-import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -17,96 +13,8 @@ from camera_tools.backoff import BackoffPolicy
 from camera_tools.capture import CaptureOptions, SourceEvent, StreamState, VideoStream, open_source
 from camera_tools.sources import create_source
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
-
-
-def _rtsp_server_available() -> bool:
-    probe = 'import gi; gi.require_version("GstRtspServer", "1.0")'
-    try:
-        return (
-            subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode
-            == 0
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not _rtsp_server_available(),
-        reason="no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 "
-        "gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly (see .ci/run)",
-    ),
-]
-
-
-class RtspServer:
-    """Starts, kills and restarts ``rtsp_server.py`` on one port."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self, timeout: float = 15.0) -> None:
-        self._close_pipe()
-        self.process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline() if ready else ""
-        if not line.startswith("READY"):
-            self.stop()
-            pytest.fail(f"RTSP server did not start (got {line!r})")
-        self.port = int(line.split()[1])
-
-    def kill(self) -> None:
-        """Die like a crashed camera: no RTSP teardown."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self._close_pipe()
-
-    def _close_pipe(self) -> None:
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
-
-    def freeze(self) -> None:
-        """Hang like a wedged camera: the connection stays open but goes silent."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.thaw()  # a stopped process cannot handle SIGTERM
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._close_pipe()
-
-    def url(self, credentials: str = "") -> str:
-        return f"rtsp://{credentials}127.0.0.1:{self.port}/test"
-
-
-@pytest.fixture
-def rtsp_server() -> Iterator[RtspServer]:
-    server = RtspServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+# The RTSP server and its fixture (which skips when GStreamer's RTSP server is missing) live in conftest.py.
+pytestmark = pytest.mark.slow
 
 
 def rtsp_stream(url: str, events: list[SourceEvent], read_timeout_s: float = 2.0) -> VideoStream:
@@ -139,7 +47,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 
 
 @pytest.mark.timeout(40)
-def test_frames_flow_from_rtsp(rtsp_server: RtspServer) -> None:
+def test_frames_flow_from_rtsp(rtsp_server: Any) -> None:
     events: list[SourceEvent] = []
     stream = rtsp_stream(rtsp_server.url("viewer:s3cret@"), events)
     try:
@@ -159,7 +67,7 @@ def test_frames_flow_from_rtsp(rtsp_server: RtspServer) -> None:
 
 @pytest.mark.timeout(60)
 def test_rtsp_source_reconnects_after_server_restart(
-    rtsp_server: RtspServer, caplog: pytest.LogCaptureFixture
+    rtsp_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a stream that is delivering frames
     caplog.set_level("INFO", logger="camera_tools")
@@ -197,7 +105,7 @@ def test_rtsp_source_reconnects_after_server_restart(
 
 
 @pytest.mark.timeout(60)
-def test_rtsp_watchdog_reconnects_a_frozen_server(rtsp_server: RtspServer) -> None:
+def test_rtsp_watchdog_reconnects_a_frozen_server(rtsp_server: Any) -> None:
     # given a stream that is delivering frames
     events: list[SourceEvent] = []
     # OpenCV's own read timeout is set longer than the watchdog's, so the watchdog must act.

@@ -190,11 +190,17 @@ def test_segment_log_rejects_unknown_extension(tmp_path: Path, name: str) -> Non
         ("/videos/My Clip.mp4", "videos-my-clip-mp4"),
         ("0", "0"),
         ("///", "source"),
-        ("x" * 100, "x" * 60),
+        ("x" * 100, "x" * 51 + "-" + __import__("hashlib").sha1(b"x" * 100).hexdigest()[:8]),
     ],
 )
 def test_slugify(source_id: str, slug: str) -> None:
     assert slugify(source_id) == slug
+    assert len(slug) <= 60
+
+
+def test_long_ids_in_one_folder_get_distinct_slugs() -> None:
+    folder = "/data/recordings/" + "a-very-long-folder-name/" * 3
+    assert slugify(folder + "cam1.mp4") != slugify(folder + "cam2.mp4")
 
 
 def read_back(path: Path) -> tuple[int, tuple[int, int]]:
