@@ -39,7 +39,9 @@ def wait_until_serving(address: str, server: subprocess.Popen[bytes], timeout: f
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if server.poll() is not None:
-                raise SystemExit(f"the server exited with status {server.returncode} before serving")
+                raise SystemExit(
+                    f"the server exited with status {server.returncode} before serving"
+                )
             try:
                 status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
                 if status == health_pb2.HealthCheckResponse.SERVING:
@@ -55,20 +57,37 @@ def compare(segments_path: Path, tolerance: float) -> bool:
     truth = json.loads(CUTS.read_text())
     with segments_path.open(newline="") as handle:
         found = list(csv.DictReader(handle))
-    print(f"\n{'real cut':>9}  {'label':<11} {'found at':>9}  {'label':<11} error")
+    print(f"\nsegments ({segments_path.name}) against the clip's real cuts:")
+    print(
+        f"{'label':<11} {'start':>7} {'end':>7} {'frames':>6} {'score':>5}   {'real cut':<19} {'error':>5}"
+    )
     ok = len(found) == len(truth)
     for index in range(max(len(truth), len(found))):
         real = truth[index] if index < len(truth) else None
         seen = found[index] if index < len(found) else None
         error = abs(float(seen["start_s"]) - real["start_s"]) if real and seen else None
-        good = error is not None and error <= tolerance and seen is not None and real is not None and seen["label"] == real["label"]
-        ok = ok and good
-        print(
-            f"{(f'{real['start_s']:.2f}s' if real else '-'):>9}  {(real['label'] if real else '-'):<11} "
-            f"{(f'{float(seen['start_s']):.2f}s' if seen else '-'):>9}  {(seen['label'] if seen else '-'):<11} "
-            f"{(f'{error:.2f}s' if error is not None else '-'):>5} {'ok' if good else 'MISSED'}"
+        good = (
+            error is not None
+            and error <= tolerance
+            and seen is not None
+            and real is not None
+            and seen["label"] == real["label"]
         )
-    verdict = f"all {len(truth)} cuts found within {tolerance:g} s" if ok else "segments do not match the real cuts"
+        ok = ok and good
+        found_text = (
+            f"{seen['label']:<11} {float(seen['start_s']):>6.2f}s {float(seen['end_s']):>6.2f}s "
+            f"{seen['frames']:>6} {float(seen['mean_score']):>5.2f}"
+            if seen
+            else f"{'(none)':<41}"
+        )
+        real_text = f"{real['label']} @ {real['start_s']:.2f}s" if real else "(none)"
+        error_text = f"{error:.2f}s" if error is not None else "-"
+        print(f"{found_text}   {real_text:<19} {error_text:>5} {'ok' if good else 'MISSED'}")
+    verdict = (
+        f"all {len(truth)} cuts found within {tolerance:g} s"
+        if ok
+        else "segments do not match the real cuts"
+    )
     print(f"\n{verdict}")
     return ok
 
@@ -76,17 +95,29 @@ def compare(segments_path: Path, tolerance: float) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
-    parser.add_argument("--tolerance", type=float, default=1.0, help="seconds a found cut may be off (default %(default)s)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.0,
+        help="seconds a found cut may be off (default %(default)s)",
+    )
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     args = parser.parse_args()
 
     args.output.mkdir(parents=True, exist_ok=True)
     address = f"127.0.0.1:{free_port()}"
     bin_dir = Path(sys.executable).parent
-    cli = [str(bin_dir / "stream-classify")] if (bin_dir / "stream-classify").exists() else [sys.executable, "-m", "streaming"]
+    cli = (
+        [str(bin_dir / "stream-classify")]
+        if (bin_dir / "stream-classify").exists()
+        else [sys.executable, "-m", "streaming"]
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     server_log = (args.output / "server.log").open("wb")
-    print(f"starting the server with the embedded model on {address} (log: {server_log.name})", flush=True)
+    print(
+        f"starting the server with the embedded model on {address} (log: {server_log.name})",
+        flush=True,
+    )
     server = subprocess.Popen([*cli, "serve", "-ip", address], stderr=server_log, env=env)
     try:
         wait_until_serving(address, server, args.startup_timeout)
@@ -96,13 +127,18 @@ def main() -> int:
             "--segments", str(args.output / "segments.csv"),
             "--record", str(args.output / "annotated.mp4"),
         ]  # fmt: skip
-        print(f"$ stream-classify watch {CLIP.relative_to(ROOT)} --server {address} --csv ... --segments ... --record ...", flush=True)
+        print(
+            f"$ stream-classify watch {CLIP.relative_to(ROOT)} --server {address} --csv ... --segments ... --record ...",
+            flush=True,
+        )
         result = subprocess.run(watch, env=env, timeout=300)
         if result.returncode != 0:
             print(f"watch exited with status {result.returncode}", file=sys.stderr)
             return result.returncode
         matched = compare(args.output / "segments.csv", args.tolerance)
-        print(f"outputs: {', '.join(sorted(p.name for p in args.output.iterdir()))} in {args.output}")
+        print(
+            f"outputs: {', '.join(sorted(p.name for p in args.output.iterdir()))} in {args.output}"
+        )
         return 0 if matched else 1
     finally:
         server.send_signal(signal.SIGTERM)
