@@ -510,30 +510,41 @@ class VideoStream:
                 return
             self._state = state
         event = SourceEvent(self.source_id, state, previous, time.time(), attempt, delay_s, reason)
-        level = {
-            StreamState.STALLED: logging.WARNING,
-            StreamState.RECONNECTING: logging.WARNING,
-            StreamState.FAILED: logging.ERROR,
-        }.get(state, logging.INFO)
-        if delay_s is not None:
-            logger.log(
-                level,
-                "%s: %s (attempt %d in %.2fs): %s",
-                self.source_id,
-                state.value,
-                attempt,
-                delay_s,
-                reason,
-            )
-        else:
-            logger.log(
-                level, "%s: %s%s", self.source_id, state.value, f": {reason}" if reason else ""
-            )
-        if self._on_event is not None:
-            try:
-                self._on_event(event)
-            except Exception:
-                logger.exception("%s: on_event callback failed", self.source_id)
+        announce_state(event, self._on_event)
+
+
+_STATE_LEVELS = {
+    StreamState.STALLED: logging.WARNING,
+    StreamState.RECONNECTING: logging.WARNING,
+    StreamState.FAILED: logging.ERROR,
+}
+
+
+def announce_state(
+    event: SourceEvent,
+    on_event: Callable[[SourceEvent], None] | None,
+    log: logging.Logger = logger,
+) -> None:
+    """Log a state change and hand it to the callback; a failing callback is logged, not raised."""
+    level = _STATE_LEVELS.get(event.state, logging.INFO)
+    if event.delay_s is not None:
+        log.log(
+            level,
+            "%s: %s (attempt %d in %.2fs): %s",
+            event.source_id,
+            event.state.value,
+            event.attempt,
+            event.delay_s,
+            event.reason,
+        )
+    else:
+        reason = f": {event.reason}" if event.reason else ""
+        log.log(level, "%s: %s%s", event.source_id, event.state.value, reason)
+    if on_event is not None:
+        try:
+            on_event(event)
+        except Exception:
+            log.exception("%s: on_event callback failed", event.source_id)
 
 
 def _make_frame(raw: RawFrame, index: int, source_id: str, position: float | None) -> Frame:

@@ -37,7 +37,13 @@ import grpc
 import numpy as np
 
 from camera_tools.backoff import Backoff, BackoffPolicy
-from camera_tools.capture import CaptureOptions, SourceEvent, StreamState, VideoStream
+from camera_tools.capture import (
+    CaptureOptions,
+    SourceEvent,
+    StreamState,
+    VideoStream,
+    announce_state,
+)
 from camera_tools.errors import CameraToolsError
 from camera_tools.frames import Frame
 from camera_tools.overlay import draw_overlay
@@ -375,29 +381,8 @@ class _Connection:
         if previous is state and state is not StreamState.RECONNECTING:
             return
         reason = redact_url(reason)
-        level = {
-            StreamState.STALLED: logging.WARNING,
-            StreamState.RECONNECTING: logging.WARNING,
-            StreamState.FAILED: logging.ERROR,
-        }.get(state, logging.INFO)
-        if delay_s is not None:
-            logger.log(
-                level,
-                "%s: %s (attempt %d in %.2fs): %s",
-                self.name,
-                state.value,
-                attempt,
-                delay_s,
-                reason,
-            )
-        else:
-            logger.log(level, "%s: %s%s", self.name, state.value, f": {reason}" if reason else "")
-        if self._on_event is not None:
-            event = SourceEvent(self.name, state, previous, time.time(), attempt, delay_s, reason)
-            try:
-                self._on_event(event)
-            except Exception:
-                logger.exception("%s: on_event callback failed", self.name)
+        event = SourceEvent(self.name, state, previous, time.time(), attempt, delay_s, reason)
+        announce_state(event, self._on_event, logger)
 
 
 def _describe(client: StreamClient) -> str:
