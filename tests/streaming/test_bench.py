@@ -1,0 +1,76 @@
+"""Smoke test of ``stream-classify bench``: it runs end to end and writes a well-formed report.
+
+No benchmark number is asserted: the numbers depend on the machine, not on the code's correctness.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streaming.cli import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROW_NAMES = (
+    "1. Model limit",
+    "2. Transport limit",
+    "3. Server overhead",
+    "4. One call per frame",
+    "5. Server, 1 stream",
+    "5. Server, 32 streams JPEG",
+    "6. Steady load 80%",
+    "7. Overload (LIVE)",
+    "8. Peak memory (RSS)",
+)
+
+
+def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> None:
+    # given: a hand-written note outside the generated block, which a rerun must keep
+    markdown, json_path = tmp_path / "BENCHMARKS.md", tmp_path / "BENCHMARKS.json"
+    markdown.write_text(
+        "# Notes\n\n<!-- bench:begin (x) -->\nold\n<!-- bench:end -->\n\nkept by hand\n"
+    )
+
+    # when
+    code = main(
+        [
+            "bench",
+            "--quick",
+            "--model",
+            str(tiny_model.model_path),
+            "--warmup",
+            "0.1",
+            "--duration",
+            "0.5",
+            "--max-batch",
+            "8",
+            "--markdown",
+            str(markdown),
+            "--json",
+            str(json_path),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+
+    # then
+    assert code == 0
+    text = markdown.read_text()
+    assert text.startswith("# Notes") and text.rstrip().endswith("kept by hand")
+    assert "old" not in text.split("<!-- bench:begin")[1]
+    for name in ROW_NAMES:
+        assert f"| {name} |" in text
+    assert "| Target | Rule | Measured | Met |" in text
+    assert "TensorFlow" in text and "cores" in text
+    data = json.loads(json_path.read_text())
+    assert {"machine", "settings", "model", "rows", "targets"} <= data.keys()
+    assert data["failures"] == []
+    by_key = {row["key"]: row for row in data["rows"]}
+    for key in ("model", "transport", "null", "one_call", "server_32", "server_jpeg", "overload"):
+        assert by_key[key]["fps"] > 0
+    assert all(t["met"] in (True, False, None) for t in data["targets"])
+    assert data["machine"]["cores"] >= 1

@@ -1,0 +1,138 @@
+"""Train the embedded "broadcast signal monitor" model from scratch on generated frames.
+
+Usage::
+
+    python -m training.train_default_model            # writes streaming/default_model/
+    python -m training.train_default_model --per-class 2000 --epochs 3 --out /tmp/m  # quick try
+
+Needs the ``train`` extra (scikit-image, scikit-learn, matplotlib) for the bundled photos.
+Deterministic for a given ``--seed`` up to TensorFlow's CPU kernel non-determinism.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from training.synth import CLASSES, sample
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "streaming" / "default_model"
+MODEL_NAME = "broadcast_monitor.keras"
+
+
+def _generate_chunk(args: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    seed, label_index, count, size = args
+    rng = np.random.default_rng(seed)
+    frames = np.stack([sample(CLASSES[label_index], rng, size) for _ in range(count)])
+    return frames, np.full(count, label_index, np.int32)
+
+
+def generate(
+    per_class: int, size: int, seed: int, workers: int, chunk: int = 250
+) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` frames of every class; each chunk has its own seed so workers don't matter."""
+    jobs = []
+    for label_index in range(len(CLASSES)):
+        for start in range(0, per_class, chunk):
+            chunk_seed = seed * 1_000_003 + label_index * 10_007 + start
+            jobs.append((chunk_seed, label_index, min(chunk, per_class - start), size))
+    with get_context("fork").Pool(workers) as pool:
+        parts = pool.map(_generate_chunk, jobs)
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    return x, y
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--per-class", type=int, default=8000)
+    parser.add_argument("--val-per-class", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=20240607)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    t0 = time.monotonic()
+    # Generate before importing TensorFlow so the forked workers don't inherit its thread pools.
+    from training.model_def import INPUT_SIZE, build_model
+
+    x, y = generate(args.per_class, INPUT_SIZE, args.seed, args.workers)
+    x_val, y_val = generate(args.val_per_class, INPUT_SIZE, args.seed + 1, args.workers)
+    t_data = time.monotonic() - t0
+    logger.info(
+        "generated %d training + %d validation frames in %.0f s", len(x), len(x_val), t_data
+    )
+
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(args.seed)
+    tf.config.threading.set_inter_op_parallelism_threads(args.workers)
+    tf.config.threading.set_intra_op_parallelism_threads(args.workers)
+
+    model = build_model(len(CLASSES))
+    steps = args.epochs * int(np.ceil(len(x) / args.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    # Frames stay uint8 in memory (a quarter of float32); batches are cast on the fly.
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    train = (
+        tf.data.Dataset.from_tensor_slices((x[order], y[order]))
+        .shuffle(4096, seed=args.seed, reshuffle_each_iteration=True)
+        .batch(args.batch_size)
+        .map(lambda a, b: (tf.cast(a, tf.float32), b))
+        .prefetch(2)
+    )
+    history = model.fit(
+        train,
+        epochs=args.epochs,
+        validation_data=(x_val.astype(np.float32), y_val),
+        verbose=2,
+    )
+    t_total = time.monotonic() - t0
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    model_path = args.out / MODEL_NAME
+    # Save an uncompiled copy: no optimizer state (a third of the file) and nothing to deserialize.
+    shipped = build_model(len(CLASSES))
+    shipped.set_weights(model.get_weights())
+    shipped.save(model_path)
+    (args.out / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    report = {
+        "seed": args.seed,
+        "per_class": args.per_class,
+        "epochs": args.epochs,
+        "input_size": INPUT_SIZE,
+        "params": model.count_params(),
+        "data_seconds": round(t_data),
+        "total_seconds": round(t_total),
+        "val_accuracy": [round(float(v), 4) for v in history.history["val_accuracy"]],
+        "size_bytes": model_path.stat().st_size,
+    }
+    (args.out / "training_report.json").write_text(json.dumps(report, indent=2))
+    logger.info(
+        "saved %s (%d bytes) after %.0f s: %s", model_path, report["size_bytes"], t_total, report
+    )
+
+
+if __name__ == "__main__":
+    main()
