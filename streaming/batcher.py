@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -58,7 +59,11 @@ class Stream:
     """The server-side state of one stream: pending frames, its window and its unsent answers."""
 
     def __init__(
-        self, stream_id: int, settings: StreamSettings, num_classes: int, buffer_limit: int
+        self,
+        stream_id: int,
+        settings: StreamSettings,
+        num_classes: int,
+        on_release: Callable[[int], None],
     ) -> None:
         self.id = stream_id
         self.settings = settings
@@ -68,7 +73,7 @@ class Stream:
         # Frames accepted whose answer the sender has not taken yet (queued, in a batch, or unsent).
         self.outstanding = 0
         self.closed = False
-        self._buffer_limit = buffer_limit
+        self._on_release = on_release
         self._input_done = False
         self._results: deque[FrameResult] = deque()
         self._results_ready = asyncio.Event()
@@ -79,8 +84,8 @@ class Stream:
         return f"Stream(id={self.id}, source={self.settings.source!r}, client={self.settings.client_id!r})"
 
     async def wait_for_room(self) -> None:
-        """Block the reader while the stream holds ``buffer_limit`` frames: gRPC flow control does the rest."""
-        while self.outstanding >= self._buffer_limit and not self.closed:
+        """Sleep until one of this stream's frames is answered (or the server frees budget)."""
+        if not self.closed:
             self._room.clear()
             await self._room.wait()
 
@@ -105,13 +110,14 @@ class Stream:
 
     def _release(self, count: int) -> None:
         self.outstanding -= count
-        if self.outstanding < self._buffer_limit:
-            self._room.set()
+        self._on_release(count)
+        self._room.set()
         if self._input_done and self.outstanding == 0:
             self._results_ready.set()
 
     def _close(self) -> None:
         self.closed = True
+        self.outstanding = 0
         self.pending.clear()
         self._results.clear()
         self._room.set()
@@ -158,6 +164,10 @@ class Batcher:
         self._ready: deque[Stream] = deque()  # streams with pending frames, in round-robin order
         self._pending = 0
         self._in_flight = 0
+        self._held = 0  # frames of all streams in the server: queued, in a batch or unsent
+        self._waiting: set[Stream] = set()
+        self._stream_buffer = config.effective_stream_buffer
+        self._frame_budget = config.effective_frame_budget
         self._waiter: asyncio.Future[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -210,8 +220,28 @@ class Batcher:
         return len(self._streams)
 
     @property
+    def held_frames(self) -> int:
+        """Frames of all streams in the server: queued, in a batch, or answered but not yet sent."""
+        return self._held
+
+    @property
     def pending_count(self) -> int:
         return self._pending
+
+    def _admits(self, stream: Stream) -> bool:
+        # A stream may hold its own buffer of frames; beyond two frames it also needs room in the
+        # server-wide budget, so many LOSSLESS streams cannot each park three batches in memory.
+        # Two frames each always pass, so every stream keeps moving.
+        held = stream.outstanding
+        if stream.closed or held < 2:
+            return True
+        return held < self._stream_buffer and self._held < self._frame_budget
+
+    def _released(self, count: int) -> None:
+        self._held -= count
+        if self._waiting and self._held < self._frame_budget:
+            for stream in self._waiting:
+                stream._room.set()
 
     def open_stream(self, settings: StreamSettings) -> Stream:
         if self._draining:
@@ -221,9 +251,7 @@ class Batcher:
                 f"the server already serves {len(self._streams)} streams (--max-streams)"
             )
         self._next_id += 1
-        stream = Stream(
-            self._next_id, settings, len(self._labels), self._config.effective_stream_buffer
-        )
+        stream = Stream(self._next_id, settings, len(self._labels), self._released)
         self._streams[stream.id] = stream
         logger.debug("opened %r", stream)
         return stream
@@ -235,14 +263,20 @@ class Batcher:
         if stream.pending:
             self._pending -= len(stream.pending)
             self._ready.remove(stream)
+        self._held -= stream.outstanding  # answers still in a batch are discarded on arrival
         stream._close()
         self._check_idle()
         logger.debug("closed %r", stream)
 
     async def submit(self, stream: Stream, frame: FrameData) -> None:
         """Queue a frame; waits while the stream's buffer is full (LOSSLESS back-pressure)."""
-        if stream.outstanding >= stream._buffer_limit:
-            await stream.wait_for_room()
+        if not self._admits(stream):
+            self._waiting.add(stream)
+            try:
+                while not self._admits(stream):
+                    await stream.wait_for_room()
+            finally:
+                self._waiting.discard(stream)
         if stream.closed:
             return
         if not stream.pending:
@@ -258,6 +292,7 @@ class Batcher:
             stream._release(1)
         stream.pending.append(_Item(stream, frame, time.perf_counter_ns()))
         stream.outstanding += 1
+        self._held += 1
         self._pending += 1
         self._idle.clear()
         if self._pending == 1 or self._pending >= self._max_batch:

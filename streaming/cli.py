@@ -114,6 +114,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="pending frames a LIVE stream keeps (default %(default)s)",
     )
     batching.add_argument(
+        "--frame-budget",
+        type=int,
+        default=d.frame_budget,
+        help="frames all streams together hold before flow control (default 8 x max batch)",
+    )
+    batching.add_argument(
         "--stream-buffer",
         type=int,
         default=d.stream_buffer,
@@ -213,6 +219,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         top_k=args.top_k,
         live_depth=args.live_depth,
         stream_buffer=args.stream_buffer,
+        frame_budget=args.frame_budget,
         max_streams=args.max_streams,
         max_frame_side=args.max_frame_side,
         grace_s=args.grace,

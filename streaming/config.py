@@ -67,6 +67,8 @@ class ServerConfig:
         live_depth: pending frames a LIVE stream keeps; older ones are dropped.
         stream_buffer: frames of one stream in the server (queued, in a batch or unsent) before
             the server stops reading it, so gRPC flow control slows the client; 0 = 3 × max_batch.
+        frame_budget: frames all streams together may hold before readers of streams holding two
+            or more wait (bounds memory with many streams); 0 = 8 × max_batch.
         max_streams: open streams (bidi streams and old-API windows) the server accepts.
         max_frame_side: largest width or height accepted, before or after decoding.
         grace_s: how long shutdown waits for received frames to be answered.
@@ -83,6 +85,7 @@ class ServerConfig:
     top_k: int = 5
     live_depth: int = 1
     stream_buffer: int = 0
+    frame_budget: int = 0
     max_streams: int = 4096
     max_frame_side: int = 8192
     grace_s: float = 10.0
@@ -98,6 +101,7 @@ class ServerConfig:
             "top_k": self.top_k >= 1,
             "live_depth": self.live_depth >= 1,
             "stream_buffer": self.stream_buffer >= 0,
+            "frame_budget": self.frame_budget >= 0,
             "max_streams": self.max_streams >= 1,
             "max_frame_side": self.max_frame_side >= 1,
             "grace_s": self.grace_s >= 0,
@@ -114,3 +118,9 @@ class ServerConfig:
         # Three batches' worth lets one stream keep the pipeline full: one batch running,
         # one prepared, one filling.
         return self.stream_buffer or 3 * self.max_batch
+
+    @property
+    def effective_frame_budget(self) -> int:
+        # Eight batches in the server keep the model busy at any stream count while bounding
+        # memory: 64 LOSSLESS streams cannot each park three batches of frames.
+        return self.frame_budget or 8 * self.max_batch

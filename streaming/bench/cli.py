@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             model_seconds=0.3,
             drain_s=3.0,
             model_batches=(1, 8),
+            classify_images=40,
         )
     settings = replace(
         settings,

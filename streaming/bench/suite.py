@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -43,6 +45,7 @@ class BenchSettings:
     soak_s: float = 0.0
     drain_s: float = 10.0
     model_batches: tuple[int, ...] = (1, 8, 16, 32, 64)
+    classify_images: int = 500
     rows: tuple[int, ...] = ALL_ROWS
     work_dir: Path = Path("bench-output")
 
@@ -343,6 +346,7 @@ class Suite:
                     )
             if 5 in rows:
                 self._attempt("row 5 (JPEG)", lambda: self._jpeg_row(address))
+                self._attempt("row 5 (classify)", lambda: self._classify_row(address))
             base = self.run.row("server_32")
             if base is None or not base.fps:
                 raise BenchError("row 5 at 32 streams is missing: rows 6 and 7 need its throughput")
@@ -403,6 +407,52 @@ class Suite:
                 f"5. Server, {streams} streams JPEG",
                 "640x480 JPEG q90, server decodes and resizes, LOSSLESS",
                 result,
+            )
+        )
+
+    def _classify_row(self, address: str) -> None:
+        """`stream-classify classify` on a folder of 640x480 JPEGs: one LOSSLESS stream, end to end."""
+        import cv2
+
+        folder = Path(self._tmp.name) / "classify-images"
+        folder.mkdir(exist_ok=True)
+        rng = np.random.default_rng(5)
+        ramp = np.linspace(0, 255, 640, dtype=np.float32)
+        for i in range(self.s.classify_images):
+            image = np.empty((480, 640, 3), np.float32)
+            image[:] = ramp[None, :, None]
+            image += rng.normal(0, 25, (480, 640, 3)).astype(np.float32) + rng.integers(-60, 60, 3)
+            cv2.imwrite(str(folder / f"img{i:04d}.jpg"), np.clip(image, 0, 255).astype(np.uint8))
+        log_path = self.log_dir / "classify.log"
+        args = python_module(
+            "streaming", "classify", str(folder), "--server", address, "--format", "csv"
+        )
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError("classify overran its 300 s deadline") from exc
+        log_path.write_text(done.stderr)
+        match = re.search(
+            r"classified (\d+) image\(s\) in ([\d.]+) s \(([\d.]+) images/s\)", done.stderr
+        )
+        if done.returncode != 0 or match is None:
+            raise BenchError(f"classify failed with exit code {done.returncode} (log: {log_path})")
+        rows = done.stdout.strip().splitlines()[1:]
+        in_order = [line.split(",", 1)[0].rsplit("/", 1)[-1] for line in rows] == sorted(
+            p.name for p in folder.iterdir()
+        )
+        self.run.rows.append(
+            Row(
+                key="classify",
+                name="5. `classify` command, 1 stream",
+                setup=f"{self.s.classify_images} JPEG 640x480 files: read, decode, resize, RAW, LOSSLESS",
+                fps=float(match.group(3)),
+                extra={
+                    "images": int(match.group(1)),
+                    "seconds": float(match.group(2)),
+                    "in_order": in_order,
+                },
+                note=f"{len(rows)} results printed, in order: {in_order}",
             )
         )
 

@@ -25,6 +25,7 @@ ROW_NAMES = (
     "6. Steady load 80%",
     "7. Overload (LIVE)",
     "8. Peak memory (RSS)",
+    "5. `classify` command, 1 stream",
 )
 
 
@@ -70,7 +71,17 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
     assert {"machine", "settings", "model", "rows", "targets"} <= data.keys()
     assert data["failures"] == []
     by_key = {row["key"]: row for row in data["rows"]}
-    for key in ("model", "transport", "null", "one_call", "server_32", "server_jpeg", "overload"):
+    for key in (
+        "model",
+        "transport",
+        "null",
+        "one_call",
+        "server_32",
+        "server_jpeg",
+        "classify",
+        "overload",
+    ):
         assert by_key[key]["fps"] > 0
+    assert by_key["classify"]["extra"]["in_order"] is True
     assert all(t["met"] in (True, False, None) for t in data["targets"])
     assert data["machine"]["cores"] >= 1

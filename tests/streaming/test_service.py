@@ -140,6 +140,42 @@ def test_lossless_answers_every_frame_of_a_long_stream(
     assert all(r.dropped_frames == 0 for r in responses)
 
 
+def test_streams_share_a_server_wide_frame_budget(
+    server_factory: Any, tiny_classifier: Any, run_stream: Any, frame_pb: Any
+) -> None:
+    # given: a slow model, a budget of 16 frames and 8 streams that each send as fast as they can
+    server = server_factory(
+        classifier=SlowClassifier(tiny_classifier, 0.02),
+        max_batch=4,
+        frame_budget=16,
+        stream_buffer=12,
+    )
+    batcher = server.server.batcher
+    held: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            held.append(batcher.held_frames)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    frames = [frame_pb(i, f) for i, f in enumerate(colour_sequence(40))]
+    # when
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(lambda _: run_stream(server.address, frames, delivery=LOSSLESS), range(8))
+        )
+    done.set()
+    sampler.join()
+    # then: nothing is lost, and the server held at most the budget plus the two frames per
+    # stream that always pass (without the budget: 8 streams x 12 frames)
+    assert all([r.seq for r in responses] == list(range(40)) for responses in results)
+    assert 16 <= max(held) <= 16 + 2 * 8
+    assert batcher.held_frames == 0
+
+
 def test_live_under_overload_drops_and_counts_instead_of_lagging(
     server_factory: Any, tiny_classifier: Any, frame_pb: Any
 ) -> None:
