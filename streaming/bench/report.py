@@ -118,6 +118,13 @@ def evaluate(run: BenchRun) -> list[Target]:
         0.8,
         "classify ≥ 0.80 × row 5 @1",
     )
+    ratio(
+        "`classify` can feed the server",
+        run.row("classify_null"),
+        run.row("server_1"),
+        0.8,
+        "classify against the no-op model ≥ 0.80 × row 5 @1 (the client alone, same 2 cores)",
+    )
 
     batch_ms = run.model.get("per_batch", {}).get(str(s.max_batch), {}).get("batch_ms")
     bound = 3 * batch_ms + s.max_delay_ms if batch_ms else None

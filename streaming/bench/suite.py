@@ -307,14 +307,19 @@ class Suite:
         with server:
             self._current = server
             result = self._load(self._spec(address, streams), "null")
-        self.run.rows.append(
-            self._row_from(
-                "null",
-                "3. Server overhead",
-                f"--null-model {self.num_classes}, {streams} streams, RAW {width}x{height}, LOSSLESS",
-                result,
+            self.run.rows.append(
+                self._row_from(
+                    "null",
+                    "3. Server overhead",
+                    f"--null-model {self.num_classes}, {streams} streams, RAW {width}x{height}, LOSSLESS",
+                    result,
+                )
             )
-        )
+            # The client's own capacity, with no model competing for the two cores.
+            self._attempt(
+                "classify (no-op model)",
+                lambda: self._classify_row(address, "classify_null", " (no-op model)"),
+            )
 
     def _one_call(self) -> None:
         streams = self.s.one_call_streams
@@ -410,12 +415,13 @@ class Suite:
             )
         )
 
-    def _classify_row(self, address: str) -> None:
-        """`stream-classify classify` on a folder of 640x480 JPEGs: one LOSSLESS stream, end to end."""
+    def _classify_images(self) -> Path:
         import cv2
 
         folder = Path(self._tmp.name) / "classify-images"
-        folder.mkdir(exist_ok=True)
+        if folder.exists():
+            return folder
+        folder.mkdir()
         rng = np.random.default_rng(5)
         ramp = np.linspace(0, 255, 640, dtype=np.float32)
         for i in range(self.s.classify_images):
@@ -423,7 +429,12 @@ class Suite:
             image[:] = ramp[None, :, None]
             image += rng.normal(0, 25, (480, 640, 3)).astype(np.float32) + rng.integers(-60, 60, 3)
             cv2.imwrite(str(folder / f"img{i:04d}.jpg"), np.clip(image, 0, 255).astype(np.uint8))
-        log_path = self.log_dir / "classify.log"
+        return folder
+
+    def _classify_row(self, address: str, key: str = "classify", server: str = "") -> None:
+        """`stream-classify classify` on a folder of 640x480 JPEGs: one LOSSLESS stream, end to end."""
+        folder = self._classify_images()
+        log_path = self.log_dir / f"{key}.log"
         args = python_module(
             "streaming", "classify", str(folder), "--server", address, "--format", "csv"
         )
@@ -443,8 +454,8 @@ class Suite:
         )
         self.run.rows.append(
             Row(
-                key="classify",
-                name="5. `classify` command, 1 stream",
+                key=key,
+                name=f"5. `classify` command, 1 stream{server}",
                 setup=f"{self.s.classify_images} JPEG 640x480 files: read, decode, resize, RAW, LOSSLESS",
                 fps=float(match.group(3)),
                 extra={

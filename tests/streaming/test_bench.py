@@ -79,6 +79,7 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
         "server_32",
         "server_jpeg",
         "classify",
+        "classify_null",
         "overload",
     ):
         assert by_key[key]["fps"] > 0
