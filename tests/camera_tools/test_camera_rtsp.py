@@ -37,15 +37,6 @@ def read_frames(stream: VideoStream, count: int, timeout: float) -> list[int]:
     return indices
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @pytest.mark.timeout(40)
 def test_frames_flow_from_rtsp(rtsp_server: Any) -> None:
     events: list[SourceEvent] = []
@@ -67,7 +58,7 @@ def test_frames_flow_from_rtsp(rtsp_server: Any) -> None:
 
 @pytest.mark.timeout(60)
 def test_rtsp_source_reconnects_after_server_restart(
-    rtsp_server: Any, caplog: pytest.LogCaptureFixture
+    rtsp_server: Any, caplog: pytest.LogCaptureFixture, wait_for: Callable[..., bool]
 ) -> None:
     # given a stream that is delivering frames
     caplog.set_level("INFO", logger="camera_tools")
@@ -105,7 +96,9 @@ def test_rtsp_source_reconnects_after_server_restart(
 
 
 @pytest.mark.timeout(60)
-def test_rtsp_watchdog_reconnects_a_frozen_server(rtsp_server: Any) -> None:
+def test_rtsp_watchdog_reconnects_a_frozen_server(
+    rtsp_server: Any, wait_for: Callable[..., bool]
+) -> None:
     # given a stream that is delivering frames
     events: list[SourceEvent] = []
     # OpenCV's own read timeout is set longer than the watchdog's, so the watchdog must act.

@@ -51,18 +51,12 @@ class Run:
         return self.report
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @pytest.mark.timeout(60)
 def test_rtsp_source_reconnects_after_camera_restart(
-    rtsp_server: Any, server_factory: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    rtsp_server: Any,
+    server_factory: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+    wait_for: Callable[..., bool],
 ) -> None:
     # given a watcher classifying a live RTSP stream
     caplog.set_level("INFO", logger="camera_tools")
@@ -113,6 +107,7 @@ def test_watcher_survives_a_grpc_server_restart(
     server_factory: Callable[..., Any],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    wait_for: Callable[..., bool],
 ) -> None:
     # given a file played in real time (4 s, 40 frames) and a live stream, on one connection
     caplog.set_level("INFO", logger="camera_tools")
