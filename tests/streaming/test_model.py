@@ -52,6 +52,9 @@ def test_batches_of_any_size_never_retrace(tiny_classifier: Any) -> None:
     for count in (1, 3, 7, 32, 5):
         tiny_classifier.predict([images(count)])
     tiny_classifier.predict([images(2, 50, 60)])
+    tiny_classifier.predict([images(2), images(1, 50, 60)])
+    tiny_classifier.predict([images(4, 30, 20), images(3)])
+    assert tiny_classifier._classify.experimental_get_tracing_count() == 1
     assert tiny_classifier._preprocess.experimental_get_tracing_count() == 1
     assert tiny_classifier._forward.experimental_get_tracing_count() == 1
 
