@@ -1,12 +1,17 @@
 """One scheduler for every open stream: fair batches, one model call per tick, ordered answers.
 
-Pipeline (each stage one at a time, so batches stay in order end to end)::
+Pipeline (each stage one thread, so batches stay in order end to end)::
 
-    submit() -> per-stream queues -> scheduler -> prepare thread -> model thread -> streams
+    submit() -> per-stream queues -> scheduler -> prepare thread -> model thread
+             -> answer thread -> streams
 
-The scheduler takes up to ``max_batch`` frames round-robin across streams as soon as the batch
-is full or its oldest frame has waited ``max_delay_ms``. At most two batches are in flight: while
-the model runs one, the next is decoded, and new frames keep filling the one after.
+The scheduler takes up to ``max_batch`` frames round-robin across streams once the batch is
+full or its oldest frame has waited ``max_delay_ms``, but while the model is busy it waits
+until the running call is about to end (less the time the next batch needs to be prepared):
+frames taken that late are the freshest a LIVE stream has, and LOSSLESS ones arriving
+meanwhile still join the batch. The threads hand batches to each other directly, so the model
+starts the next batch the moment it finishes one, without a round trip through the event loop;
+answers (windows, top-k) are built beside the next model call.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ from streaming.window import SlidingWindow
 
 logger = logging.getLogger(__name__)
 
+# Batches taken but not yet through the model: one running, the next one being prepared.
 _IN_FLIGHT_BATCHES = 2
+_EMA = 0.2  # weight of the newest duration in the running estimates
 
 
 class ServerDraining(StreamingError):
@@ -133,6 +140,45 @@ class _Prepared:
     taken_ns: int
 
 
+class _Durations:
+    """Running estimates of model calls (per batch size) and of preparing a batch (per frame).
+
+    Written by the worker threads, read by the scheduler; single float assignments need no lock.
+    """
+
+    def __init__(self) -> None:
+        self._model_ns: dict[int, float] = {}
+        self._prepare_ns_per_frame = 0.0
+
+    def model_call(self, size: int, ns: int) -> None:
+        old = self._model_ns.get(size)
+        self._model_ns[size] = ns if old is None else old + _EMA * (ns - old)
+
+    def prepared(self, size: int, ns: int) -> None:
+        per_frame = ns / max(size, 1)
+        old = self._prepare_ns_per_frame
+        self._prepare_ns_per_frame = per_frame if old == 0 else old + _EMA * (per_frame - old)
+
+    def model_ns(self, size: int) -> float:
+        """Expected call time; errs short (a batch taken early only waits a little longer)."""
+        known = self._model_ns
+        if size in known:
+            return known[size]
+        below = max((k for k in list(known) if k < size), default=None)
+        above = min((k for k in list(known) if k > size), default=None)
+        if below is not None and above is not None:
+            share = (size - below) / (above - below)
+            return known[below] + share * (known[above] - known[below])
+        if below is not None:
+            return known[below]
+        if above is not None:
+            return known[above] * size / above
+        return 0.0
+
+    def prepare_ns(self, size: int) -> float:
+        return self._prepare_ns_per_frame * size
+
+
 @dataclass
 class BatcherStats:
     """Counters since start (read from the event loop)."""
@@ -163,7 +209,15 @@ class Batcher:
         self._next_id = 0
         self._ready: deque[Stream] = deque()  # streams with pending frames, in round-robin order
         self._pending = 0
-        self._in_flight = 0
+        self._in_flight = 0  # batches taken and not yet answered
+        # Batches taken and not yet through the model, oldest first: (batch id, taken at, size).
+        self._unfinished: deque[tuple[int, int, int]] = deque()
+        self._batch_ids = 0
+        self._running: tuple[int, int] | None = (
+            None  # (batch id, start ns), set by the model thread
+        )
+        self._durations = _Durations()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._held = 0  # frames of all streams in the server: queued, in a batch or unsent
         self._waiting: set[Stream] = set()
         self._stream_buffer = config.effective_stream_buffer
@@ -173,24 +227,19 @@ class Batcher:
         self._idle.set()
         self._draining = False
         self._slots = asyncio.Semaphore(_IN_FLIGHT_BATCHES)
-        self._to_prepare: asyncio.Queue[list[_Item]] = asyncio.Queue()
-        self._to_infer: asyncio.Queue[_Prepared] = asyncio.Queue()
         self._prepare_thread = ThreadPoolExecutor(1, thread_name_prefix="sc-prepare")
         self._decode_pool = ThreadPoolExecutor(config.workers, thread_name_prefix="sc-decode")
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="sc-model")
+        self._answer_thread = ThreadPoolExecutor(1, thread_name_prefix="sc-answer")
         self._tasks: list[asyncio.Task[None]] = []
         self.stats = BatcherStats()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._model_thread, self._classifier.warm_up, self._max_batch)
-        self._tasks = [
-            asyncio.create_task(self._schedule(), name="sc-scheduler"),
-            asyncio.create_task(self._prepare_stage(), name="sc-prepare"),
-            asyncio.create_task(self._infer_stage(), name="sc-infer"),
-        ]
+        self._tasks = [asyncio.create_task(self._schedule(), name="sc-scheduler")]
         for task in self._tasks:
             task.add_done_callback(_log_crash)
 
@@ -210,7 +259,12 @@ class Batcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for stream in list(self._streams.values()):
             self.close_stream(stream)
-        for pool in (self._prepare_thread, self._decode_pool, self._model_thread):
+        for pool in (
+            self._prepare_thread,
+            self._decode_pool,
+            self._model_thread,
+            self._answer_thread,
+        ):
             pool.shutdown(wait=False, cancel_futures=True)
 
     # -- streams ---------------------------------------------------------------------------
@@ -295,7 +349,7 @@ class Batcher:
         self._held += 1
         self._pending += 1
         self._idle.clear()
-        if self._pending == 1 or self._pending >= self._max_batch:
+        if self._pending == 1 or self._pending == self._max_batch:
             self._wake()
 
     # -- scheduling ------------------------------------------------------------------------
@@ -336,42 +390,68 @@ class Batcher:
             while not self._pending:
                 await self._sleep(None)
             await self._slots.acquire()
-            while 0 < self._pending < self._max_batch:
-                remaining = self._oldest_arrival_ns() + self._delay_ns - time.perf_counter_ns()
+            while self._pending:
+                remaining = self._take_at_ns() - time.perf_counter_ns()
                 if remaining <= 0:
                     break
                 await self._sleep(remaining)
             if not self._pending:  # every pending stream closed while we waited
                 self._slots.release()
                 continue
-            self._in_flight += 1
-            self._to_prepare.put_nowait(self._take_batch())
+            self._dispatch(self._take_batch())
 
-    async def _prepare_stage(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            items = await self._to_prepare.get()
-            prepared = await loop.run_in_executor(self._prepare_thread, self._prepare, items)
-            self._to_infer.put_nowait(prepared)
+    def _take_at_ns(self) -> int:
+        """When the next batch should be taken (perf_counter ns)."""
+        size = min(self._pending, self._max_batch)
+        at = 0 if size >= self._max_batch else self._oldest_arrival_ns() + self._delay_ns
+        model_free_ns = self._model_free_at_ns()
+        if model_free_ns is not None:
+            # Start preparing just before the model is free; the margin absorbs a late wake-up.
+            lead = self._durations.prepare_ns(size) + 2e6 + 0.1 * self._durations.model_ns(size)
+            at = max(at, int(model_free_ns - lead))
+        return at
 
-    async def _infer_stage(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            prepared = await self._to_infer.get()
-            try:
-                answers = await loop.run_in_executor(self._model_thread, self._infer, prepared)
-            except Exception:  # never let one batch stop the server
-                logger.exception(
-                    "unexpected failure answering a batch of %d frames", len(prepared.items)
-                )
-                answers = self._fail_all(prepared, "internal error while answering the batch", 0)
-            finally:
-                self._slots.release()
-                self._in_flight -= 1
-            for stream, result in answers:
-                if not stream.closed:
-                    stream._push(result)
-            self._check_idle()
+    def _model_free_at_ns(self) -> float | None:
+        """When the model should finish the batches already taken, or None if there are none."""
+        if not self._unfinished:
+            return None
+        durations = self._durations
+        running = self._running
+        free_at = float(time.perf_counter_ns())
+        for batch_id, taken_ns, size in self._unfinished:
+            if running is not None and running[0] == batch_id:
+                start = float(running[1])
+            else:
+                start = max(free_at, taken_ns + durations.prepare_ns(size))
+            free_at = start + durations.model_ns(size)
+        return free_at
+
+    def _dispatch(self, items: list[_Item]) -> None:
+        self._batch_ids += 1
+        self._in_flight += 1
+        self._unfinished.append((self._batch_ids, time.perf_counter_ns(), len(items)))
+        self._prepare_thread.submit(self._prepare_step, self._batch_ids, items)
+
+    # -- loop callbacks from the worker threads ------------------------------------------------
+
+    def _model_done(self) -> None:
+        self._unfinished.popleft()
+        self._slots.release()
+        self._wake()
+
+    def _deliver(self, answers: list[tuple[Stream, FrameResult]]) -> None:
+        self._in_flight -= 1
+        for stream, result in answers:
+            if not stream.closed:
+                stream._push(result)
+        self._check_idle()
+
+    def _call_loop(self, callback: Callable[..., None], *args: object) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop closed: the server is gone
+            logger.debug("event loop closed; dropping %s", callback.__name__)
 
     def _check_idle(self) -> None:
         if not self._pending and not self._in_flight:
@@ -384,9 +464,54 @@ class Batcher:
         check_frame(item.frame, max_side)
         return decode_frame(item.frame, self._channels, max_side)
 
-    def _prepare(self, items: list[_Item]) -> _Prepared:
-        """Decode and group a batch by image size (runs in the prepare thread)."""
-        taken_ns = time.perf_counter_ns()
+    def _prepare_step(self, batch_id: int, items: list[_Item]) -> None:
+        """Prepare thread: decode the batch, then queue it for the model thread."""
+        start = time.perf_counter_ns()
+        try:
+            prepared = self._prepare(items, start)
+        except Exception:  # never let one batch stop the pipeline
+            logger.exception("unexpected failure preparing a batch of %d frames", len(items))
+            message = "internal error while preparing the batch"
+            prepared = _Prepared(
+                items, [], [-1] * len(items), dict.fromkeys(range(len(items)), message), start
+            )
+        self._durations.prepared(len(items), time.perf_counter_ns() - start)
+        self._submit(self._model_thread, self._model_step, batch_id, prepared)
+
+    def _model_step(self, batch_id: int, prepared: _Prepared) -> None:
+        """Model thread: one model call, then hand the answers to the answer thread."""
+        self._running = (batch_id, time.perf_counter_ns())
+        try:
+            outcome = self._predict(prepared)
+        finally:
+            self._running = None
+            self._call_loop(self._model_done)
+        self._submit(self._answer_thread, self._answer_step, prepared, outcome)
+
+    def _answer_step(self, prepared: _Prepared, outcome: tuple[np.ndarray, int] | str) -> None:
+        """Answer thread: windows and top-k for every frame, then back to the event loop."""
+        try:
+            if isinstance(outcome, str):
+                answers = self._fail_all(
+                    prepared, outcome, len(prepared.items) - len(prepared.errors)
+                )
+            else:
+                answers = self._answers(prepared, *outcome)
+        except Exception:
+            logger.exception(
+                "unexpected failure answering a batch of %d frames", len(prepared.items)
+            )
+            answers = self._fail_all(prepared, "internal error while answering the batch", 0)
+        self._call_loop(self._deliver, answers)
+
+    def _submit(self, pool: ThreadPoolExecutor, step: Callable[..., None], *args: object) -> None:
+        try:
+            pool.submit(step, *args)
+        except RuntimeError:  # shut down: the server is stopping
+            logger.debug("batcher stopped; dropping a batch")
+
+    def _prepare(self, items: list[_Item], taken_ns: int) -> _Prepared:
+        """Decode and group a batch by image size."""
         cheap = all(item.frame.encoding <= 1 for item in items)
         # RAW frames are views on the received bytes; encoded ones fan out to the decode pool.
         outcomes = (
@@ -420,8 +545,8 @@ class Batcher:
             logger.exception("decoding frame %d failed unexpectedly", item.frame.seq)
             return f"frame {item.frame.seq}: cannot decode: {exc}"
 
-    def _infer(self, prepared: _Prepared) -> list[tuple[Stream, FrameResult]]:
-        """Run the model and build every answer (runs in the model thread, in batch order)."""
+    def _predict(self, prepared: _Prepared) -> tuple[np.ndarray, int] | str:
+        """The model call: probabilities and its duration in µs, or why it failed."""
         n_rows = sum(len(g) for g in prepared.groups)
         start = time.perf_counter_ns()
         try:
@@ -437,11 +562,20 @@ class Batcher:
         except Exception as exc:
             logger.error("model call for %d frames failed: %s", n_rows, exc)
             self.stats.failed_batches += 1
-            return self._fail_all(prepared, f"model call failed: {exc}", n_rows)
-        inference_us = (time.perf_counter_ns() - start) // 1000
+            return f"model call failed: {exc}"
+        elapsed = time.perf_counter_ns() - start
+        if n_rows:
+            self._durations.model_call(n_rows, elapsed)
         self.stats.batches += 1
         self.stats.frames += n_rows
         self.stats.batch_sizes.append(n_rows)
+        return probs, elapsed // 1000
+
+    def _answers(
+        self, prepared: _Prepared, probs: np.ndarray, inference_us: int
+    ) -> list[tuple[Stream, FrameResult]]:
+        """Every frame's answer, its stream's window advanced (in batch order)."""
+        n_rows = len(probs)
         labels = self._labels
         frame_top = probs.argmax(axis=1)
         answers: list[tuple[Stream, FrameResult]] = []

@@ -28,6 +28,9 @@ class Meter:
     lost_lossless: int = 0
     skipped: int = 0  # LIVE frames the source skipped because sending was still blocked
     batch_sum: int = 0
+    # Model time and count of the batches answered: each frame adds its share of its batch.
+    model_ns: float = 0.0
+    batches: float = 0.0
     _received_ns: list[int] = field(default_factory=list)
     _latencies_ns: list[int] = field(default_factory=list)
 
@@ -35,11 +38,14 @@ class Meter:
         if self.start_ns <= at_ns < self.end_ns:
             self.sent += 1
 
-    def on_answer(self, latency_ns: int, batch_size: int = 0) -> None:
+    def on_answer(self, latency_ns: int, batch_size: int = 0, inference_us: int = 0) -> None:
         now = time.perf_counter_ns()
         if self.start_ns <= now < self.end_ns:
             self.answered += 1
             self.batch_sum += batch_size
+            if batch_size:
+                self.model_ns += inference_us * 1000 / batch_size
+                self.batches += 1 / batch_size
             self._received_ns.append(now)
             self._latencies_ns.append(latency_ns)
 
@@ -66,5 +72,7 @@ class Meter:
             lost_lossless=self.lost_lossless,
             skipped=self.skipped,
             mean_batch=self.batch_sum / self.answered if self.answered else 0.0,
+            model_busy=self.model_ns / (self.end_ns - self.start_ns),
+            mean_model_ms=self.model_ns / 1e6 / self.batches if self.batches else 0.0,
             p99_by_slice_ms=tuple(by_slice),
         )

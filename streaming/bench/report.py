@@ -187,6 +187,12 @@ def _row_line(row: Row) -> str:
     notes = []
     if "mean_batch" in row.extra and row.extra["mean_batch"]:
         notes.append(f"mean batch {row.extra['mean_batch']:.1f}")
+    if row.extra.get("mean_model_ms"):
+        # The model's own time inside the server: how busy it was kept, and how long a call took
+        # with the server's and the client's work on the same cores (row 1 runs it alone).
+        notes.append(
+            f"model busy {row.extra['model_busy']:.0%}, {row.extra['mean_model_ms']:.1f} ms/call"
+        )
     if row.extra.get("offered_fps") and row.key.startswith(("latency", "overload", "soak")):
         notes.append(f"offered {row.extra['offered_fps']:,.0f}/s")
     if row.key == "overload":

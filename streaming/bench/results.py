@@ -44,6 +44,8 @@ class LoadResult:
     skipped: int = 0  # LIVE frames skipped at the source while a send was blocked
     unanswered_after_drain: int = 0  # LOSSLESS frames still queued when the bounded drain ended
     mean_batch: float = 0.0
+    model_busy: float = 0.0  # share of the window the model was running (summed over answers)
+    mean_model_ms: float = 0.0  # mean duration of one model call
     # p99 of the latency over each successive slice of the window: shows whether it grows.
     p99_by_slice_ms: tuple[float, ...] = ()
 

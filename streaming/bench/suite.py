@@ -189,6 +189,8 @@ class Suite:
             extra={
                 "offered_fps": result.offered_fps,
                 "mean_batch": result.mean_batch,
+                "model_busy": result.model_busy,
+                "mean_model_ms": result.mean_model_ms,
                 "dropped": result.dropped,
                 "errors": result.errors,
                 "lost_lossless": result.lost_lossless,
