@@ -549,6 +549,7 @@ class _SourceRunner:
                     window=self._config.window,
                     delivery=self.delivery,
                     channel_order="bgr",
+                    probabilities=False,  # outputs use labels and scores only
                 )
             except ClassifierClientError as exc:
                 self._conn.recover(generation, str(exc))

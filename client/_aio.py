@@ -139,6 +139,7 @@ class AsyncStreamClient:
         wire_format: WireFormat = "raw",
         jpeg_quality: int = 90,
         resize: bool = True,
+        probabilities: bool = True,
     ) -> AsyncStream:
         """Open one classification stream; same arguments as :meth:`StreamClient.open_stream`.
 
@@ -148,7 +149,12 @@ class AsyncStreamClient:
         if self._closed or self._stub is None:
             raise ClassifierClientError(grpc.StatusCode.CANCELLED, "the client is closed")
         options = StreamOptions(
-            source=source, window=window, delivery=delivery, top_k=top_k, client_id=self.client_id
+            source=source,
+            window=window,
+            delivery=delivery,
+            top_k=top_k,
+            client_id=self.client_id,
+            probabilities=probabilities,
         )
         stream = AsyncStream(
             self._stub,
@@ -171,6 +177,7 @@ class AsyncStreamClient:
         top_k: int = 0,
         channel_order: ChannelOrder = "rgb",
         wire_format: WireFormat = "raw",
+        probabilities: bool = True,
     ) -> list[Prediction]:
         """Classify images through one LOSSLESS stream; one prediction per image, in order."""
         async with self.open_stream(
@@ -179,6 +186,7 @@ class AsyncStreamClient:
             top_k=top_k,
             channel_order=channel_order,
             wire_format=wire_format,
+            probabilities=probabilities,
         ) as stream:
             sender = asyncio.create_task(stream.send_all(images))
             try:
@@ -413,7 +421,9 @@ class AsyncStream:
     async def _read(self) -> None:
         try:
             async for response in self._call:
-                prediction = _convert.prediction_from_pb(response)
+                prediction = _convert.prediction_from_pb(
+                    response, probabilities=self.options.probabilities
+                )
                 self._dropped = prediction.dropped_frames
                 self._received += 1
                 self._results.put_nowait(prediction)
@@ -421,6 +431,10 @@ class AsyncStream:
             if not self._cancelled:
                 self._error = ClassifierClientError.from_rpc_error(exc)
                 logger.debug("stream %r failed: %s", self.options.source, self._error)
+        except ValueError as exc:  # an answer we cannot decode: the stream cannot be trusted
+            self._error = _convert.malformed_answer(exc)
+            self._cancelled = True
+            self._call.cancel()
         except asyncio.CancelledError:
             # grpc.aio raises this when *we* cancel the call; anything else is a real cancellation.
             if not self._cancelled:

@@ -113,7 +113,10 @@ class sc_client:  # noqa: N801 - the old public name
     def _classify(self, client: StreamClient, frames: list[EncodedFrame]) -> list[Prediction]:
         while len(self._streams) < len(frames):
             source = f"sc_client:{len(self._streams)}"
-            self._streams.append(client.open_stream(source, top_k=1, resize=False))
+            # Only the top-1 window score is returned: no probability vector on the wire.
+            self._streams.append(
+                client.open_stream(source, top_k=1, resize=False, probabilities=False)
+            )
         streams = self._streams[: len(frames)]
         # Send every position first so the server batches them, then collect the answers.
         for stream, frame in zip(streams, frames, strict=True):

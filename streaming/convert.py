@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from streaming.api.v1 import stream_classifier_pb2 as pb
-from streaming.values import Delivery, FrameData, FrameResult, ModelDescription, StreamSettings
+from streaming.values import (
+    Delivery,
+    FrameData,
+    FrameResult,
+    ModelDescription,
+    ProbabilityFormat,
+    StreamSettings,
+)
+
+_PROBABILITY_FORMATS = frozenset(ProbabilityFormat)
 
 
 def settings_from_pb(
@@ -13,12 +22,19 @@ def settings_from_pb(
     delivery = Delivery(config.delivery) if config.delivery in (0, 1) else None
     if delivery is None:
         raise ValueError(f"unknown delivery mode {config.delivery}")
+    # proto3 enums are open: an unknown number arrives as-is rather than as an error.
+    if config.probabilities not in _PROBABILITY_FORMATS:
+        raise ValueError(
+            f"unknown probabilities format {config.probabilities} "
+            "(0 PROBABILITIES_REPEATED, 1 PROBABILITIES_PACKED, 2 PROBABILITIES_NONE)"
+        )
     return StreamSettings(
         client_id=config.client_id,
         source=config.source,
         window=config.window or default_window,
         delivery=delivery,
         top_k=min(config.top_k or default_top_k, num_labels),
+        probabilities=ProbabilityFormat(config.probabilities),
     )
 
 
@@ -34,7 +50,10 @@ def frame_from_pb(frame: pb.Frame) -> FrameData:
     )
 
 
-def result_to_pb(result: FrameResult) -> pb.ClassifyResponse:
+def result_to_pb(
+    result: FrameResult, probabilities: ProbabilityFormat = ProbabilityFormat.REPEATED
+) -> pb.ClassifyResponse:
+    """The answer to one frame, with the probability vector in the format the stream asked for."""
     response = pb.ClassifyResponse(
         seq=result.seq,
         dropped_frames=result.dropped_frames,
@@ -53,7 +72,11 @@ def result_to_pb(result: FrameResult) -> pb.ClassifyResponse:
     response.frame_label = result.frame_label
     response.frame_score = result.frame_score
     if result.probabilities is not None:
-        response.probabilities.extend(result.probabilities.tolist())
+        if probabilities is ProbabilityFormat.PACKED:
+            # One memcpy instead of a Python float per label (no copy when already float32 LE).
+            response.probabilities_f32 = result.probabilities.astype("<f4", copy=False).tobytes()
+        elif probabilities is ProbabilityFormat.REPEATED:
+            response.probabilities.extend(result.probabilities.tolist())
     response.top_k.extend(pb.ScoredLabel(label=label, score=score) for label, score in result.top_k)
     return response
 

@@ -85,12 +85,13 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad StreamConfig: {exc}")
         stream = await _open(self._batcher, settings, context)
         logger.info(
-            "stream %d opened: client=%r source=%r window=%d delivery=%s",
+            "stream %d opened: client=%r source=%r window=%d delivery=%s probabilities=%s",
             stream.id,
             settings.client_id,
             settings.source,
             settings.window,
             settings.delivery.name,
+            settings.probabilities.name,
         )
         reader = asyncio.create_task(
             self._read(request_iterator, stream), name=f"sc-reader-{stream.id}"
@@ -99,7 +100,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         answered = 0
         try:
             while (result := await stream.next_result()) is not None:
-                yield result_to_pb(result)
+                yield result_to_pb(result, settings.probabilities)
                 answered += 1
             violation = reader.result() if reader.done() and not reader.cancelled() else None
             if violation:

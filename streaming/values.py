@@ -15,6 +15,14 @@ class Delivery(enum.IntEnum):
     LOSSLESS = 1
 
 
+class ProbabilityFormat(enum.IntEnum):
+    """How an answer carries the window-averaged probability vector (wire values)."""
+
+    REPEATED = 0  # ClassifyResponse.probabilities, one float per label (the original format)
+    PACKED = 1  # ClassifyResponse.probabilities_f32, little-endian float32 bytes
+    NONE = 2  # no vector
+
+
 class Encoding(enum.IntEnum):
     """Frame payload encodings (wire values)."""
 
@@ -40,6 +48,7 @@ class StreamSettings:
     window: int
     delivery: Delivery
     top_k: int
+    probabilities: ProbabilityFormat = ProbabilityFormat.REPEATED
 
     def __post_init__(self) -> None:
         if self.window < 1:

@@ -166,7 +166,9 @@ async def _receive(
             meter.lost_lossless += abs(prediction.seq - state[0])
         state[0] = prediction.seq + 1
         state[1] = prediction.dropped_frames
-        meter.on_answer(now - prediction.capture_time_us * 1000, prediction.batch_size)
+        meter.on_answer(
+            now - prediction.capture_time_us * 1000, prediction.batch_size, prediction.inference_us
+        )
         if room is not None:
             room.release()
 
@@ -177,7 +179,9 @@ async def run_load(spec: LoadSpec) -> dict[str, object]:
         payload = make_payload(spec, info.input_size)
         delivery = Delivery.LOSSLESS if spec.delivery == "lossless" else Delivery.LIVE
         streams = [
-            client.open_stream(f"bench-{i}", delivery=delivery, window=spec.window, top_k=1)
+            client.open_stream(
+                f"bench-{i}", delivery=delivery, window=spec.window, top_k=1, probabilities=False
+            )
             for i in range(spec.streams)
         ]
         start = time.perf_counter_ns() + int(spec.warmup_s * 1e9)

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from client import classify_cli
+from client import classify_cli, encode_frame
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -228,3 +228,113 @@ def test_progress_bar_only_on_a_terminal() -> None:
         progress.close()
         assert ("images/s" in out.getvalue()) is drawn
         assert "x.png: broken\n" in out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_before_the_resize(
+    tmp_path: Path, fmt: str, orientation: int
+) -> None:
+    # given: a wide photo whose EXIF says how to turn it (as cameras write them)
+    rng = np.random.default_rng(orientation)
+    pixels = rng.integers(0, 256, (240, 400, 3), dtype=np.uint8)
+    pixels[:, :200] //= 4  # a dark left half, so a wrong turn changes the result
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"photo.{fmt.lower()}"
+    Image.fromarray(pixels).save(path, format=fmt, exif=exif)
+    # when
+    frame = classify_cli.load_image(path, (48, 32), "raw", 90)
+    # then: the same pixels as decoding, turning a copy and resizing (the reference path)
+    with Image.open(path) as image:
+        if fmt == "JPEG":
+            image.draft(image.mode, (48, 32))
+        image.load()
+        turned = ImageOps.exif_transpose(image)
+    reference = encode_frame(turned, size=(48, 32))
+    assert (frame.width, frame.height, frame.encoding) == (48, 32, reference.encoding)
+    assert frame.data == reference.data
+    assert (turned.width < turned.height) == (orientation >= 5)  # 5-8 swap width and height
+
+
+def pil_only(path: Path, size: tuple[int, int]) -> Any:
+    """The decode path before OpenCV took over plain JPEGs: the reference for identical output."""
+    with Image.open(path) as image:
+        if image.format == "JPEG":
+            image.draft(image.mode, size)
+        image.load()
+        return encode_frame(ImageOps.exif_transpose(image), size=size)
+
+
+def jpeg(width: int, height: int, seed: int = 0, mode: str = "RGB", **options: Any) -> bytes:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, width)[None, :, None]
+    pixels = np.clip(ramp + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, format="JPEG", **options)
+    return buffer.getvalue()
+
+
+def with_orientation(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return jpeg(300, 200, exif=exif)
+
+
+SAME_PIXELS = [
+    # (file bytes, model input size): every one must give the bytes the PIL-only path gives
+    pytest.param(jpeg(640, 480), (224, 224), id="half-scale"),
+    pytest.param(jpeg(640, 480), (320, 240), id="exactly-half"),
+    pytest.param(jpeg(4000, 3000, quality=80), (224, 224), id="eighth-scale"),
+    pytest.param(jpeg(1001, 757), (224, 224), id="quarter-scale-odd-size"),
+    pytest.param(jpeg(200, 150), (224, 224), id="smaller-than-input"),
+    pytest.param(jpeg(641, 479, subsampling=0), (96, 96), id="444-chroma"),
+    pytest.param(jpeg(640, 480, subsampling=1), (224, 224), id="422-chroma"),
+    pytest.param(jpeg(640, 480, progressive=True), (224, 224), id="progressive"),
+    pytest.param(jpeg(640, 480, quality=100, optimize=True), (224, 224), id="q100-optimized"),
+    pytest.param(jpeg(640, 480, mode="L"), (224, 224), id="grey-via-pil"),
+    pytest.param(jpeg(640, 480, mode="CMYK"), (224, 224), id="cmyk-via-pil"),
+    pytest.param(with_orientation(1), (48, 32), id="orientation-1"),
+    pytest.param(with_orientation(6), (48, 32), id="orientation-6-via-pil"),
+    pytest.param(jpeg(640, 480) + b"trailing bytes", (224, 224), id="data-after-end-via-pil"),
+]
+
+
+@pytest.mark.parametrize(("data", "size"), SAME_PIXELS)
+def test_jpeg_decoding_gives_the_pixels_of_the_pil_only_path(
+    tmp_path: Path, data: bytes, size: tuple[int, int]
+) -> None:
+    path = tmp_path / "image.jpg"
+    path.write_bytes(data)
+
+    frame = classify_cli.load_image(path, size, "raw", 90)
+
+    assert frame == pil_only(path, size)
+
+
+TRUNCATED = jpeg(640, 480)[:40_000]
+FAILURES = [
+    # (file bytes): must fail exactly as the PIL-only path does
+    pytest.param(TRUNCATED, id="truncated"),
+    pytest.param(TRUNCATED + b"\xff\xd9", id="cut-short-before-an-end-marker"),
+    pytest.param(b"\xff\xd8\xff\xe0 this is not a jpeg\xff\xd9", id="garbage-with-end-marker"),
+]
+
+
+@pytest.mark.parametrize("data", FAILURES)
+def test_broken_jpeg_fails_or_decodes_as_the_pil_only_path_does(
+    tmp_path: Path, data: bytes
+) -> None:
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(data)
+    try:
+        expected: Any = pil_only(path, (224, 224))
+    except Exception as exc:  # noqa: BLE001 - the reference's failure is the expectation
+        expected = exc
+
+    if isinstance(expected, Exception):
+        with pytest.raises(type(expected)) as caught:
+            classify_cli.load_image(path, (224, 224), "raw", 90)
+        assert classify_cli._reason(caught.value) == classify_cli._reason(expected)
+    else:
+        assert classify_cli.load_image(path, (224, 224), "raw", 90) == expected

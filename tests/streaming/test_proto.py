@@ -54,6 +54,21 @@ def test_the_wire_contract_keeps_its_names_and_numbers() -> None:
         "inference_us": 12,
         "capture_time_us": 13,
         "error": 14,
+        "probabilities_f32": 15,
+    }
+    config = {f.name: f.number for f in pb.StreamConfig.DESCRIPTOR.fields}
+    assert config == {
+        "client_id": 1,
+        "source": 2,
+        "window": 3,
+        "delivery": 4,
+        "top_k": 5,
+        "probabilities": 6,
+    }
+    assert {v.name: v.number for v in pb.ProbabilityFormat.DESCRIPTOR.values} == {
+        "PROBABILITIES_REPEATED": 0,  # the default: what clients that predate the field get
+        "PROBABILITIES_PACKED": 1,
+        "PROBABILITIES_NONE": 2,
     }
     assert (
         pb.DESCRIPTOR.services_by_name["StreamClassifier"].full_name

@@ -210,6 +210,37 @@ def test_live_under_overload_drops_and_counts_instead_of_lagging(
     assert max(latencies[-5:]) < 1.0
 
 
+def test_live_frame_waits_for_the_model_so_a_newer_one_can_replace_it(
+    server_factory: Any, tiny_classifier: Any, frame_pb: Any
+) -> None:
+    # given: a model that takes 0.4 s per call, and the server has already timed one call
+    server = server_factory(classifier=SlowClassifier(tiny_classifier, 0.4), max_batch=4)
+    frames = colour_sequence(4)
+    first_answered = threading.Event()
+
+    def requests() -> Iterator[pb.ClassifyRequest]:
+        yield pb.ClassifyRequest(config=pb.StreamConfig(client_id="live", delivery=LIVE))
+        yield pb.ClassifyRequest(frame=frame_pb(0, frames[0]))
+        first_answered.wait(10)
+        yield pb.ClassifyRequest(frame=frame_pb(1, frames[1]))  # the model starts on it at once
+        time.sleep(0.1)
+        yield pb.ClassifyRequest(frame=frame_pb(2, frames[2]))  # model busy for ~0.3 s more
+        time.sleep(0.1)
+        yield pb.ClassifyRequest(frame=frame_pb(3, frames[3]))  # newer: replaces frame 2
+
+    # when
+    responses = []
+    with grpc.insecure_channel(server.address) as channel:
+        for response in pb_grpc.StreamClassifierStub(channel).Classify(requests(), timeout=30):
+            responses.append(response)
+            first_answered.set()
+
+    # then: frame 2 was not taken into a batch that would have waited for the model; the
+    # fresher frame 3 went in its place (a batch taken early would have answered 0, 1, 2, 3)
+    assert [r.seq for r in responses] == [0, 1, 3]
+    assert responses[-1].dropped_frames == 1
+
+
 def test_round_robin_keeps_a_flooding_stream_from_starving_others(
     server_factory: Any, tiny_classifier: Any, frame_pb: Any, run_stream: Any
 ) -> None:
@@ -319,6 +350,55 @@ def test_every_encoding_gives_the_answer_of_the_same_raw_rgb_frame(
         assert response.label == "blue"
 
 
+VECTOR_AND_TIMING_FIELDS = (
+    "probabilities",
+    "probabilities_f32",
+    "batch_size",
+    "queue_us",
+    "inference_us",
+)
+PROBABILITY_FORMATS = [
+    # (StreamConfig fields, which ClassifyResponse field carries the vector)
+    pytest.param({}, "probabilities", id="unset-is-repeated-as-before"),
+    pytest.param({"probabilities": pb.PROBABILITIES_REPEATED}, "probabilities", id="repeated"),
+    pytest.param({"probabilities": pb.PROBABILITIES_PACKED}, "probabilities_f32", id="packed"),
+    pytest.param({"probabilities": pb.PROBABILITIES_NONE}, None, id="none"),
+]
+
+
+@pytest.mark.parametrize(("config", "carrier"), PROBABILITY_FORMATS)
+def test_probability_format_chooses_the_field_and_keeps_everything_else(
+    server: Any, run_stream: Any, frame_pb: Any, config: dict[str, Any], carrier: str | None
+) -> None:
+    # given: the answers in the original format, as the reference
+    messages = [frame_pb(i, f) for i, f in enumerate(colour_sequence(6, seed=3))]
+    reference = run_stream(server.address, messages, window=3, delivery=LOSSLESS, top_k=2)
+    # when: the same frames are sent asking for a format
+    answers = run_stream(server.address, messages, window=3, delivery=LOSSLESS, top_k=2, **config)
+    # then: the vector is in the asked field only, bit for bit the same float32 values
+    assert len(answers) == len(reference) == 6
+    for got, expected in zip(answers, reference, strict=True):
+        assert not got.HasField("error"), got.error.message
+        expected_vector = np.array(expected.probabilities, np.float32)
+        assert expected_vector.shape == (3,)
+        if carrier == "probabilities":
+            np.testing.assert_array_equal(np.array(got.probabilities, np.float32), expected_vector)
+            assert got.probabilities_f32 == b""
+        elif carrier == "probabilities_f32":
+            assert len(got.probabilities) == 0
+            np.testing.assert_array_equal(
+                np.frombuffer(got.probabilities_f32, "<f4"), expected_vector
+            )
+        else:
+            assert len(got.probabilities) == 0 and got.probabilities_f32 == b""
+        # Everything else is independent of the format (timings aside).
+        for message in (got, expected):
+            for name in VECTOR_AND_TIMING_FIELDS:
+                message.ClearField(name)
+        assert got == expected
+        assert got.label and got.frame_label and len(got.top_k) == 2 and got.score > 0
+
+
 PROTOCOL_ERRORS = [
     pytest.param(
         [pb.ClassifyRequest(frame=pb.Frame(seq=1))],
@@ -340,6 +420,16 @@ PROTOCOL_ERRORS = [
         [pb.ClassifyRequest(config=pb.StreamConfig(delivery=7))],
         "unknown delivery mode 7",
         id="bad-delivery",
+    ),
+    pytest.param(
+        [pb.ClassifyRequest(config=pb.StreamConfig(probabilities=3))],  # type: ignore[arg-type]
+        "unknown probabilities format 3",
+        id="bad-probabilities-format",
+    ),
+    pytest.param(
+        [pb.ClassifyRequest(config=pb.StreamConfig(probabilities=-1))],  # type: ignore[arg-type]
+        "unknown probabilities format -1",
+        id="negative-probabilities-format",
     ),
 ]
 

@@ -7,6 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ProbabilityFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROBABILITIES_REPEATED: _ClassVar[ProbabilityFormat]
+    PROBABILITIES_PACKED: _ClassVar[ProbabilityFormat]
+    PROBABILITIES_NONE: _ClassVar[ProbabilityFormat]
+
 class DeliveryMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DELIVERY_MODE_LIVE: _ClassVar[DeliveryMode]
@@ -18,6 +24,9 @@ class Encoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENCODING_RAW_BGR: _ClassVar[Encoding]
     ENCODING_JPEG: _ClassVar[Encoding]
     ENCODING_PNG: _ClassVar[Encoding]
+PROBABILITIES_REPEATED: ProbabilityFormat
+PROBABILITIES_PACKED: ProbabilityFormat
+PROBABILITIES_NONE: ProbabilityFormat
 DELIVERY_MODE_LIVE: DeliveryMode
 DELIVERY_MODE_LOSSLESS: DeliveryMode
 ENCODING_RAW_RGB: Encoding
@@ -34,18 +43,20 @@ class ClassifyRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[StreamConfig, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ...) -> None: ...
 
 class StreamConfig(_message.Message):
-    __slots__ = ("client_id", "source", "window", "delivery", "top_k")
+    __slots__ = ("client_id", "source", "window", "delivery", "top_k", "probabilities")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     source: str
     window: int
     delivery: DeliveryMode
     top_k: int
-    def __init__(self, client_id: _Optional[str] = ..., source: _Optional[str] = ..., window: _Optional[int] = ..., delivery: _Optional[_Union[DeliveryMode, str]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    probabilities: ProbabilityFormat
+    def __init__(self, client_id: _Optional[str] = ..., source: _Optional[str] = ..., window: _Optional[int] = ..., delivery: _Optional[_Union[DeliveryMode, str]] = ..., top_k: _Optional[int] = ..., probabilities: _Optional[_Union[ProbabilityFormat, str]] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("seq", "encoding", "width", "height", "channels", "data", "capture_time_us")
@@ -82,7 +93,7 @@ class FrameError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("seq", "label", "score", "probabilities", "frame_label", "frame_score", "top_k", "window_frames", "dropped_frames", "batch_size", "queue_us", "inference_us", "capture_time_us", "error")
+    __slots__ = ("seq", "label", "score", "probabilities", "frame_label", "frame_score", "top_k", "window_frames", "dropped_frames", "batch_size", "queue_us", "inference_us", "capture_time_us", "error", "probabilities_f32")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +108,7 @@ class ClassifyResponse(_message.Message):
     INFERENCE_US_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_F32_FIELD_NUMBER: _ClassVar[int]
     seq: int
     label: str
     score: float
@@ -111,7 +123,8 @@ class ClassifyResponse(_message.Message):
     inference_us: int
     capture_time_us: int
     error: FrameError
-    def __init__(self, seq: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., probabilities: _Optional[_Iterable[float]] = ..., frame_label: _Optional[str] = ..., frame_score: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[ScoredLabel, _Mapping]]] = ..., window_frames: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., batch_size: _Optional[int] = ..., queue_us: _Optional[int] = ..., inference_us: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ...) -> None: ...
+    probabilities_f32: bytes
+    def __init__(self, seq: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., probabilities: _Optional[_Iterable[float]] = ..., frame_label: _Optional[str] = ..., frame_score: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[ScoredLabel, _Mapping]]] = ..., window_frames: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., batch_size: _Optional[int] = ..., queue_us: _Optional[int] = ..., inference_us: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., probabilities_f32: _Optional[bytes] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
