@@ -407,7 +407,7 @@ class Batcher:
         model_free_ns = self._model_free_at_ns()
         if model_free_ns is not None:
             # Start preparing just before the model is free; the margin absorbs a late wake-up.
-            lead = self._durations.prepare_ns(size) + 2e6 + 0.1 * self._durations.model_ns(size)
+            lead = self._durations.prepare_ns(size) + 1e6 + 0.05 * self._durations.model_ns(size)
             at = max(at, int(model_free_ns - lead))
         return at
 

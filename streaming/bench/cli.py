@@ -62,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rows", default="", help="only these rows, e.g. 1,2,3 (row 1 always runs)"
     )
     parser.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="skip the whole-machine perf profile of rows 3, 5 @32 and 7 (used when perf works)",
+    )
+    parser.add_argument(
         "--markdown", type=Path, default=Path("BENCHMARKS.md"), help="(default %(default)s)"
     )
     parser.add_argument(
@@ -87,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         max_delay_ms=args.max_delay_ms,
         work_dir=args.work_dir,
         rows=tuple(int(r) for r in args.rows.split(",")) if args.rows else ALL_ROWS,
+        profile=not args.no_profile,
     )
     if args.quick:
         settings = replace(

@@ -48,16 +48,21 @@ def spin(duty: float, seconds: float) -> None:
         time.sleep(period * (1 - duty))
 
 
-def _timed_calls(predict: Any, images: np.ndarray, seconds: float) -> tuple[float, list[int]]:
+def _timed_calls(
+    predict: Any, images: np.ndarray, seconds: float
+) -> tuple[float, list[int], float]:
+    """Frames/s, each call's ns, and the process's CPU in cores over the calls."""
     times: list[int] = []
     start = time.perf_counter_ns()
+    cpu_start = time.process_time()
     deadline = start + int(seconds * 1e9)
     while time.perf_counter_ns() < deadline or len(times) < 3:
         t0 = time.perf_counter_ns()
         predict([images])
         times.append(time.perf_counter_ns() - t0)
     elapsed = (time.perf_counter_ns() - start) / 1e9
-    return len(images) * len(times) / elapsed, times
+    cores = (time.process_time() - cpu_start) / elapsed
+    return len(images) * len(times) / elapsed, times, cores
 
 
 def _with_busy_neighbour(
@@ -77,7 +82,7 @@ def _with_busy_neighbour(
     )
     try:
         time.sleep(0.5)
-        fps, _ = _timed_calls(predict, images, seconds)
+        fps, _, _ = _timed_calls(predict, images, seconds)
     finally:
         spinner.kill()
         spinner.wait(10)
@@ -113,10 +118,15 @@ def measure(
         )
         for _ in range(2):  # tracing and allocator warm-up
             classifier.predict([images])
-        fps, times = _timed_calls(classifier.predict, images, seconds)
+        fps, times, cores = _timed_calls(classifier.predict, images, seconds)
         latency = Latency.from_ns(times)
         assert latency is not None
-        per_batch[str(size)] = {"fps": fps, "batch_ms": latency.p50_ms, "latency": latency.__dict__}
+        per_batch[str(size)] = {
+            "fps": fps,
+            "batch_ms": latency.p50_ms,
+            "cores": cores,
+            "latency": latency.__dict__,
+        }
         logger.info("model alone, batch %d: %.1f frames/s", size, fps)
     shared: dict[str, Any] = {}
     if neighbour is not None:

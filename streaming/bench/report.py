@@ -227,6 +227,12 @@ def _row_line(row: Row) -> str:
         notes.append(
             f"CPU: server {row.extra['server_cores']:.2f}, client {row.extra['loadgen_cores']:.2f} cores"
         )
+    if row.extra.get("cpu_profile_cores"):
+        cores = row.extra["cpu_profile_cores"]
+        notes.append(
+            "perf, cores: "
+            + ", ".join(f"{role} {cores[role]:.2f}" for role in cores if cores[role] >= 0.005)
+        )
     if row.note:
         notes.append(row.note)
     return (
@@ -257,9 +263,9 @@ def markdown_block(run: BenchRun, targets: list[Target], machine: dict[str, Any]
         "| --- | --- | ---: | ---: | ---: | ---: | --- |",
         *(_row_line(r) for r in run.rows),
         "",
-        "Model alone by batch size (frames/s; ms per call): "
+        "Model alone by batch size (frames/s; ms per call, CPU of the process): "
         + ", ".join(
-            f"{b}: {v['fps']:.0f} ({v['batch_ms']:.1f} ms)"
+            f"{b}: {v['fps']:.0f} ({v['batch_ms']:.1f} ms, {v.get('cores', 0):.2f} cores)"
             for b, v in sorted(run.model.get("per_batch", {}).items(), key=lambda kv: int(kv[0]))
         ),
         *_shared_line(run.model.get("shared") or {}),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import subprocess
 import tempfile
@@ -17,11 +19,13 @@ import numpy as np
 from streaming.bench.echo import EchoSpec
 from streaming.bench.loadgen import LoadSpec
 from streaming.bench.processes import BenchError, ChildServer, free_port, python_module, run_json
+from streaming.bench.profile import CpuProfiler, perf_works
 from streaming.bench.results import Latency, LoadResult, Row
 
 logger = logging.getLogger(__name__)
 
 ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8)
+_PROFILED = ("null", "server-32", "overload")  # load runs whose missed targets need a profile
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class BenchSettings:
     drain_s: float = 10.0
     model_batches: tuple[int, ...] = (1, 8, 16, 32, 64)
     classify_images: int = 500
+    profile: bool = True  # whole-machine perf profile of rows 3, 5 @32 and 7 when perf works
     rows: tuple[int, ...] = ALL_ROWS
     work_dir: Path = Path("bench-output")
 
@@ -70,9 +75,12 @@ class BenchRun:
 
 
 def _answer_bytes(num_classes: int) -> int:
-    """Size of a real ClassifyResponse for this model, so the echo answers with as many bytes."""
+    """Size of the ClassifyResponse the load generator gets, so the echo answers as many bytes.
+
+    The load generator asks for no probability vector (like `watch`, `classify` and `sc_client`).
+    """
     from streaming.convert import result_to_pb
-    from streaming.values import FrameResult
+    from streaming.values import FrameResult, ProbabilityFormat
 
     probs = np.full(num_classes, 1.0 / num_classes, np.float32)
     result = FrameResult(
@@ -90,7 +98,7 @@ def _answer_bytes(num_classes: int) -> int:
         top_k=(("class_123", 0.5),),
         window_frames=5,
     )
-    return int(result_to_pb(result).ByteSize())
+    return int(result_to_pb(result, ProbabilityFormat.NONE).ByteSize())
 
 
 class Suite:
@@ -102,6 +110,9 @@ class Suite:
         self._tmp = tempfile.TemporaryDirectory(prefix="sc-bench-")
         self._current: ChildServer | None = None  # the server the next load run measures
         self.last_extra: dict[str, Any] = {}
+        self._perf_works = settings.profile and perf_works()
+        if settings.profile and not self._perf_works:
+            logger.info("perf is not available (or not allowed): rows are not profiled")
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -112,12 +123,21 @@ class Suite:
         server = self._current
         if server is not None and server.rss is not None:
             server.rss.phase = tag
-        data = run_json(
-            python_module("streaming.bench.loadgen", spec.to_json()),
-            self._deadline(spec.warmup_s + spec.duration_s + spec.drain_s),
-            self.log_dir / f"loadgen-{tag}.log",
-        )
+        profiler = self._profiler(tag, spec) if server is not None else None
+        with profiler or contextlib.nullcontext():
+            data = run_json(
+                python_module("streaming.bench.loadgen", spec.to_json()),
+                self._deadline(spec.warmup_s + spec.duration_s + spec.drain_s),
+                self.log_dir / f"loadgen-{tag}.log",
+            )
+        if server is not None and server.rss is not None:
+            server.rss.phase = f"{tag} done"  # the server's CPU is that of the run, not after it
         extra = {k: data.pop(k) for k in ("payload_bytes", "loadgen_cores")}
+        if profiler is not None:
+            shares = profiler.result()
+            if shares is not None:
+                cores = os.cpu_count() or 1
+                extra["cpu_profile_cores"] = {role: share * cores for role, share in shares.items()}
         if server is not None and server.rss is not None:
             extra["server_cores"] = server.rss.cores(tag)
         self.last_extra = extra
@@ -131,6 +151,16 @@ class Suite:
             extra,
         )
         return result
+
+    def _profiler(self, tag: str, spec: LoadSpec) -> CpuProfiler | None:
+        """A perf profile in the middle of the measured window of the rows the analysis needs."""
+        if tag not in _PROFILED or not self._perf_works or self._current is None:
+            return None
+        seconds = min(3.0, spec.duration_s / 2)
+        delay = spec.warmup_s + (spec.duration_s - seconds) / 2 + 0.5  # + the client's start-up
+        folder = self.s.work_dir / "profiles"
+        folder.mkdir(parents=True, exist_ok=True)
+        return CpuProfiler(folder / f"{tag}.perf", self._current.pid, delay, seconds)
 
     def _server(self, tag: str, *flags: str) -> tuple[ChildServer, str]:
         port = free_port()
