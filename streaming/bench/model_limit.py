@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,17 +35,6 @@ def build_default_model(path: Path, size: tuple[int, int] = DEFAULT_INPUT) -> Pa
     return path
 
 
-def spin(duty: float, seconds: float) -> None:
-    """Busy-loop ``duty`` of one core in 2 ms periods: a stand-in for the server's other threads."""
-    period = 0.002
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        start = time.perf_counter()
-        while time.perf_counter() - start < period * duty:
-            pass
-        time.sleep(period * (1 - duty))
-
-
 def _timed_calls(
     predict: Any, images: np.ndarray, seconds: float
 ) -> tuple[float, list[int], float]:
@@ -65,45 +52,16 @@ def _timed_calls(
     return len(images) * len(times) / elapsed, times, cores
 
 
-def _with_busy_neighbour(
-    predict: Any, images: np.ndarray, seconds: float, cores: float, nice: int
-) -> float:
-    """Frames/s of the model while another process keeps ``cores`` busy at ``nice``."""
-    spinner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streaming.bench.model_limit",
-            "--spin",
-            str(cores),
-            str(seconds + 2),
-        ],
-        preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509 - no threads yet in the child
-    )
-    try:
-        time.sleep(0.5)
-        fps, _, _ = _timed_calls(predict, images, seconds)
-    finally:
-        spinner.kill()
-        spinner.wait(10)
-    return fps
-
-
 def measure(
     model_path: Path,
     batches: list[int],
     seconds: float,
     input_size: tuple[int, int] | None,
-    neighbour: tuple[int, float] | None = None,
 ) -> dict[str, Any]:
     """Frames/s of ``TensorFlowClassifier.predict`` on uint8 batches, per batch size.
 
     Uses the server's own classifier (same preprocessing, same ``tf.function``), so the only
     thing missing compared with the server is everything around the model call.
-
-    ``neighbour=(batch, cores)`` also measures that batch size while another process keeps
-    ``cores`` of CPU busy, at equal priority and at nice 19: how much the model loses to work
-    beside it on the same cores (the server's network threads, a local client).
     """
     from streaming.config import ModelConfig
     from streaming.model import TensorFlowClassifier
@@ -128,22 +86,8 @@ def measure(
             "latency": latency.__dict__,
         }
         logger.info("model alone, batch %d: %.1f frames/s", size, fps)
-    shared: dict[str, Any] = {}
-    if neighbour is not None:
-        size, cores = neighbour
-        images = rng.integers(
-            0, 256, (size, d.input_height, d.input_width, d.input_channels), np.uint8
-        )
-        shared = {"batch": size, "cores": cores, "alone_fps": per_batch[str(size)]["fps"]}
-        for nice in (0, 19):
-            fps = _with_busy_neighbour(classifier.predict, images, seconds, cores, nice)
-            shared[f"nice{nice}_fps"] = fps
-            logger.info(
-                "batch %d beside %.2f busy cores at nice %d: %.1f/s", size, cores, nice, fps
-            )
     best = max(per_batch, key=lambda k: per_batch[k]["fps"])
     return {
-        "shared": shared,
         "model_name": d.model_name,
         "input_size": [d.input_width, d.input_height],
         "num_classes": len(d.labels),
@@ -162,29 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8,16,32,64")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--input-size", default=None, help="WIDTHxHEIGHT")
-    parser.add_argument(
-        "--neighbour",
-        default=None,
-        metavar="BATCH,CORES",
-        help="also measure BATCH while another process keeps CORES busy",
-    )
-    parser.add_argument(
-        "--spin", nargs=2, type=float, metavar=("CORES", "SECONDS"), help=argparse.SUPPRESS
-    )
     args = parser.parse_args(argv)
-    if args.spin:
-        spin(*args.spin)
-        return 0
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="model-limit: %(message)s")
     size = tuple(int(v) for v in args.input_size.split("x")) if args.input_size else None
     if args.build:
         build_default_model(args.model, size or DEFAULT_INPUT)  # type: ignore[arg-type]
     batches = [int(b) for b in args.batches.split(",")]
-    neighbour = None
-    if args.neighbour:
-        batch, cores = args.neighbour.split(",")
-        neighbour = (int(batch), float(cores))
-    result = measure(args.model, batches, args.seconds, size, neighbour)  # type: ignore[arg-type]
+    result = measure(args.model, batches, args.seconds, size)  # type: ignore[arg-type]
     print(json.dumps(result), flush=True)  # noqa: T201 - the process's output is this JSON
     return 0
 

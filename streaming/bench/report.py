@@ -182,23 +182,6 @@ def evaluate(run: BenchRun) -> list[Target]:
     return targets
 
 
-def _shared_line(shared: dict[str, Any]) -> list[str]:
-    """How much the model loses to other work on the same cores (the cause behind rows 5 to 7)."""
-    if not shared:
-        return []
-    alone = shared["alone_fps"]
-
-    def part(nice: int) -> str:
-        fps = shared[f"nice{nice}_fps"]
-        return f"{fps:.0f} ({fps / alone - 1:+.0%}) at nice {nice}"
-
-    return [
-        "",
-        f"Model beside other work (batch {shared['batch']}, alone {alone:.0f}/s): with a busy loop "
-        f"taking {shared['cores']:.2f} cores in another process, {part(0)}, {part(19)}.",
-    ]
-
-
 def _row_line(row: Row) -> str:
     lat = row.latency
     notes = []
@@ -268,7 +251,6 @@ def markdown_block(run: BenchRun, targets: list[Target], machine: dict[str, Any]
             f"{b}: {v['fps']:.0f} ({v['batch_ms']:.1f} ms, {v.get('cores', 0):.2f} cores)"
             for b, v in sorted(run.model.get("per_batch", {}).items(), key=lambda kv: int(kv[0]))
         ),
-        *_shared_line(run.model.get("shared") or {}),
         "",
         "| Target | Rule | Measured | Met |",
         "| --- | --- | --- | --- |",

@@ -40,9 +40,6 @@ class BenchSettings:
     duration_s: float = 10.0
     overload_s: float = 20.0
     model_seconds: float = 3.0
-    # CPU a busy loop takes beside the model alone: about what the server's network side and a
-    # local load generator use at full load (~0.15 cores each, measured per row).
-    neighbour_cores: float = 0.3
     transport_streams: int = 16
     server_streams: tuple[int, ...] = (1, 8, 32, 64)
     one_call_streams: int = 32
@@ -266,8 +263,6 @@ class Suite:
             ",".join(map(str, batches)),
             "--seconds",
             str(self.s.model_seconds),
-            "--neighbour",
-            f"{self.s.max_batch},{self.s.neighbour_cores}",
         )
         if build:
             args.append("--build")
@@ -275,7 +270,7 @@ class Suite:
             args += ["--input-size", "x".join(map(str, self.s.input_size))]
         data = run_json(
             args,
-            120 + 4 * (len(batches) + 2) * self.s.model_seconds,
+            120 + 4 * len(batches) * self.s.model_seconds,
             self.log_dir / "model-limit.log",
         )
         self.run.model = data

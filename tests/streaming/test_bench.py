@@ -67,11 +67,10 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
         assert f"| {name} |" in text
     assert "| Target | Rule | Measured | Met |" in text
     assert "TensorFlow" in text and "cores" in text
-    assert "Model beside other work" in text
     data = json.loads(json_path.read_text())
     assert {"machine", "settings", "model", "rows", "targets"} <= data.keys()
     assert data["failures"] == []
-    assert data["model"]["shared"]["nice0_fps"] > 0 and data["model"]["shared"]["nice19_fps"] > 0
+    assert all(v["cores"] > 0 for v in data["model"]["per_batch"].values())
     by_key = {row["key"]: row for row in data["rows"]}
     for key in (
         "model",
