@@ -164,8 +164,9 @@ class _Durations:
         known = self._model_ns
         if size in known:
             return known[size]
-        below = max((k for k in list(known) if k < size), default=None)
-        above = min((k for k in list(known) if k > size), default=None)
+        sizes = list(known)  # a snapshot: the model thread may add a size meanwhile
+        below = max((k for k in sizes if k < size), default=None)
+        above = min((k for k in sizes if k > size), default=None)
         if below is not None and above is not None:
             share = (size - below) / (above - below)
             return known[below] + share * (known[above] - known[below])
@@ -213,9 +214,8 @@ class Batcher:
         # Batches taken and not yet through the model, oldest first: (batch id, taken at, size).
         self._unfinished: deque[tuple[int, int, int]] = deque()
         self._batch_ids = 0
-        self._running: tuple[int, int] | None = (
-            None  # (batch id, start ns), set by the model thread
-        )
+        # (batch id, start ns) of the model call in progress, set by the model thread.
+        self._running: tuple[int, int] | None = None
         self._durations = _Durations()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._held = 0  # frames of all streams in the server: queued, in a batch or unsent
