@@ -201,7 +201,11 @@ def _row_line(row: Row) -> str:
             f"skipped at source {row.extra.get('skipped_share', 0):.0%}"
         )
     if row.key == "soak":
-        notes.append(f"RSS {row.extra['rss_start_mib']:.0f}→{row.extra['rss_end_mib']:.0f} MiB")
+        notes.append(
+            f"RSS {row.extra['rss_start_mib']:.0f}→{row.extra['rss_end_mib']:.0f} MiB, "
+            f"peak {row.extra.get('rss_peak_mib', 0):.0f}, lowest by third "
+            + " → ".join(f"{v:.0f}" for v in row.extra.get("rss_floor_by_third_mib", []))
+        )
     if row.extra.get("unanswered_after_drain"):
         notes.append(f"{row.extra['unanswered_after_drain']} still queued at cutoff (no gap)")
     if row.extra.get("lost_lossless") or row.extra.get("errors"):

@@ -546,6 +546,9 @@ class Suite:
         rss = np.array([s[1] for s in series], dtype=np.float64) / 2**20
         after = t > spec.warmup_s + 0.2 * spec.duration_s  # ignore ramp-up
         slope = float(np.polyfit(t[after] / 60, rss[after], 1)[0]) if after.sum() > 2 else 0.0
+        # Lowest RSS in each third after ramp-up: a leak raises the floor, while a backlog that
+        # comes and goes near capacity only raises the peaks (and moves the slope's end points).
+        floors = [float(part.min()) for part in np.array_split(rss[after], 3) if len(part)]
         self.run.rows.append(
             self._row_from(
                 "soak",
@@ -556,6 +559,7 @@ class Suite:
                 rss_end_mib=float(rss[-1]) if len(rss) else 0.0,
                 rss_peak_mib=float(rss.max()) if len(rss) else 0.0,
                 rss_slope_mib_per_min=slope,
+                rss_floor_by_third_mib=floors,
             )
         )
 
