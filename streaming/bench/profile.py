@@ -103,7 +103,7 @@ def _loadgen_pids() -> set[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"streaming.bench.loadgen" in cmdline or b"streaming\x00classify" in cmdline:
+            if b"streaming.bench.loadgen" in cmdline:
                 pids.add(int(entry.name))
     return pids
 

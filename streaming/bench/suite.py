@@ -120,7 +120,7 @@ class Suite:
         server = self._current
         if server is not None and server.rss is not None:
             server.rss.phase = tag
-        profiler = self._profiler(tag, spec) if server is not None else None
+        profiler = self._profiler(tag, spec)
         with profiler or contextlib.nullcontext():
             data = run_json(
                 python_module("streaming.bench.loadgen", spec.to_json()),
