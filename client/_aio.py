@@ -33,8 +33,8 @@ from client._types import (
     StreamOptions,
     WireFormat,
 )
-from streaming.api.v1 import stream_classifier_pb2 as pb
-from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from client.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from client._types import (
     ScoredLabel,
     StreamOptions,
 )
-from streaming.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2 as pb
 
 
 def model_info_from_pb(message: pb.ModelInfo) -> ModelInfo:

@@ -26,8 +26,8 @@ from client._channel import (
 from client._errors import ClassifierClientError
 from client._frames import ImageLike, encode_frame
 from client._types import ChannelOrder, Delivery, ModelInfo, Prediction, StreamOptions, WireFormat
-from streaming.api.v1 import stream_classifier_pb2 as pb
-from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from client.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 

@@ -1,25 +1,23 @@
-"""``stream-classify``: a thin command line over the library (parse, build config, call, report).
+"""``stream-classify``: the console-script front door.
 
-``serve`` keeps the old server's flags (-scw -ip -msg -wrk -ohe -la) with their defaults, so old
-launch scripts work unchanged.
+It only dispatches: each subcommand lives next to the code it drives, as a module with
+``add_arguments(parser)`` and ``run(args) -> int``. Nothing imports this module, so it may depend
+on every package (server, client, camera tools, benchmark) while they stay independent.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from streaming import __version__
-from streaming.config import ModelConfig, ServerConfig
-from streaming.errors import ConfigError
 
-# Subcommands implemented next to the code they drive: module with add_arguments() and run().
-_PLUGINS = {
+# name -> (module, help). A module whose package is not installed leaves its command out.
+COMMANDS = {
+    "serve": ("streaming.serve_cli", "run the classification server"),
     "classify": ("client.classify_cli", "classify image files and folders through one stream"),
     "watch": (
         "camera_tools.watch_cli",
@@ -29,234 +27,6 @@ _PLUGINS = {
 }
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    d = ServerConfig()
-    m = ModelConfig()
-    old = parser.add_argument_group("flags of the original server (same names and defaults)")
-    old.add_argument(
-        "-scw",
-        "--sc_window",
-        type=int,
-        default=d.window,
-        help="frames averaged per prediction (default %(default)s)",
-    )
-    old.add_argument(
-        "-ip", "--server_ip", default=d.address, help="address to listen on (default %(default)s)"
-    )
-    old.add_argument(
-        "-msg",
-        "--msg_len",
-        type=int,
-        default=d.max_message_bytes,
-        help="largest gRPC message in bytes (default %(default)s)",
-    )
-    old.add_argument(
-        "-wrk",
-        "--workers",
-        type=int,
-        default=d.workers,
-        help="threads decoding frames (default %(default)s)",
-    )
-    old.add_argument(
-        "-ohe",
-        "--OHE",
-        type=Path,
-        default=None,
-        help="labels: pickled {label: index} dict, .txt (one per line) or .json",
-    )
-    old.add_argument(
-        "-la",
-        "--laddr",
-        type=Path,
-        default=None,
-        help="model: .keras, .h5 or SavedModel directory (default: the embedded broadcast monitor)",
-    )
-
-    batching = parser.add_argument_group("batching and delivery")
-    batching.add_argument(
-        "--max-batch",
-        type=int,
-        default=d.max_batch,
-        help="most frames per model call (default %(default)s)",
-    )
-    batching.add_argument(
-        "--max-delay-ms",
-        type=float,
-        default=d.max_delay_ms,
-        help="longest a frame waits for its batch to fill (default %(default)s)",
-    )
-    batching.add_argument(
-        "--top-k", type=int, default=d.top_k, help="default labels per answer (default %(default)s)"
-    )
-    batching.add_argument(
-        "--live-depth",
-        type=int,
-        default=d.live_depth,
-        help="pending frames a LIVE stream keeps (default %(default)s)",
-    )
-    batching.add_argument(
-        "--frame-budget",
-        type=int,
-        default=d.frame_budget,
-        help="frames all streams together hold before flow control (default 8 x max batch)",
-    )
-    batching.add_argument(
-        "--stream-buffer",
-        type=int,
-        default=d.stream_buffer,
-        help="frames per stream held before flow control (default 3 x max batch)",
-    )
-
-    limits = parser.add_argument_group("limits and shutdown")
-    limits.add_argument(
-        "--max-streams",
-        type=int,
-        default=d.max_streams,
-        help="open streams accepted (default %(default)s)",
-    )
-    limits.add_argument(
-        "--max-frame-side",
-        type=int,
-        default=d.max_frame_side,
-        help="largest frame width or height (default %(default)s)",
-    )
-    limits.add_argument(
-        "--grace",
-        type=float,
-        default=d.grace_s,
-        help="seconds to answer received frames on SIGTERM (default %(default)s)",
-    )
-    limits.add_argument(
-        "--legacy-idle",
-        type=float,
-        default=d.legacy_idle_s,
-        help="seconds before an idle old-API client's windows are freed (default %(default)s)",
-    )
-
-    model = parser.add_argument_group("model runtime")
-    model.add_argument(
-        "--scaling",
-        choices=("raw", "unit", "meanstd"),
-        default=m.scaling,
-        help="model input: raw 0-255 RGB, unit 0-1, or meanstd (default %(default)s)",
-    )
-    model.add_argument(
-        "--mean",
-        type=_floats,
-        default=m.mean,
-        help="per-channel mean on the 0-1 scale for --scaling meanstd",
-    )
-    model.add_argument(
-        "--std",
-        type=_floats,
-        default=m.std,
-        help="per-channel std on the 0-1 scale for --scaling meanstd",
-    )
-    model.add_argument(
-        "--softmax",
-        choices=("auto", "always", "never"),
-        default=m.softmax,
-        help="apply softmax to outputs; auto detects logits (default %(default)s)",
-    )
-    model.add_argument(
-        "--device",
-        default=m.device,
-        help="auto, cpu, gpu or a TensorFlow device name (default %(default)s)",
-    )
-    model.add_argument(
-        "--input-size",
-        type=_size,
-        default=None,
-        help="WIDTHxHEIGHT for models without a fixed input size",
-    )
-    model.add_argument(
-        "--null-model",
-        type=int,
-        default=0,
-        metavar="CLASSES",
-        help="benchmarks only: a no-op model with CLASSES outputs",
-    )
-
-
-def serve_config(args: argparse.Namespace) -> ServerConfig:
-    return ServerConfig(
-        address=args.server_ip,
-        model=ModelConfig(
-            model_path=args.laddr,
-            labels_path=args.OHE,
-            scaling=args.scaling,
-            mean=args.mean,
-            std=args.std,
-            softmax=args.softmax,
-            device=args.device,
-            input_size=args.input_size,
-            null_classes=args.null_model,
-        ),
-        window=args.sc_window,
-        max_message_bytes=args.msg_len,
-        workers=args.workers,
-        max_batch=args.max_batch,
-        max_delay_ms=args.max_delay_ms,
-        top_k=args.top_k,
-        live_depth=args.live_depth,
-        stream_buffer=args.stream_buffer,
-        frame_budget=args.frame_budget,
-        max_streams=args.max_streams,
-        max_frame_side=args.max_frame_side,
-        grace_s=args.grace,
-        legacy_idle_s=args.legacy_idle,
-    )
-
-
-def _banner(server: object) -> None:
-    from streaming.server import StreamServer
-
-    assert isinstance(server, StreamServer)
-    d = server.classifier.description
-    c = server.config
-    labels = ", ".join(d.labels[:8]) + (
-        f", ... ({len(d.labels)} in all)" if len(d.labels) > 8 else ""
-    )
-    print(
-        f"stream-classify {__version__} serving\n"
-        f"  model:   {d.model_name} on {d.device}\n"
-        f"  labels:  {labels}\n"
-        f"  input:   {d.input_width}x{d.input_height}x{d.input_channels}\n"
-        f"  batch:   up to {c.max_batch} frames, wait <= {c.max_delay_ms:g} ms; window {c.window}\n"
-        f"  address: {c.address} (port {server.port})",
-        flush=True,
-    )
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    from streaming.server import serve
-
-    config = serve_config(args)
-    try:
-        asyncio.run(serve(config, on_started=_banner))
-    except ConfigError as exc:
-        logging.getLogger("streaming").error("%s", exc)
-        return 2
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,12 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="(default %(default)s)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    serve = commands.add_parser(
-        "serve", help="run the classification server", description="Run the classification server."
-    )
-    add_serve_arguments(serve)
-    serve.set_defaults(run=run_serve)
-    for name, (module_name, help_text) in _PLUGINS.items():
+    for name, (module_name, help_text) in COMMANDS.items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

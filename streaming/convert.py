@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streaming.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2 as pb
 from streaming.values import (
     Delivery,
     FrameData,

@@ -13,8 +13,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from streaming.api.legacy import sc_service_pb2, sc_service_pb2_grpc
-from streaming.api.v1 import stream_classifier_pb2, stream_classifier_pb2_grpc
+from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
+from client.api.v1 import stream_classifier_pb2, stream_classifier_pb2_grpc
 from streaming.batcher import Batcher
 from streaming.config import ServerConfig
 from streaming.errors import ConfigError

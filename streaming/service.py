@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from streaming.api.legacy import sc_service_pb2, sc_service_pb2_grpc
-from streaming.api.v1 import stream_classifier_pb2 as pb
-from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
+from client.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from streaming.batcher import Batcher, ServerDraining, Stream, TooManyStreams
 from streaming.config import ServerConfig
 from streaming.convert import frame_from_pb, model_info_to_pb, result_to_pb, settings_from_pb

@@ -117,7 +117,7 @@ def make_frame() -> Callable[..., np.ndarray]:
 
 def raw_frame_pb(seq: int, image: np.ndarray, **fields: Any) -> Any:
     """A RAW_RGB Frame message for an RGB uint8 image (fields override anything)."""
-    from streaming.api.v1 import stream_classifier_pb2 as pb
+    from client.api.v1 import stream_classifier_pb2 as pb
 
     height, width = image.shape[:2]
     channels = 1 if image.ndim == 2 else image.shape[2]
@@ -134,8 +134,8 @@ def classify_stream(
     """Open one Classify stream, send a StreamConfig then the Frame messages, return every response."""
     import grpc
 
-    from streaming.api.v1 import stream_classifier_pb2 as pb
-    from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+    from client.api.v1 import stream_classifier_pb2 as pb
+    from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 
     def requests() -> Iterator[Any]:
         yield pb.ClassifyRequest(config=pb.StreamConfig(**config))

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from client import ClassifierClientError
+from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 from client.inference_client import sc_client
-from streaming.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 
 pytestmark = pytest.mark.timeout(30)
 

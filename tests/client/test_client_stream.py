@@ -24,8 +24,8 @@ from client import (
     StreamClient,
     encode_frame,
 )
-from streaming.api.v1 import stream_classifier_pb2 as pb
-from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from client.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streaming.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2 as pb
 from streaming.convert import result_to_pb, settings_from_pb
 from streaming.values import FrameErrorInfo, FrameResult, ProbabilityFormat, StatusCode
 

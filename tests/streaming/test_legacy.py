@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
-from streaming.api.legacy import sc_service_pb2, sc_service_pb2_grpc
+from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,8 +18,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from streaming.api.v1 import stream_classifier_pb2 as pb
-from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from client.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(120)
 

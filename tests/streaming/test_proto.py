@@ -36,7 +36,7 @@ def test_generated_stubs_are_up_to_date(proto: Path, tmp_path: Path) -> None:
 
 
 def test_the_wire_contract_keeps_its_names_and_numbers() -> None:
-    from streaming.api.v1 import stream_classifier_pb2 as pb
+    from client.api.v1 import stream_classifier_pb2 as pb
 
     fields = {f.name: f.number for f in pb.ClassifyResponse.DESCRIPTOR.fields}
     assert fields == {

@@ -13,8 +13,8 @@ import grpc
 import numpy as np
 import pytest
 
-from streaming.api.v1 import stream_classifier_pb2 as pb
-from streaming.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from client.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.timeout(60)
 

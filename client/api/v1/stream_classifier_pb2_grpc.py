@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from streaming.api.v1 import stream_classifier_pb2 as streaming_dot_api_dot_v1_dot_stream__classifier__pb2
+from client.api.v1 import stream_classifier_pb2 as client_dot_api_dot_v1_dot_stream__classifier__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in streaming/api/v1/stream_classifier_pb2_grpc.py depends on'
+        + ' but the generated code in client/api/v1/stream_classifier_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,13 +36,13 @@ class StreamClassifierStub:
         """
         self.Classify = channel.stream_stream(
                 '/streamclassify.v1.StreamClassifier/Classify',
-                request_serializer=streaming_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyRequest.SerializeToString,
-                response_deserializer=streaming_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyResponse.FromString,
+                request_serializer=client_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyRequest.SerializeToString,
+                response_deserializer=client_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyResponse.FromString,
                 _registered_method=True)
         self.GetModelInfo = channel.unary_unary(
                 '/streamclassify.v1.StreamClassifier/GetModelInfo',
-                request_serializer=streaming_dot_api_dot_v1_dot_stream__classifier__pb2.GetModelInfoRequest.SerializeToString,
-                response_deserializer=streaming_dot_api_dot_v1_dot_stream__classifier__pb2.ModelInfo.FromString,
+                request_serializer=client_dot_api_dot_v1_dot_stream__classifier__pb2.GetModelInfoRequest.SerializeToString,
+                response_deserializer=client_dot_api_dot_v1_dot_stream__classifier__pb2.ModelInfo.FromString,
                 _registered_method=True)
 
 
@@ -67,13 +67,13 @@ def add_StreamClassifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Classify': grpc.stream_stream_rpc_method_handler(
                     servicer.Classify,
-                    request_deserializer=streaming_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyRequest.FromString,
-                    response_serializer=streaming_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyResponse.SerializeToString,
+                    request_deserializer=client_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyRequest.FromString,
+                    response_serializer=client_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyResponse.SerializeToString,
             ),
             'GetModelInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelInfo,
-                    request_deserializer=streaming_dot_api_dot_v1_dot_stream__classifier__pb2.GetModelInfoRequest.FromString,
-                    response_serializer=streaming_dot_api_dot_v1_dot_stream__classifier__pb2.ModelInfo.SerializeToString,
+                    request_deserializer=client_dot_api_dot_v1_dot_stream__classifier__pb2.GetModelInfoRequest.FromString,
+                    response_serializer=client_dot_api_dot_v1_dot_stream__classifier__pb2.ModelInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -101,8 +101,8 @@ class StreamClassifier:
             request_iterator,
             target,
             '/streamclassify.v1.StreamClassifier/Classify',
-            streaming_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyRequest.SerializeToString,
-            streaming_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyResponse.FromString,
+            client_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyRequest.SerializeToString,
+            client_dot_api_dot_v1_dot_stream__classifier__pb2.ClassifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -128,8 +128,8 @@ class StreamClassifier:
             request,
             target,
             '/streamclassify.v1.StreamClassifier/GetModelInfo',
-            streaming_dot_api_dot_v1_dot_stream__classifier__pb2.GetModelInfoRequest.SerializeToString,
-            streaming_dot_api_dot_v1_dot_stream__classifier__pb2.ModelInfo.FromString,
+            client_dot_api_dot_v1_dot_stream__classifier__pb2.GetModelInfoRequest.SerializeToString,
+            client_dot_api_dot_v1_dot_stream__classifier__pb2.ModelInfo.FromString,
             options,
             channel_credentials,
             insecure,

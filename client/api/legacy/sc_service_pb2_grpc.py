@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from streaming.api.legacy import sc_service_pb2 as streaming_dot_api_dot_legacy_dot_sc__service__pb2
+from client.api.legacy import sc_service_pb2 as client_dot_api_dot_legacy_dot_sc__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in streaming/api/legacy/sc_service_pb2_grpc.py depends on'
+        + ' but the generated code in client/api/legacy/sc_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class sc_serviceStub:
         """
         self.inference = channel.unary_unary(
                 '/sc_service/inference',
-                request_serializer=streaming_dot_api_dot_legacy_dot_sc__service__pb2.server_input.SerializeToString,
-                response_deserializer=streaming_dot_api_dot_legacy_dot_sc__service__pb2.server_output.FromString,
+                request_serializer=client_dot_api_dot_legacy_dot_sc__service__pb2.server_input.SerializeToString,
+                response_deserializer=client_dot_api_dot_legacy_dot_sc__service__pb2.server_output.FromString,
                 _registered_method=True)
 
 
@@ -55,8 +55,8 @@ def add_sc_serviceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'inference': grpc.unary_unary_rpc_method_handler(
                     servicer.inference,
-                    request_deserializer=streaming_dot_api_dot_legacy_dot_sc__service__pb2.server_input.FromString,
-                    response_serializer=streaming_dot_api_dot_legacy_dot_sc__service__pb2.server_output.SerializeToString,
+                    request_deserializer=client_dot_api_dot_legacy_dot_sc__service__pb2.server_input.FromString,
+                    response_serializer=client_dot_api_dot_legacy_dot_sc__service__pb2.server_output.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,8 +84,8 @@ class sc_service:
             request,
             target,
             '/sc_service/inference',
-            streaming_dot_api_dot_legacy_dot_sc__service__pb2.server_input.SerializeToString,
-            streaming_dot_api_dot_legacy_dot_sc__service__pb2.server_output.FromString,
+            client_dot_api_dot_legacy_dot_sc__service__pb2.server_input.SerializeToString,
+            client_dot_api_dot_legacy_dot_sc__service__pb2.server_output.FromString,
             options,
             channel_credentials,
             insecure,
