@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint proto demo serve bench clean
+.PHONY: install test test-fast lint proto demo serve bench clean
 
 install: $(STAMP)
 
@@ -22,9 +22,15 @@ proto: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy streaming client camera_tools
 
-test: install
+# The whole suite (CI runs this): the gates first, then every tier.
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The unit tier: no TensorFlow model, no servers of outside programs (under a minute).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: install
 	$(BIN)/python scripts/run_demo.py

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from client._aio import AsyncStream, AsyncStreamClient
-from client._errors import ClassifierClientError
+from client._errors import ClassifierClientError, status_from_code
 from client._frames import ImageLike, encode_frame
 from client._sync import Stream, StreamClient
 from client._types import (
@@ -47,5 +47,6 @@ __all__ = [
     "StreamClient",
     "StreamOptions",
     "WireFormat",
+    "status_from_code",
     "encode_frame",
 ]

@@ -37,3 +37,16 @@ class ClassifierClientError(Exception):
         if context:
             details = f"{context}: {details}"
         return cls(code or grpc.StatusCode.UNKNOWN, details)
+
+
+_STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
+
+
+def status_from_code(code: int) -> grpc.StatusCode:
+    """The gRPC status for an in-band error code (``FrameError.code``); unknown numbers: UNKNOWN.
+
+    Example:
+        >>> status_from_code(3)
+        <StatusCode.INVALID_ARGUMENT: (3, 'invalid argument')>
+    """
+    return _STATUS_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)

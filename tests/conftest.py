@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,6 +14,29 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# Fixtures that load TensorFlow, start servers or outside programs: tests using them are the
+# end-to-end tier (`slow`); `make test-fast` runs the rest.
+SLOW_FIXTURES = {"tiny_model", "tiny_classifier", "server_factory", "server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a TCP port free on 127.0.0.1 now, for programs that cannot bind port 0."""
+    return _free_port
+
 
 TINY_LABELS = ("red", "green", "blue")
 TINY_SIZE = (32, 24)  # width, height: not square, to catch swapped dimensions

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,67 @@ pytestmark = pytest.mark.timeout(120)
 SERVICES = ["", "streamclassify.v1.StreamClassifier", "sc_service"]
 
 
+class GatedClassifier:
+    """The real classifier, held inside its call until the test opens the gate."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.description = inner.description
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def predict(self, groups: Sequence[np.ndarray]) -> np.ndarray:
+        self.entered.set()
+        if not self.gate.wait(timeout=30):
+            raise RuntimeError("the test never opened the gate")
+        return self._inner.predict(groups)
+
+    def warm_up(self, max_batch: int) -> None:
+        self._inner.warm_up(max_batch)
+
+
+def health_status(address: str, service: str) -> Any:
+    with grpc.insecure_channel(address) as channel:
+        request = health_pb2.HealthCheckRequest(service=service)
+        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_health_reports_serving_then_not_serving(server_factory: Any, service: str) -> None:
-    server = server_factory()
-    with grpc.insecure_channel(server.address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        assert (
-            stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
-            == health_pb2.HealthCheckResponse.SERVING
+def test_health_reports_serving_then_not_serving(
+    server_factory: Any, tiny_classifier: Any, run_stream: Any, frame_pb: Any, service: str
+) -> None:
+    # given: a server whose model call is held open, with one frame of one stream inside it
+    gated = GatedClassifier(tiny_classifier)
+    server = server_factory(classifier=gated, grace_s=20.0)
+    assert health_status(server.address, service) == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as caught:
+        health_status(server.address, "no.such.Service")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    answers: list[Any] = []
+    frame = np.zeros((24, 32, 3), np.uint8)
+    sender = threading.Thread(
+        target=lambda: answers.extend(
+            run_stream(server.address, [frame_pb(0, frame)], delivery=pb.DELIVERY_MODE_LOSSLESS)
         )
-        with pytest.raises(grpc.RpcError) as caught:
-            stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
-        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    )
+    sender.start()
+    assert gated.entered.wait(timeout=30)
+    # when: the server drains (SIGTERM does the same) while that frame is still being classified
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    # then: probes see NOT_SERVING during the drain, and the frame received before it is answered
+    seen = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        seen = health_status(server.address, service)
+        if seen == health_pb2.HealthCheckResponse.NOT_SERVING:
+            break
+        time.sleep(0.05)
+    gated.gate.set()
+    stopper.join(timeout=60)
+    sender.join(timeout=60)
+    assert seen == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert [a.seq for a in answers] == [0] and not answers[0].HasField("error")
 
 
 def test_reflection_lists_every_service(server: Any) -> None:
@@ -52,14 +102,8 @@ def test_reflection_lists_every_service(server: Any) -> None:
     assert {"streamclassify.v1.StreamClassifier", "sc_service", "grpc.health.v1.Health"} <= names
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def serve_process(tiny_model: Any) -> Iterator[Any]:
+def serve_process(tiny_model: Any, free_port: Callable[[], int]) -> Iterator[Any]:
     """`stream-classify serve` with the old flags verbatim, as an old launch script ran it."""
     processes: list[subprocess.Popen[str]] = []
 
@@ -114,8 +158,9 @@ def test_serve_command_takes_the_old_flags_and_prints_a_banner(serve_process: An
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
+    # The device is whatever TensorFlow placed the model on (a GPU where there is one).
+    assert re.search(r"model:   tiny on /(CPU|GPU):\d+", out), out
     for text in (
-        "model:   tiny on /CPU:0",
         "labels:  red, green, blue",
         "input:   32x24x3",
         "window 3",
