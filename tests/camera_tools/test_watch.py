@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from camera_tools import watch_cli
 from camera_tools.watch import WatchConfig, record_paths
+from camera_tools.watch import cli as watch_cli
 from client import Delivery
 
 FPS = 10
