@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from camera_tools.backoff import Backoff
-from camera_tools.capture import SourceEvent, StreamState, announce_state
 from camera_tools.redact import redact_url
+from camera_tools.states import SourceEvent, StreamState, announce_state
 from camera_tools.watch.config import WatchConfig
 from camera_tools.watch.errors import ServerUnavailableError
 from client import ClassifierClientError, StreamClient

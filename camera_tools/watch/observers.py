@@ -60,8 +60,8 @@ from typing import Protocol
 
 import numpy as np
 
-from camera_tools.capture import SourceEvent
 from camera_tools.sinks import Classification
+from camera_tools.states import SourceEvent
 from camera_tools.watch.report import SourceCounters, SourceSummary
 from client import Prediction
 

@@ -26,8 +26,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from camera_tools.capture import SourceEvent
 from camera_tools.sinks import Sink, check_display
+from camera_tools.states import SourceEvent
 from camera_tools.watch.config import WatchConfig, source_ids
 from camera_tools.watch.connection import ServerConnection, server_id
 from camera_tools.watch.observers import ClassifiedFrame, ObserverGroup, WatchObserver

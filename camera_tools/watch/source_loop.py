@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import grpc
 
-from camera_tools.capture import SourceEvent, StreamState, VideoStream
+from camera_tools.capture import VideoStream
 from camera_tools.frames import Frame
 from camera_tools.sinks import Classification
 from camera_tools.sources import SourceKind, create_source
+from camera_tools.states import SourceEvent, StreamState
 from camera_tools.watch.config import WatchConfig
 from camera_tools.watch.connection import ServerConnection
 from camera_tools.watch.observers import ClassifiedFrame

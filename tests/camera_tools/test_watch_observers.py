@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camera_tools.capture import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, StreamState
 from camera_tools.watch import (
     ClassifiedFrame,
     SourceCounters,

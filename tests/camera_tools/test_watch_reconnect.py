@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
-from camera_tools.capture import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, StreamState
 from camera_tools.watch import (
     ClassifiedFrame,
     SourceCounters,
