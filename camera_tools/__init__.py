@@ -16,8 +16,6 @@ from camera_tools.capture import (
     CaptureOptions,
     CaptureStats,
     RateLimiter,
-    SourceEvent,
-    StreamState,
     VideoStream,
     open_source,
 )
@@ -35,6 +33,7 @@ from camera_tools.sources import (
     classify_spec,
     create_source,
 )
+from camera_tools.states import SourceEvent, StreamState
 
 __all__ = [
     "NO_RETRY",

@@ -14,12 +14,16 @@ capture whenever its blocking call returns.
 
 Buffering: live sources keep only the newest frame (older ones are overwritten
 and counted); files and folders use a bounded queue and the reader waits.
+
+One concern, the capture of one source: the options, counters, rate limiter and frame buffer
+here exist only for these two threads and are tested through them (the rate limiter also
+alone). The lifecycle vocabulary they publish, which the watch application shares, lives in
+:mod:`camera_tools.states`.
 """
 
 from __future__ import annotations
 
 import collections
-import enum
 import logging
 import threading
 import time
@@ -31,48 +35,11 @@ from camera_tools.errors import SourceError
 from camera_tools.frames import Frame, SourceProperties
 from camera_tools.redact import redact_url
 from camera_tools.sources import FrameSource, RawFrame, SourceFactory, SourceKind, create_source
+from camera_tools.states import SourceEvent, StreamState, announce_state
 
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.05  # supervisor tick: bounds how late a stall or stop() is noticed
-
-
-class StreamState(enum.Enum):
-    """Lifecycle of a :class:`VideoStream`; ENDED and FAILED are final."""
-
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    STALLED = "stalled"
-    RECONNECTING = "reconnecting"
-    ENDED = "ended"
-    FAILED = "failed"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (StreamState.ENDED, StreamState.FAILED)
-
-
-@dataclass(frozen=True)
-class SourceEvent:
-    """A state change of a stream, published once per change.
-
-    Attributes:
-        source_id: Source identifier, credentials redacted.
-        state: The new state.
-        previous: The state before, ``None`` for the first event.
-        at: Wall-clock time of the change.
-        attempt: Reconnect attempt number (0 outside reconnects).
-        delay_s: Wait before the next attempt, for RECONNECTING.
-        reason: Short human-readable cause, credentials redacted.
-    """
-
-    source_id: str
-    state: StreamState
-    previous: StreamState | None
-    at: float
-    attempt: int = 0
-    delay_s: float | None = None
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -510,41 +477,7 @@ class VideoStream:
                 return
             self._state = state
         event = SourceEvent(self.source_id, state, previous, time.time(), attempt, delay_s, reason)
-        announce_state(event, self._on_event)
-
-
-_STATE_LEVELS = {
-    StreamState.STALLED: logging.WARNING,
-    StreamState.RECONNECTING: logging.WARNING,
-    StreamState.FAILED: logging.ERROR,
-}
-
-
-def announce_state(
-    event: SourceEvent,
-    on_event: Callable[[SourceEvent], None] | None,
-    log: logging.Logger = logger,
-) -> None:
-    """Log a state change and hand it to the callback; a failing callback is logged, not raised."""
-    level = _STATE_LEVELS.get(event.state, logging.INFO)
-    if event.delay_s is not None:
-        log.log(
-            level,
-            "%s: %s (attempt %d in %.2fs): %s",
-            event.source_id,
-            event.state.value,
-            event.attempt,
-            event.delay_s,
-            event.reason,
-        )
-    else:
-        reason = f": {event.reason}" if event.reason else ""
-        log.log(level, "%s: %s%s", event.source_id, event.state.value, reason)
-    if on_event is not None:
-        try:
-            on_event(event)
-        except Exception:
-            log.exception("%s: on_event callback failed", event.source_id)
+        announce_state(event, self._on_event, logger)
 
 
 def _make_frame(raw: RawFrame, index: int, source_id: str, position: float | None) -> Frame:

@@ -20,7 +20,7 @@ COMMANDS = {
     "serve": ("streaming.serve_cli", "run the classification server"),
     "classify": ("client.classify_cli", "classify image files and folders through one stream"),
     "watch": (
-        "camera_tools.watch_cli",
+        "camera_tools.watch.cli",
         "classify webcams, RTSP/HTTP streams, video files and folders",
     ),
     "bench": ("streaming.bench.cli", "measure the server against the model and transport limits"),

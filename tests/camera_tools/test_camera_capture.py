@@ -8,23 +8,25 @@ from typing import Any
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
-from camera_tools.capture import (
-    CaptureOptions,
-    RateLimiter,
-    SourceEvent,
-    StreamState,
-    VideoStream,
-    open_source,
-)
+from camera_tools.capture import CaptureOptions, RateLimiter, VideoStream, open_source
 from camera_tools.errors import SourceError
 from camera_tools.sources import SourceKind
+from camera_tools.states import SourceEvent, StreamState
 
 FAST_RETRY = BackoffPolicy(initial_delay=0.01, max_delay=0.05)
 
 
 def drain(stream: VideoStream, timeout: float = 10.0) -> list[int]:
+    """Indices of every frame until the stream is finished; fails if it is not within ``timeout``."""
     deadline = time.monotonic() + timeout
-    indices = [frame.index for frame in stream if time.monotonic() < deadline]
+    indices: list[int] = []
+    while not stream.finished:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"stream not finished within {timeout}s; frames so far: {indices}")
+        frame = stream.read(timeout=min(remaining, 0.2))
+        if frame is not None:
+            indices.append(frame.index)
     return indices
 
 
@@ -37,6 +39,20 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+@pytest.mark.timeout(20)
+def test_drain_fails_when_the_stream_never_finishes(
+    fake_factory: Callable[..., Any], script: Any
+) -> None:
+    # given a file whose reader hangs after 2 frames, so the stream never finishes
+    factory = fake_factory([script(frames=2, then="hang")], SourceKind.FILE)
+    # when it is drained with a short deadline, then the helper stops and says why
+    with (
+        open_source("clip.mp4", source_factory=factory) as stream,
+        pytest.raises(pytest.fail.Exception, match=r"not finished within 0.3s.*\[0, 1\]"),
+    ):
+        drain(stream, timeout=0.3)
 
 
 @pytest.mark.timeout(20)

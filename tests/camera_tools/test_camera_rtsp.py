@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
-from camera_tools.capture import CaptureOptions, SourceEvent, StreamState, VideoStream, open_source
+from camera_tools.capture import CaptureOptions, VideoStream, open_source
 from camera_tools.sources import create_source
+from camera_tools.states import SourceEvent, StreamState
 
 # The RTSP server and its fixture (which skips when GStreamer's RTSP server is missing) live in conftest.py.
 pytestmark = pytest.mark.slow

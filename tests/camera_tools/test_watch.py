@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from camera_tools import watch_cli
 from camera_tools.watch import WatchConfig, record_paths
+from camera_tools.watch import cli as watch_cli
 from client import Delivery
 
 FPS = 10
@@ -55,7 +55,7 @@ def cut_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_colour_video(tmp_path_factory.mktemp("watch") / "cuts.mp4", CUTS, FPS)
 
 
-def run_watch(*argv: str | Path) -> int:
+def run_watch(*argv: str | Path | int) -> int:
     parser = argparse.ArgumentParser()
     watch_cli.add_arguments(parser)
     return watch_cli.run(parser.parse_args([str(a) for a in argv]))

@@ -13,30 +13,50 @@ import numpy as np
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
-from camera_tools.capture import SourceEvent, StreamState
-from camera_tools.watch import SourceOutcome, WatchConfig, Watcher, WatchReport, WatchResult
+from camera_tools.states import SourceEvent, StreamState
+from camera_tools.watch import (
+    ClassifiedFrame,
+    SourceCounters,
+    SourceOutcome,
+    SourceSummary,
+    WatchConfig,
+    Watcher,
+    WatchObserver,
+    WatchReport,
+)
 
 pytestmark = pytest.mark.slow
 
 FAST_RETRY = BackoffPolicy(initial_delay=0.2, max_delay=1.0)
 
 
-class Run:
-    """A watcher running in a thread, with everything it reported."""
+class Run(WatchObserver):
+    """A watcher running in a thread, observing everything it published."""
 
     def __init__(self, config: WatchConfig) -> None:
-        self.results: list[tuple[float, WatchResult]] = []
+        self.results: list[tuple[float, ClassifiedFrame]] = []
         self.events: list[SourceEvent] = []
+        self.counters: list[SourceCounters] = []
+        self.finished: list[SourceSummary] = []
         self.report: WatchReport | None = None
-        self.watcher = Watcher(config, on_result=self._result, on_event=self.events.append)
+        self.watcher = Watcher(config, observers=[self])
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         self.report = self.watcher.run()
 
-    def _result(self, item: WatchResult) -> None:
-        self.results.append((time.monotonic(), item))
+    def on_frame(self, frame: ClassifiedFrame) -> None:
+        self.results.append((time.monotonic(), frame))
+
+    def on_state(self, event: SourceEvent) -> None:
+        self.events.append(event)
+
+    def on_counters(self, counters: SourceCounters) -> None:
+        self.counters.append(counters)
+
+    def on_source_finished(self, summary: SourceSummary) -> None:
+        self.finished.append(summary)
 
     def count(self, source: str, since: float = 0.0) -> int:
         return sum(1 for t, r in self.results if r.classification.source_id == source and t > since)
@@ -132,6 +152,7 @@ def test_watcher_survives_a_grpc_server_restart(
         # when the gRPC server stops and a new one starts on the same port
         server.stop(grace=0.5)
         server_name = f"server {server.address}"
+        assert run.watcher.server_id == server_name
         assert wait_for(lambda: StreamState.RECONNECTING in run.states(server_name), timeout=10)
         time.sleep(0.5)
         server_factory(address=f"127.0.0.1:{port}")

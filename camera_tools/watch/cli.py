@@ -1,8 +1,9 @@
 """``stream-classify watch``: classify webcams, network streams, video files and folders live.
 
-Parses flags into a :class:`~camera_tools.watch.WatchConfig`, runs a
-:class:`~camera_tools.watch.Watcher`, prints label changes (or every frame with
-``--verbose``) and a summary table on stdout; logs go to stderr.
+Thin: parses flags into a :class:`~camera_tools.watch.WatchConfig`, runs a
+:class:`~camera_tools.watch.Watcher` with :class:`~camera_tools.watch.ConsoleLines` (label
+changes, or every frame with ``--verbose``) and prints the summary table on stdout; logs go to
+stderr.
 
 Exit status: 0 done (all files classified, ``--duration`` reached or Ctrl+C); 1 a source or
 the server connection failed; 2 nothing could start (server unreachable within
@@ -12,7 +13,6 @@ the server connection failed; 2 nothing could start (server unreachable within
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import signal
 import sys
@@ -20,18 +20,14 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
 
 from camera_tools.backoff import BackoffPolicy
 from camera_tools.errors import CameraToolsError, DisplayUnavailableError
-from camera_tools.watch import (
-    ServerUnavailableError,
-    SourceSummary,
-    WatchConfig,
-    Watcher,
-    WatchReport,
-    WatchResult,
-)
+from camera_tools.watch.config import WatchConfig
+from camera_tools.watch.errors import ServerUnavailableError
+from camera_tools.watch.outputs import ConsoleLines
+from camera_tools.watch.report import format_summary
+from camera_tools.watch.runner import Watcher
 from client import Delivery
 
 logger = logging.getLogger(__name__)
@@ -210,79 +206,6 @@ def build_config(args: argparse.Namespace) -> WatchConfig:
     )
 
 
-class ConsolePrinter:
-    """Prints one line per label change per source (or per frame when ``verbose``)."""
-
-    def __init__(self, out: TextIO, *, verbose: bool = False) -> None:
-        self._out = out
-        self._verbose = verbose
-        self._last: dict[str, str] = {}
-
-    def __call__(self, item: WatchResult) -> None:
-        result = item.classification
-        changed = self._last.get(result.source_id) != result.label
-        self._last[result.source_id] = result.label
-        if not (changed or self._verbose):
-            return
-        clock = dt.datetime.fromtimestamp(result.captured_at).strftime("%H:%M:%S.%f")[:-3]
-        position = "" if result.position_s is None else f"  @{result.position_s:.2f}s"
-        detail = ""
-        if self._verbose:
-            detail = f"  frame {result.frame_index}  ({result.frame_label or '-'})"
-        print(
-            f"{clock}  {result.source_id}  {result.label}  {result.score:.3f}{position}{detail}",
-            file=self._out,
-            flush=True,
-        )
-
-
-def format_summary(report: WatchReport) -> str:
-    """The end-of-run table, one row per source."""
-    header = (
-        "source",
-        "status",
-        "read",
-        "classified",
-        "dropped",
-        "fps",
-        "p50 ms",
-        "p95 ms",
-        "reconnects",
-    )
-    rows = [header, *(_summary_row(s) for s in report.sources)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            cell.ljust(w) if i < 2 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    failed = [s for s in report.sources if s.reason]
-    lines.extend(f"{s.source}: {s.reason}" for s in failed)
-    return "\n".join(lines)
-
-
-def _summary_row(s: SourceSummary) -> tuple[str, ...]:
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1f}"
-
-    classified = str(s.classified) + (f" (+{s.errors} errors)" if s.errors else "")
-    reconnects = f"{s.source_reconnects}+{s.server_reconnects}"
-    return (
-        s.source,
-        s.outcome.value,
-        str(s.frames_read),
-        classified,
-        str(s.dropped),
-        f"{s.mean_fps:.1f}",
-        ms(s.latency_p50_ms),
-        ms(s.latency_p95_ms),
-        reconnects,
-    )
-
-
 @contextmanager
 def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     """Route SIGINT/SIGTERM to ``stop`` (a clean shutdown) while the watcher runs."""
@@ -311,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"watch: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
-    watcher = Watcher(config, on_result=ConsolePrinter(sys.stdout, verbose=args.verbose))
+    watcher = Watcher(config, observers=[ConsoleLines(sys.stdout, verbose=args.verbose)])
     try:
         with _stop_on_signals(watcher.stop):
             report = watcher.run()

@@ -1,0 +1,48 @@
+"""The ``watch`` application: classify webcams, streams, files and folders through one server.
+
+Built on the camera library (:mod:`camera_tools.capture`, sources, sinks, overlay) and the
+client; nothing in the library imports it. Modules:
+
+* :mod:`~camera_tools.watch.config`: :class:`WatchConfig`, source ids.
+* :mod:`~camera_tools.watch.runner`: :class:`Watcher` (connection, lifecycle, dispatch).
+* :mod:`~camera_tools.watch.connection`: the shared server connection and its reconnects.
+* :mod:`~camera_tools.watch.source_loop`: one source's send/receive loop and resends.
+* :mod:`~camera_tools.watch.observers`: :class:`WatchObserver`, how outputs subscribe.
+* :mod:`~camera_tools.watch.outputs`: the built-in outputs (sinks, console lines).
+* :mod:`~camera_tools.watch.report`: counters, summary per source, the summary table.
+* :mod:`~camera_tools.watch.cli`: ``stream-classify watch``.
+"""
+
+from __future__ import annotations
+
+from camera_tools.watch.config import WatchConfig, source_ids
+from camera_tools.watch.errors import ServerUnavailableError, WatchError
+from camera_tools.watch.observers import ClassifiedFrame, ObserverGroup, WatchObserver
+from camera_tools.watch.outputs import ConfiguredOutputs, ConsoleLines, record_paths
+from camera_tools.watch.report import (
+    SourceCounters,
+    SourceOutcome,
+    SourceSummary,
+    WatchReport,
+    format_summary,
+)
+from camera_tools.watch.runner import Watcher
+
+__all__ = [
+    "ClassifiedFrame",
+    "ConfiguredOutputs",
+    "ConsoleLines",
+    "ObserverGroup",
+    "ServerUnavailableError",
+    "SourceCounters",
+    "SourceOutcome",
+    "SourceSummary",
+    "WatchConfig",
+    "WatchError",
+    "WatchObserver",
+    "WatchReport",
+    "Watcher",
+    "format_summary",
+    "record_paths",
+    "source_ids",
+]

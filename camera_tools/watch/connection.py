@@ -1,0 +1,139 @@
+"""The one classification-server connection that every watched source shares.
+
+Losing the server makes every source's stream fail at once; the first source loop to notice
+calls :meth:`ServerConnection.recover`, which reconnects with capped exponential backoff while
+the others wait on its lock, so N failing streams cause one reconnect, not N. Its state changes
+are published like a source's, under :func:`server_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from camera_tools.backoff import Backoff
+from camera_tools.redact import redact_url
+from camera_tools.states import SourceEvent, StreamState, announce_state
+from camera_tools.watch.config import WatchConfig
+from camera_tools.watch.errors import ServerUnavailableError
+from client import ClassifierClientError, StreamClient
+
+logger = logging.getLogger(__name__)
+
+
+def server_id(server: str) -> str:
+    """The id under which the connection to ``server`` publishes its state changes."""
+    return f"server {server}"
+
+
+class ServerConnection:
+    """One :class:`StreamClient` shared by every source, replaced when the server is lost.
+
+    A generation number tells a worker whether the connection it saw fail has already been
+    replaced by another worker, so N failing streams cause one reconnect, not N.
+    """
+
+    def __init__(
+        self,
+        config: WatchConfig,
+        stop: threading.Event,
+        on_event: Callable[[SourceEvent], None] | None,
+    ) -> None:
+        self._config = config
+        self._stop = stop
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._client: StreamClient | None = None
+        self._generation = 0
+        self._state: StreamState | None = None
+        self.failed_reason = ""
+        self.name = server_id(config.server)
+
+    def connect(self) -> None:
+        """First connection: waits up to the connect timeout for a server that is starting."""
+        self._set_state(StreamState.CONNECTING)
+        try:
+            client = StreamClient(
+                self._config.server,
+                connect_timeout=self._config.connect_timeout_s,
+                wait_for_ready=True,
+                client_id=self._config.client_id,
+            )
+        except ClassifierClientError as exc:
+            self._set_state(StreamState.FAILED, reason=exc.details)
+            raise ServerUnavailableError(str(exc)) from exc
+        with self._lock:
+            self._client = client
+        self._set_state(StreamState.CONNECTED, reason=_describe(client))
+
+    def lease(self) -> tuple[StreamClient, int] | None:
+        """The current client and its generation; ``None`` once given up or closed."""
+        with self._lock:
+            if self._client is None:
+                return None
+            return self._client, self._generation
+
+    def recover(self, generation: int, reason: str) -> None:
+        """Replace the client of ``generation`` after a failure (no-op if already replaced)."""
+        with self._lock:
+            if generation != self._generation or self._client is None:
+                return
+            self._client.close()  # cancels the other sources' dead streams too
+            self._client = None
+            self._set_state(StreamState.STALLED, reason=reason)
+            backoff = Backoff(self._config.reconnect)
+            while not self._stop.is_set():
+                delay = backoff.next_delay()
+                if delay is None:
+                    self.failed_reason = (
+                        f"gave up after {backoff.attempt} reconnect attempts ({reason})"
+                    )
+                    self._set_state(StreamState.FAILED, reason=self.failed_reason)
+                    return
+                self._set_state(
+                    StreamState.RECONNECTING, attempt=backoff.attempt, delay_s=delay, reason=reason
+                )
+                if self._stop.wait(delay):
+                    return
+                try:
+                    client = StreamClient(
+                        self._config.server,
+                        connect_timeout=self._config.connect_timeout_s,
+                        client_id=self._config.client_id,
+                    )
+                except ClassifierClientError as exc:
+                    reason = exc.details
+                    logger.debug("%s: attempt %d failed: %s", self.name, backoff.attempt, exc)
+                    continue
+                self._client = client
+                self._generation += 1
+                self._set_state(StreamState.CONNECTED, reason=_describe(client))
+                return
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _set_state(
+        self,
+        state: StreamState,
+        *,
+        attempt: int = 0,
+        delay_s: float | None = None,
+        reason: str = "",
+    ) -> None:
+        previous, self._state = self._state, state
+        if previous is state and state is not StreamState.RECONNECTING:
+            return
+        reason = redact_url(reason)
+        event = SourceEvent(self.name, state, previous, time.time(), attempt, delay_s, reason)
+        announce_state(event, self._on_event, logger)
+
+
+def _describe(client: StreamClient) -> str:
+    info = client.model_info
+    return f"model {info.model_name or '?'} ({len(info.labels)} labels, input {info.input_width}x{info.input_height})"
