@@ -1,4 +1,4 @@
-"""``stream-classify classify`` run in-process against the real server."""
+"""``stream-classify classify`` run in-process against the real server, and its library parts."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from client import classify_cli, encode_frame
+from client import encode_frame
+from client.classify import Progress, cli, describe_failure, load_image
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,10 +30,10 @@ def run_cli(
     monkeypatch: Any = None,
 ) -> tuple[int, str, str]:
     parser = argparse.ArgumentParser(prog="stream-classify classify")
-    classify_cli.add_arguments(parser)
+    cli.add_arguments(parser)
     if stdin is not None:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = classify_cli.run(parser.parse_args(argv))
+    code = cli.run(parser.parse_args(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -66,7 +67,7 @@ def photo_folder(tmp_path: Path) -> tuple[Path, list[tuple[str, str]]]:
 
 def test_help_says_window_defaults_to_one(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="stream-classify classify")
-    classify_cli.add_arguments(parser)
+    cli.add_arguments(parser)
 
     help_text = " ".join(parser.format_help().split())
 
@@ -220,7 +221,7 @@ def test_progress_bar_only_on_a_terminal() -> None:
             return True
 
     for out, drawn in ((Terminal(), True), (io.StringIO(), False)):
-        progress = classify_cli._Progress(out)
+        progress = Progress(out)
         progress.start(20)
         for _ in range(20):
             progress.update()
@@ -244,7 +245,7 @@ def test_exif_orientation_is_applied_before_the_resize(
     path = tmp_path / f"photo.{fmt.lower()}"
     Image.fromarray(pixels).save(path, format=fmt, exif=exif)
     # when
-    frame = classify_cli.load_image(path, (48, 32), "raw", 90)
+    frame = load_image(path, (48, 32), "raw", 90)
     # then: the same pixels as decoding, turning a copy and resizing (the reference path)
     with Image.open(path) as image:
         if fmt == "JPEG":
@@ -307,7 +308,7 @@ def test_jpeg_decoding_gives_the_pixels_of_the_pil_only_path(
     path = tmp_path / "image.jpg"
     path.write_bytes(data)
 
-    frame = classify_cli.load_image(path, size, "raw", 90)
+    frame = load_image(path, size, "raw", 90)
 
     assert frame == pil_only(path, size)
 
@@ -334,7 +335,7 @@ def test_broken_jpeg_fails_or_decodes_as_the_pil_only_path_does(
 
     if isinstance(expected, Exception):
         with pytest.raises(type(expected)) as caught:
-            classify_cli.load_image(path, (224, 224), "raw", 90)
-        assert classify_cli._reason(caught.value) == classify_cli._reason(expected)
+            load_image(path, (224, 224), "raw", 90)
+        assert describe_failure(caught.value) == describe_failure(expected)
     else:
-        assert classify_cli.load_image(path, (224, 224), "raw", 90) == expected
+        assert load_image(path, (224, 224), "raw", 90) == expected
