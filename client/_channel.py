@@ -60,7 +60,7 @@ class ConnectionSettings:
         ]
         if self.load_balancing is not None:
             # The channel's default service config; a resolver (DNS TXT) may still override it.
-            config = {"loadBalancingConfig": [{self.load_balancing: {}}]}
+            config: dict[str, object] = {"loadBalancingConfig": [{self.load_balancing: {}}]}
             options.append(("grpc.service_config", json.dumps(config)))
         return options
 
