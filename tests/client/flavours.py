@@ -48,7 +48,7 @@ class ClientLike(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-class _LoopThread:
+class LoopThread:
     """An event loop running in a daemon thread; ``run`` waits for a coroutine's result."""
 
     def __init__(self) -> None:
@@ -69,7 +69,7 @@ class _LoopThread:
 
 
 class _AsyncStreamAdapter:
-    def __init__(self, loop: _LoopThread, stream: AsyncStream) -> None:
+    def __init__(self, loop: LoopThread, stream: AsyncStream) -> None:
         self._loop = loop
         self.stream = stream
 
@@ -114,7 +114,7 @@ class _AsyncStreamAdapter:
 
 
 class _AsyncClientAdapter:
-    def __init__(self, loop: _LoopThread, client: AsyncStreamClient) -> None:
+    def __init__(self, loop: LoopThread, client: AsyncStreamClient) -> None:
         self._loop = loop
         self.client = client
 
@@ -146,7 +146,7 @@ class Flavour:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._loop: _LoopThread | None = None
+        self._loop: LoopThread | None = None
         self._clients: list[ClientLike] = []
 
     @property
@@ -158,7 +158,7 @@ class Flavour:
         client: ClientLike
         if self.is_async:
             if self._loop is None:
-                self._loop = _LoopThread()
+                self._loop = LoopThread()
             loop = self._loop
 
             async def connect_on_the_loop() -> AsyncStreamClient:
