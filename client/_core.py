@@ -15,7 +15,7 @@ import grpc
 from client import _convert
 from client._channel import ConnectionSettings, now_us
 from client._errors import ClassifierClientError
-from client._frames import ImageLike, encode_frame
+from client._frames import ImageLike, check_encoding_options, encode_frame
 from client._types import (
     ChannelOrder,
     Delivery,
@@ -40,12 +40,7 @@ class FrameEncoder:
     jpeg_quality: int = 90
 
     def __post_init__(self) -> None:
-        if self.channel_order not in ("rgb", "bgr"):
-            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")
-        if self.wire_format not in ("raw", "jpeg"):
-            raise ValueError(f"wire_format must be 'raw' or 'jpeg', got {self.wire_format!r}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
+        check_encoding_options(self.channel_order, self.wire_format, self.jpeg_quality)
 
     @staticmethod
     def passes_through(image: ImageLike) -> bool:
@@ -150,21 +145,18 @@ class StreamCore:
         self._finished = False
         self._error: ClassifierClientError | None = None
 
-    # What the public stream classes expose, identically.
+    # Read by both public stream classes through StreamBase.
 
     @property
     def sent(self) -> int:
-        """Frames sent so far."""
         return self._next_seq
 
     @property
     def received(self) -> int:
-        """Predictions received so far (including those with an error)."""
         return self._received
 
     @property
     def dropped_frames(self) -> int:
-        """Frames the server dropped (LIVE), as of the latest prediction."""
         return self._dropped
 
     @property
