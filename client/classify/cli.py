@@ -8,6 +8,7 @@ This module only parses arguments; the work is in :mod:`client.classify`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -136,6 +137,13 @@ def run(args: argparse.Namespace) -> int:
             progress.close()
             print(f"error: {exc.details}", file=sys.stderr)
             return EXIT_UNREACHABLE
+        except BrokenPipeError:
+            # stdout's reader left (`| head`): stop quietly, and keep Python's exit-time flush
+            # of stdout from raising the same error again.
+            progress.close()
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_SOME_FAILED
         elapsed = max(time.monotonic() - started, 1e-9)
     progress.close()
     failed = outcome.failed + len(found.missing)

@@ -339,3 +339,28 @@ def test_broken_jpeg_fails_or_decodes_as_the_pil_only_path_does(
         assert describe_failure(caught.value) == describe_failure(expected)
     else:
         assert load_image(path, (224, 224), "raw", 90) == expected
+
+
+def test_a_reader_that_leaves_stops_the_run_quietly(
+    server: Any,
+    photo_folder: tuple[Path, list[tuple[str, str]]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given stdout whose reader went away after the header (as `classify ... | head -1` does)
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            if self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    parser = argparse.ArgumentParser(prog="stream-classify classify")
+    cli.add_arguments(parser)
+
+    # when
+    code = cli.run(parser.parse_args([str(photo_folder[0]), "--server", server.address]))
+
+    # then: no traceback, a non-zero status
+    assert code == 1
+    assert "Traceback" not in capsys.readouterr().err
