@@ -15,8 +15,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from client import encode_frame
-from client.classify import Progress, cli, describe_failure, load_image
+from client import Prediction, ScoredLabel, encode_frame
+from client.classify import (
+    ClassifySettings,
+    Progress,
+    cli,
+    describe_failure,
+    discover_images,
+    load_image,
+    make_writer,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -364,3 +372,73 @@ def test_a_reader_that_leaves_stops_the_run_quietly(
     # then: no traceback, a non-zero status
     assert code == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+PREDICTION = Prediction(
+    seq=0,
+    label="red",
+    score=0.91,
+    frame_label="blue",
+    frame_score=0.5,
+    top_k=(ScoredLabel("red", 0.91), ScoredLabel("blue", 0.05)),
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        pytest.param(
+            "csv",
+            "path,label,score,top_k,frame_label,frame_score\n"
+            "a/b.png,red,0.910000,red:0.9100;blue:0.0500,blue,0.500000\n",
+            id="csv",
+        ),
+        pytest.param(
+            "jsonl",
+            '{"path": "a/b.png", "label": "red", "score": 0.91, "top_k": [{"label": "red", '
+            '"score": 0.91}, {"label": "blue", "score": 0.05}], "frame_label": "blue", '
+            '"frame_score": 0.5}\n',
+            id="jsonl",
+        ),
+        pytest.param(
+            "table",
+            "PATH     LABEL             SCORE  TOP-K\n"
+            "a/b.png  red              0.9100  red 0.9100, blue 0.0500\n",
+            id="table",
+        ),
+    ],
+)
+def test_writers_write_one_row_per_image(kind: str, expected: str) -> None:
+    out = io.StringIO()
+
+    make_writer(kind, out, [Path("a/b.png")]).write(Path("a/b.png"), PREDICTION)
+
+    assert out.getvalue() == expected
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        pytest.param(lambda: make_writer("xml", io.StringIO(), []), "output format", id="format"),
+        pytest.param(lambda: ClassifySettings(window=0), "window", id="window-0"),
+        pytest.param(lambda: ClassifySettings(workers=0), "workers", id="workers-0"),
+    ],
+)
+def test_bad_library_settings_are_refused(make: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_discovery_keeps_the_argument_order_and_sorts_folders(
+    photo_folder: tuple[Path, list[tuple[str, str]]],
+) -> None:
+    folder, expected = photo_folder
+    named = folder / "notes.txt"  # named explicitly: kept whatever its extension
+
+    found = discover_images([str(named), str(folder), str(folder / "gone.png")], io.StringIO())
+
+    assert found.paths[0] == named
+    assert [p.relative_to(folder).as_posix() for p in found.paths[1:]] == [n for n, _ in expected]
+    assert [(m.name, m.reason) for m in found.missing] == [
+        (str(folder / "gone.png"), "no such file or folder")
+    ]
