@@ -3,7 +3,11 @@
 :class:`StreamClient` is blocking (scripts, threads); :class:`AsyncStreamClient` is its
 ``grpc.aio`` mirror. Both return plain frozen dataclasses and raise one exception,
 :class:`ClassifierClientError`. Old code using ``inference_client.sc_client`` switches with
-``from client.inference_client import *``.
+``from client.inference_client import *``. :func:`channel_credentials` builds TLS credentials;
+:func:`add_connection_arguments` / :func:`connection_from_args` give every CLI the same TLS, token
+and load-balancing flags.
+
+The package imports nothing from the server (``streaming``) or the camera tools.
 
 Example:
     >>> from client import StreamClient
@@ -17,6 +21,7 @@ from client._aio import AsyncStream, AsyncStreamClient
 from client._errors import ClassifierClientError, status_from_code
 from client._frames import ImageLike, encode_frame
 from client._sync import Stream, StreamClient
+from client._tls import channel_credentials
 from client._types import (
     ChannelOrder,
     Delivery,
@@ -29,12 +34,18 @@ from client._types import (
     StreamOptions,
     WireFormat,
 )
+from client.connection_args import (
+    ConnectionArguments,
+    add_connection_arguments,
+    connection_from_args,
+)
 
 __all__ = [
     "AsyncStream",
     "AsyncStreamClient",
     "ChannelOrder",
     "ClassifierClientError",
+    "ConnectionArguments",
     "Delivery",
     "EncodedFrame",
     "Encoding",
@@ -47,6 +58,9 @@ __all__ = [
     "StreamClient",
     "StreamOptions",
     "WireFormat",
+    "add_connection_arguments",
+    "channel_credentials",
+    "connection_from_args",
     "status_from_code",
     "encode_frame",
 ]

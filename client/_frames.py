@@ -52,12 +52,7 @@ def encode_frame(
         return image
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _encoded_bytes(bytes(image))
-    if channel_order not in ("rgb", "bgr"):
-        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
-    if wire_format not in ("raw", "jpeg"):
-        raise ValueError(f"wire_format must be 'raw' or 'jpeg', got {wire_format!r}")
-    if not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
+    check_encoding_options(channel_order, wire_format, jpeg_quality)
 
     if isinstance(image, Image.Image):
         pixels, order = _from_pil(image), "rgb"
@@ -81,6 +76,18 @@ def encode_frame(
         return EncodedFrame(Encoding.JPEG, buffer.tobytes())
     encoding = Encoding.RAW_BGR if order == "bgr" and channels == 3 else Encoding.RAW_RGB
     return EncodedFrame(encoding, pixels.tobytes(), width, height, channels)
+
+
+def check_encoding_options(
+    channel_order: ChannelOrder, wire_format: WireFormat, jpeg_quality: int
+) -> None:
+    """Raise ``ValueError`` for an option :func:`encode_frame` cannot honour."""
+    if channel_order not in ("rgb", "bgr"):
+        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    if wire_format not in ("raw", "jpeg"):
+        raise ValueError(f"wire_format must be 'raw' or 'jpeg', got {wire_format!r}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
 
 
 def _encoded_bytes(data: bytes) -> EncodedFrame:

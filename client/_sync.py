@@ -1,4 +1,7 @@
-"""Blocking client: a thread feeds each stream's requests, another reads its results."""
+"""Blocking client: a thread feeds each stream's requests, another reads its results.
+
+Only the I/O style lives here; the decisions are made in :mod:`client._core`.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +16,16 @@ from typing import Final
 
 import grpc
 
-from client import _convert
 from client._channel import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_MAX_MESSAGE_BYTES,
     SEND_QUEUE_FRAMES,
-    call_metadata,
-    channel_options,
-    check_settings,
-    now_us,
+    ConnectionSettings,
 )
+from client._core import ClientCore, StreamBase, StreamCore, StreamPlan
 from client._errors import ClassifierClientError
-from client._frames import ImageLike, encode_frame
-from client._types import ChannelOrder, Delivery, ModelInfo, Prediction, StreamOptions, WireFormat
+from client._frames import ImageLike
+from client._types import ChannelOrder, Delivery, Prediction, WireFormat
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 
@@ -35,15 +35,16 @@ _END: Final = object()  # marks the end of a request or result queue
 _POLL_S = 0.1  # how often a blocked send() rechecks whether the stream ended
 
 
-class StreamClient:
+class StreamClient(ClientCore):
     """A blocking connection to a Stream Classification server.
 
     Connecting asks ``GetModelInfo`` once; a server that cannot be reached raises
     :class:`ClassifierClientError` within ``connect_timeout`` seconds.
 
     Args:
-        address: ``host:port`` of the server.
-        credentials: TLS credentials, e.g. ``grpc.ssl_channel_credentials()``; ``None`` for a
+        address: ``host:port`` of the server, or any gRPC target: ``dns:///host:port``,
+            ``ipv4:127.0.0.1:1,127.0.0.1:2`` (several servers), ``unix:/path/to.sock``.
+        credentials: TLS credentials, e.g. :func:`client.channel_credentials`; ``None`` for a
             plaintext channel.
         token: sent as ``authorization: Bearer <token>`` metadata on every call.
         connect_timeout: seconds to wait for the server when connecting.
@@ -51,9 +52,12 @@ class StreamClient:
             instead of failing at once on a refused connection.
         client_id: identifies this client in the server's stream configs and logs.
         max_message_bytes: largest message sent or received (the server's default).
+        load_balancing: the channel's load-balancing policy, e.g. ``"round_robin"`` to spread
+            streams over the servers of a multi-address target; ``None`` is gRPC's pick_first.
 
     Raises:
         ClassifierClientError: the server cannot be reached or refused ``GetModelInfo``.
+        ValueError: an argument is invalid.
 
     Example:
         >>> with StreamClient("127.0.0.1:1234") as client:  # doctest: +SKIP
@@ -75,39 +79,37 @@ class StreamClient:
         wait_for_ready: bool = False,
         client_id: str = "",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        load_balancing: str | None = None,
     ) -> None:
-        check_settings(address, connect_timeout, max_message_bytes)
-        self.address = address
-        self.client_id = client_id
-        self._metadata = call_metadata(token)
-        options = channel_options(max_message_bytes)
+        settings = ConnectionSettings(
+            address,
+            credentials=credentials,
+            token=token,
+            connect_timeout=connect_timeout,
+            wait_for_ready=wait_for_ready,
+            client_id=client_id,
+            max_message_bytes=max_message_bytes,
+            load_balancing=load_balancing,
+        )
+        super().__init__(settings)
+        options = settings.channel_options()
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options=options)
         else:
             self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub = pb_grpc.StreamClassifierStub(self._channel)
         self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
-        self._closed = False
         try:
             reply = self._stub.GetModelInfo(
                 pb.GetModelInfoRequest(),
                 timeout=connect_timeout,
-                metadata=self._metadata,
+                metadata=settings.metadata,
                 wait_for_ready=wait_for_ready,
             )
         except grpc.RpcError as exc:
             self._channel.close()
-            raise ClassifierClientError.from_rpc_error(
-                exc,
-                f"cannot reach the classification server at {address} (timeout {connect_timeout:g} s)",
-            ) from None
-        self._model_info = _convert.model_info_from_pb(reply)
-        logger.debug("connected to %s: %s", address, self._model_info)
-
-    @property
-    def model_info(self) -> ModelInfo:
-        """The server's model, as reported when connecting."""
-        return self._model_info
+            raise settings.unreachable(exc) from None
+        self._connected(reply)
 
     def open_stream(
         self,
@@ -140,26 +142,23 @@ class StreamClient:
 
         Returns:
             The open stream; close it (or use ``with``) when done.
+
+        Raises:
+            ClassifierClientError: the client is closed.
+            ValueError: an option is invalid.
         """
-        if self._closed:
-            raise ClassifierClientError(grpc.StatusCode.CANCELLED, "the client is closed")
-        options = StreamOptions(
-            source=source,
+        plan = self._plan_stream(
+            source,
             window=window,
             delivery=delivery,
             top_k=top_k,
-            client_id=self.client_id,
-            probabilities=probabilities,
-        )
-        stream = Stream(
-            self._stub,
-            options,
-            metadata=self._metadata,
-            size=self._model_info.input_size if resize else None,
             channel_order=channel_order,
             wire_format=wire_format,
             jpeg_quality=jpeg_quality,
+            resize=resize,
+            probabilities=probabilities,
         )
+        stream = Stream(self._stub, plan, metadata=self._settings.metadata)
         self._streams.add(stream)
         return stream
 
@@ -217,7 +216,7 @@ class StreamClient:
         self.close()
 
 
-class Stream:
+class Stream(StreamBase):
     """One bidirectional ``Classify`` call. Create with :meth:`StreamClient.open_stream`.
 
     Sending never waits for results: frames go to a send queue that gRPC drains, and a reader
@@ -231,54 +230,23 @@ class Stream:
     def __init__(
         self,
         stub: pb_grpc.StreamClassifierStub,
-        options: StreamOptions,
+        plan: StreamPlan,
         *,
         metadata: tuple[tuple[str, str], ...] | None,
-        size: tuple[int, int] | None,
-        channel_order: ChannelOrder,
-        wire_format: WireFormat,
-        jpeg_quality: int,
     ) -> None:
-        self.options = options
-        self._size = size
-        self._channel_order = channel_order
-        self._wire_format = wire_format
-        self._jpeg_quality = jpeg_quality
+        self._core = StreamCore(plan)
         self._requests: queue.Queue[object] = queue.Queue(maxsize=SEND_QUEUE_FRAMES)
         self._results: queue.Queue[object] = queue.Queue()
         self._lock = threading.Lock()  # orders seq numbers with their place in the queue
         self._close_lock = threading.Lock()
-        self._next_seq = 0
-        self._send_closed = False
-        self._closed = False
-        self._cancelled = False
-        self._finished = threading.Event()
-        self._error: ClassifierClientError | None = None
         self._send_error: BaseException | None = None
-        self._dropped = 0
-        self._received = 0
         self._call = stub.Classify(
-            self._request_iterator(_convert.config_request(options)), metadata=metadata
+            self._request_iterator(self._core.config_request()), metadata=metadata
         )
         self._reader = threading.Thread(
-            target=self._read, name=f"stream-reader-{options.source}", daemon=True
+            target=self._read, name=f"stream-reader-{plan.options.source}", daemon=True
         )
         self._reader.start()
-
-    @property
-    def sent(self) -> int:
-        """Frames sent so far."""
-        return self._next_seq
-
-    @property
-    def received(self) -> int:
-        """Predictions received so far (including those with an error)."""
-        return self._received
-
-    @property
-    def dropped_frames(self) -> int:
-        """Frames the server dropped (LIVE), as of the latest prediction."""
-        return self._dropped
 
     def send(
         self,
@@ -302,20 +270,9 @@ class Stream:
             ValueError: the image cannot be made into a frame.
             TimeoutError: no room in the queue within ``timeout``.
         """
-        frame = encode_frame(
-            image,
-            size=self._size,
-            channel_order=channel_order or self._channel_order,
-            wire_format=self._wire_format,
-            jpeg_quality=self._jpeg_quality,
-        )
+        frame = self._core.encoder.encode(image, channel_order)
         with self._lock:
-            self._check_open()
-            seq = self._next_seq
-            self._next_seq += 1
-            request = _convert.frame_request(
-                seq, frame, now_us() if capture_time_us is None else capture_time_us
-            )
+            seq, request = self._core.frame_request(frame, capture_time_us)
             # Enqueue under the lock so frames enter the stream in seq order.
             self._put(request, timeout)
         return seq
@@ -342,10 +299,7 @@ class Stream:
     def close_send(self) -> None:
         """Tell the server no more frames follow; it answers the pending ones and ends the stream."""
         with self._lock:
-            if self._send_closed or self._closed:
-                return
-            self._send_closed = True
-            if not self._finished.is_set():
+            if self._core.half_close():
                 self._put(_END, None)
 
     def receive(self, timeout: float | None = None) -> Prediction | None:
@@ -361,8 +315,7 @@ class Stream:
             raise TimeoutError(f"no prediction within {timeout:g} s") from None
         if item is _END:
             self._results.put(_END)  # stays ended for later calls
-            if self._error is not None:
-                raise self._error
+            self._core.end_of_results()
             return None
         assert isinstance(item, Prediction)
         return item
@@ -375,13 +328,12 @@ class Stream:
     def close(self) -> None:
         """End the stream now: half-close, cancel the call if the server has not finished, and stop
         the reader. Unread predictions are discarded. Safe to call twice."""
-        # Not under self._lock: a sender blocked on a full queue holds it until it sees _closed.
+        # Not under self._lock: a sender blocked on a full queue holds it until it sees closed.
         with self._close_lock:
-            if self._closed:
+            if self._core.closed:
                 return
-            self._closed = True
-        if not self._finished.is_set():
-            self._cancelled = True
+            cancel = self._core.close()
+        if cancel:
             self._call.cancel()
         self._end_requests()
         self._reader.join(timeout=5.0)
@@ -397,14 +349,6 @@ class Stream:
     ) -> None:
         self.close()
 
-    def _check_open(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._closed or self._send_closed or self._finished.is_set():
-            raise ClassifierClientError(
-                grpc.StatusCode.CANCELLED, "the stream is closed for sending"
-            )
-
     def _put(self, item: object, timeout: float | None) -> None:
         waited = 0.0
         while True:
@@ -413,8 +357,8 @@ class Stream:
                 return
             except queue.Full:
                 waited += _POLL_S
-                if self._closed or self._finished.is_set():
-                    self._check_open()
+                if self._core.closed or self._core.finished:
+                    self._core.check_open()
                 if timeout is not None and waited >= timeout:
                     raise TimeoutError(f"send queue still full after {timeout:g} s") from None
 
@@ -430,22 +374,13 @@ class Stream:
     def _read(self) -> None:
         try:
             for response in self._call:
-                prediction = _convert.prediction_from_pb(
-                    response, probabilities=self.options.probabilities
-                )
-                self._dropped = prediction.dropped_frames
-                self._received += 1
-                self._results.put(prediction)
+                self._results.put(self._core.accept(response))
         except grpc.RpcError as exc:
-            if not self._cancelled:
-                self._error = ClassifierClientError.from_rpc_error(exc)
-                logger.debug("stream %r failed: %s", self.options.source, self._error)
-        except ValueError as exc:  # an answer we cannot decode: the stream cannot be trusted
-            self._error = _convert.malformed_answer(exc)
-            self._cancelled = True
+            self._core.failed(exc)
+        except ClassifierClientError:  # a malformed answer: recorded by the core
             self._call.cancel()
         finally:
-            self._finished.set()
+            self._core.finish()
             self._end_requests()
             self._results.put(_END)
 

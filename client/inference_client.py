@@ -29,6 +29,7 @@ from client._errors import ClassifierClientError
 from client._frames import ImageLike, encode_frame
 from client._sync import Stream, StreamClient
 from client._types import EncodedFrame, Prediction
+from client.connection_args import token_from_environment
 
 __all__ = ["Image", "np", "sc_client"]
 
@@ -47,6 +48,10 @@ class sc_client:  # noqa: N801 - the old public name
         connect_timeout: seconds to wait for the server on the first call.
         resize: resize images to the model's input size in the client. Off by default so the
             server resizes exactly as the old API did (same scores); on saves bandwidth.
+        credentials: TLS credentials (see :func:`client.channel_credentials`); ``None`` for a
+            plaintext channel, as the old client had.
+        token: sent as ``authorization: Bearer <token>``; ``None`` reads the
+            ``STREAM_CLASSIFY_TOKEN`` environment variable (unset: no token).
 
     Example:
         >>> target_server = sc_client("127.0.0.1:1234")  # doctest: +SKIP
@@ -62,11 +67,15 @@ class sc_client:  # noqa: N801 - the old public name
         *,
         connect_timeout: float = 5.0,
         resize: bool = False,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
     ) -> None:
         self.server_ip = server_ip
         self.client_name = "".join(random.choices(string.ascii_lowercase, k=id_len))
         self._connect_timeout = connect_timeout
         self._resize = resize
+        self._credentials = credentials
+        self._token = token or token_from_environment()
         self._client: StreamClient | None = None
         self._streams: list[Stream] = []
         self._lock = threading.Lock()
@@ -135,7 +144,11 @@ class sc_client:  # noqa: N801 - the old public name
         # Connect on first use: the old constructor never touched the network.
         if self._client is None:
             self._client = StreamClient(
-                self.server_ip, connect_timeout=self._connect_timeout, client_id=self.client_name
+                self.server_ip,
+                connect_timeout=self._connect_timeout,
+                client_id=self.client_name,
+                credentials=self._credentials,
+                token=self._token,
             )
         return self._client
 

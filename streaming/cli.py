@@ -18,7 +18,7 @@ from streaming import __version__
 # name -> (module, help). A module whose package is not installed leaves its command out.
 COMMANDS = {
     "serve": ("streaming.serve_cli", "run the classification server"),
-    "classify": ("client.classify_cli", "classify image files and folders through one stream"),
+    "classify": ("client.classify.cli", "classify image files and folders through one stream"),
     "watch": (
         "camera_tools.watch.cli",
         "classify webcams, RTSP/HTTP streams, video files and folders",

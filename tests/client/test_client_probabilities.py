@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -11,10 +10,12 @@ import grpc
 import numpy as np
 import pytest
 
-from client import AsyncStreamClient, ClassifierClientError, Prediction, StreamClient, _convert
+from client import ClassifierClientError, Prediction, _convert
 from client._types import StreamOptions
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+
+from .flavours import Flavour
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -54,6 +55,7 @@ def as_older_server(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_client_gets_the_servers_exact_probabilities_whatever_the_wire_format(
     server: Any,
+    flavour: Flavour,
     run_stream: Any,
     frame_pb: Any,
     request: pytest.FixtureRequest,
@@ -74,7 +76,7 @@ def test_client_gets_the_servers_exact_probabilities_whatever_the_wire_format(
         request.getfixturevalue("as_older_server")
     # when: the client classifies the same frames
     with (
-        StreamClient(server.address) as client,
+        flavour.connect(server.address) as client,
         client.open_stream("cam0", window=2, top_k=2, probabilities=ask) as stream,
     ):
         for frame in frames:
@@ -96,27 +98,6 @@ def test_client_gets_the_servers_exact_probabilities_whatever_the_wire_format(
             )
         else:
             assert got.probabilities.shape == (0,)
-
-
-def test_async_client_asks_for_the_same_formats(server: Any) -> None:
-    frames = frames_at_input_size(4)
-
-    async def main() -> tuple[list[Prediction], list[Prediction]]:
-        async with AsyncStreamClient(server.address) as client:
-            return (
-                await client.classify(frames),
-                await client.classify(frames, probabilities=False),
-            )
-
-    with StreamClient(server.address) as client:
-        expected = client.classify(frames)
-    with_vector, without = asyncio.run(asyncio.wait_for(main(), 20))
-
-    for got, want in zip(with_vector, expected, strict=True):
-        np.testing.assert_array_equal(got.probabilities, want.probabilities)
-        assert got.probabilities.shape == (3,)
-    assert [p.label for p in without] == [p.label for p in expected]
-    assert all(p.probabilities.shape == (0,) for p in without)
 
 
 def test_prediction_stays_hashable_and_compares_without_the_vector() -> None:
@@ -216,10 +197,9 @@ def canned() -> Iterator[tuple[_CannedServicer, str]]:
 
 
 @pytest.mark.parametrize(("answer", "ask", "expected"), CANNED_ANSWERS)
-@pytest.mark.parametrize("kind", ["sync", "async"])
 def test_clients_read_every_answer_format_and_fail_cleanly_on_a_malformed_one(
     canned: tuple[_CannedServicer, str],
-    kind: str,
+    flavour: Flavour,
     answer: pb.ClassifyResponse,
     ask: bool,
     expected: Any,
@@ -229,16 +209,9 @@ def test_clients_read_every_answer_format_and_fail_cleanly_on_a_malformed_one(
     servicer.answer = answer
     frame = np.zeros((8, 8, 3), np.uint8)
 
-    def run_sync() -> list[Prediction]:
-        with StreamClient(address) as client:
-            return client.classify([frame], probabilities=ask)
-
-    async def run_async() -> list[Prediction]:
-        async with AsyncStreamClient(address) as client:
-            return await client.classify([frame], probabilities=ask)
-
     def run() -> list[Prediction]:
-        return run_sync() if kind == "sync" else asyncio.run(asyncio.wait_for(run_async(), 20))
+        with flavour.connect(address) as client:
+            return client.classify([frame], probabilities=ask)
 
     # when / then
     if isinstance(expected, str):

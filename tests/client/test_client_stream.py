@@ -1,4 +1,6 @@
-"""StreamClient and AsyncStreamClient against the real in-process server and tiny model."""
+"""Stream behaviour against the real in-process server and tiny model, written once and run with
+both clients (the ``flavour`` fixture: blocking :class:`StreamClient`, asyncio
+:class:`AsyncStreamClient`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -24,8 +25,8 @@ from client import (
     StreamClient,
     encode_frame,
 )
-from client.api.v1 import stream_classifier_pb2 as pb
-from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+
+from .flavours import ClientLike, Flavour
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -55,12 +56,11 @@ def closed_port_address() -> str:
 
 
 @pytest.fixture
-def client(server: Any) -> Any:
-    with StreamClient(server.address, connect_timeout=5) as connected:
-        yield connected
+def client(server: Any, flavour: Flavour) -> ClientLike:
+    return flavour.connect(server.address, connect_timeout=5)
 
 
-def test_model_info_is_a_plain_value(client: StreamClient, tiny_model: Any) -> None:
+def test_model_info_is_a_plain_value(client: ClientLike, tiny_model: Any) -> None:
     info = client.model_info
 
     assert info.labels == tuple(tiny_model.labels)
@@ -85,7 +85,7 @@ def test_model_info_is_a_plain_value(client: StreamClient, tiny_model: Any) -> N
     ],
 )
 def test_each_frame_gets_its_prediction(
-    client: StreamClient, image: Any, send_kwargs: dict[str, Any], label: str
+    client: ClientLike, image: Any, send_kwargs: dict[str, Any], label: str
 ) -> None:
     with client.open_stream("cam0", window=1, top_k=2) as stream:
         seq = stream.send(image, **send_kwargs)
@@ -98,7 +98,7 @@ def test_each_frame_gets_its_prediction(
     assert prediction.score == pytest.approx(max(prediction.probabilities))
 
 
-def test_predictions_come_in_order_and_average_over_the_window(client: StreamClient) -> None:
+def test_predictions_come_in_order_and_average_over_the_window(client: ClientLike) -> None:
     # given a window of 3 and frames red, red, blue, blue, blue
     colours = [RED, RED, BLUE, BLUE, BLUE]
     with client.open_stream("cam0", window=3) as stream:
@@ -115,13 +115,13 @@ def test_predictions_come_in_order_and_average_over_the_window(client: StreamCli
     assert [p.window_frames for p in predictions] == [1, 2, 3, 3, 3]
 
 
-def test_many_frames_are_in_flight(server_factory: Callable[..., Any]) -> None:
+def test_many_frames_are_in_flight(server_factory: Callable[..., Any], flavour: Flavour) -> None:
     # given a server that buffers only 4 frames of a stream before flow control pushes back
     server = server_factory(stream_buffer=4)
     frames = [tinted(RED, seed=i) for i in range(300)]
 
-    with StreamClient(server.address) as client:
-        # when everything is sent before anything is read: the reader thread keeps the pipe moving
+    with flavour.connect(server.address) as client:
+        # when everything is sent before anything is read: the reader keeps the pipe moving
         with client.open_stream(window=1) as stream:
             for frame in frames:
                 stream.send(frame, timeout=10)
@@ -135,7 +135,7 @@ def test_many_frames_are_in_flight(server_factory: Callable[..., Any]) -> None:
         assert max(p.batch_size for p in predictions) > 1  # frames were batched, so not lock-step
 
 
-def test_bgr_rgb_and_pil_give_the_same_result(client: StreamClient) -> None:
+def test_bgr_rgb_and_pil_give_the_same_result(client: ClientLike) -> None:
     rgb = tinted(GREEN, (50, 37), seed=3)
     bgr = np.ascontiguousarray(rgb[..., ::-1])
 
@@ -152,7 +152,7 @@ def test_bgr_rgb_and_pil_give_the_same_result(client: StreamClient) -> None:
         np.testing.assert_allclose(prediction.probabilities, first, atol=1e-6)
 
 
-def test_mixed_sizes_and_modes_in_one_stream(client: StreamClient) -> None:
+def test_mixed_sizes_and_modes_in_one_stream(client: ClientLike) -> None:
     images = [
         Image.fromarray(tinted(RED, (640, 480))),
         Image.fromarray(tinted(GREEN, (7, 5))).convert("L"),
@@ -177,7 +177,7 @@ def test_mixed_sizes_and_modes_in_one_stream(client: StreamClient) -> None:
     ],
 )
 def test_bad_frames_come_back_as_errors_and_the_stream_goes_on(
-    server_factory: Callable[..., Any], frames: list[str], bad: list[int]
+    server_factory: Callable[..., Any], flavour: Flavour, frames: list[str], bad: list[int]
 ) -> None:
     server = server_factory(max_frame_side=256)
     make = {
@@ -186,7 +186,7 @@ def test_bad_frames_come_back_as_errors_and_the_stream_goes_on(
         "truncated-png": lambda: encoded(tinted(RED), "PNG")[:40],
         "too-large": lambda: encoded(tinted(RED, (300, 20)), "PNG"),
     }
-    with StreamClient(server.address) as client, client.open_stream(window=1) as stream:
+    with flavour.connect(server.address) as client, client.open_stream(window=1) as stream:
         for kind in frames:
             stream.send(make[kind]())
         stream.close_send()
@@ -200,7 +200,7 @@ def test_bad_frames_come_back_as_errors_and_the_stream_goes_on(
     assert all(p.label == "red" for i, p in enumerate(predictions) if i not in bad)
 
 
-def test_jpeg_wire_format_gives_the_same_labels(client: StreamClient) -> None:
+def test_jpeg_wire_format_gives_the_same_labels(client: ClientLike) -> None:
     images = [tinted(c, (320, 240), seed=i) for i, c in enumerate([RED, GREEN, BLUE, GREEN])]
     results = {}
     for fmt in ("raw", "jpeg"):
@@ -240,12 +240,12 @@ class _SlowClassifier:
 
 
 def test_live_stream_drops_stale_frames_and_does_not_wait_for_them(
-    server_factory: Callable[..., Any], tiny_classifier: Any
+    server_factory: Callable[..., Any], tiny_classifier: Any, flavour: Flavour
 ) -> None:
     # given a server whose model takes 50 ms a batch
     server = server_factory(classifier=_SlowClassifier(tiny_classifier, 0.05))
     with (
-        StreamClient(server.address) as client,
+        flavour.connect(server.address) as client,
         client.open_stream("cam0", delivery=Delivery.LIVE) as stream,
     ):
         # when 60 frames arrive much faster than that
@@ -276,20 +276,17 @@ def test_live_stream_drops_stale_frames_and_does_not_wait_for_them(
     ],
 )
 def test_server_down_is_a_clear_error_within_the_timeout(
-    kwargs: dict[str, Any], code: grpc.StatusCode, limit_s: float
+    flavour: Flavour, kwargs: dict[str, Any], code: grpc.StatusCode, limit_s: float
 ) -> None:
     address = closed_port_address()
     started = time.monotonic()
 
     with pytest.raises(ClassifierClientError) as caught:
-        StreamClient(address, **kwargs)
-    with pytest.raises(ClassifierClientError) as caught_async:
-        asyncio.run(AsyncStreamClient(address, **kwargs).connect())
+        flavour.connect(address, **kwargs)
 
-    assert time.monotonic() - started < 2 * limit_s
-    for error in (caught.value, caught_async.value):
-        assert error.code == code
-        assert address in error.details and "cannot reach" in error.details
+    assert time.monotonic() - started < limit_s
+    assert caught.value.code == code
+    assert address in caught.value.details and "cannot reach" in caught.value.details
 
 
 @pytest.mark.parametrize(
@@ -303,11 +300,14 @@ def test_server_down_is_a_clear_error_within_the_timeout(
     ],
 )
 def test_closing_mid_stream_does_not_hang(
-    server_factory: Callable[..., Any], close: Callable[[Any, Any], None], label: str
+    server_factory: Callable[..., Any],
+    flavour: Flavour,
+    close: Callable[[Any, Any], None],
+    label: str,
 ) -> None:
     # given a LOSSLESS stream with frames still queued and unread predictions (small server buffer)
     server = server_factory(stream_buffer=2, max_delay_ms=20)
-    client = StreamClient(server.address)
+    client = flavour.connect(server.address)
     stream = client.open_stream(label)
 
     def send_until_closed() -> None:
@@ -334,14 +334,16 @@ def test_closing_mid_stream_does_not_hang(
     client.close()
 
 
-def test_receive_times_out_instead_of_blocking(client: StreamClient) -> None:
+def test_receive_times_out_instead_of_blocking(client: ClientLike) -> None:
     with client.open_stream() as stream, pytest.raises(TimeoutError):
         stream.receive(timeout=0.2)
 
 
-def test_stream_failure_is_raised_when_reading(server_factory: Callable[..., Any]) -> None:
+def test_stream_failure_is_raised_when_reading(
+    server_factory: Callable[..., Any], flavour: Flavour
+) -> None:
     server = server_factory(max_streams=1)
-    with StreamClient(server.address) as client, client.open_stream("first") as first:
+    with flavour.connect(server.address) as client, client.open_stream("first") as first:
         first.send(tinted(RED))
         assert first.receive(timeout=10) is not None
         with client.open_stream("second") as second:
@@ -350,7 +352,7 @@ def test_stream_failure_is_raised_when_reading(server_factory: Callable[..., Any
             assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def test_async_client_mirrors_the_sync_one(server: Any) -> None:
+def test_both_clients_give_the_same_answers(server: Any) -> None:
     images = [tinted(c, seed=i) for i, c in enumerate([RED, GREEN, BLUE, RED])]
     with StreamClient(server.address) as client:
         expected = client.classify(images)
@@ -379,40 +381,7 @@ def test_async_client_mirrors_the_sync_one(server: Any) -> None:
         np.testing.assert_allclose([p.score for p in got], [p.score for p in expected], atol=1e-6)
 
 
-class _RecordingServicer(pb_grpc.StreamClassifierServicer):
-    def __init__(self) -> None:
-        self.metadata: dict[str, str] = {}
-
-    def GetModelInfo(
-        self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
-    ) -> pb.ModelInfo:
-        self.metadata = dict(context.invocation_metadata())  # type: ignore[arg-type]
-        return pb.ModelInfo(labels=["a"], input_width=8, input_height=8, input_channels=3)
-
-
-@pytest.mark.parametrize(
-    ("token", "expected"),
-    [
-        pytest.param("s3cret", "Bearer s3cret", id="token"),
-        pytest.param(None, None, id="no-token"),
-    ],
-)
-def test_token_is_sent_as_bearer_metadata(token: str | None, expected: str | None) -> None:
-    servicer = _RecordingServicer()
-    server = grpc.server(futures.ThreadPoolExecutor(2))
-    pb_grpc.add_StreamClassifierServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        with StreamClient(f"127.0.0.1:{port}", token=token) as client:
-            assert client.model_info.input_size == (8, 8)
-    finally:
-        server.stop(0)
-
-    assert servicer.metadata.get("authorization") == expected
-
-
-def test_encode_frame_output_can_be_sent(client: StreamClient) -> None:
+def test_encode_frame_output_can_be_sent(client: ClientLike) -> None:
     frame = encode_frame(tinted(BLUE), size=client.model_info.input_size, wire_format="jpeg")
 
     with client.open_stream(window=1) as stream:
@@ -420,3 +389,45 @@ def test_encode_frame_output_can_be_sent(client: StreamClient) -> None:
         prediction = stream.receive(timeout=10)
 
     assert prediction is not None and prediction.label == "blue"
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        pytest.param({"wire_format": "png"}, "wire_format", id="unknown-wire-format"),
+        pytest.param({"jpeg_quality": 0}, "jpeg_quality", id="jpeg-quality-0"),
+        pytest.param({"jpeg_quality": 101}, "jpeg_quality", id="jpeg-quality-101"),
+        pytest.param({"channel_order": "bgra"}, "channel_order", id="unknown-channel-order"),
+        pytest.param({"window": -1}, "window", id="negative-window"),
+        pytest.param({"top_k": -2}, "top_k", id="negative-top-k"),
+    ],
+)
+def test_bad_stream_options_fail_when_the_stream_opens(
+    client: ClientLike, options: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        client.open_stream("cam0", **options)
+
+
+def test_counters_follow_the_stream(client: ClientLike) -> None:
+    with client.open_stream("cam0", window=1) as stream:
+        seqs = [stream.send(tinted(GREEN, seed=i)) for i in range(5)]
+        stream.close_send()
+        predictions = list(stream)
+
+        assert seqs == [p.seq for p in predictions] == list(range(5))
+        assert (stream.sent, stream.received, stream.dropped_frames) == (5, 5, 0)
+        assert stream.receive(timeout=1) is None  # an ended stream stays ended
+        with pytest.raises(ClassifierClientError, match="closed for sending"):
+            stream.send(tinted(GREEN))
+
+
+def test_a_closed_client_opens_no_stream(server: Any, flavour: Flavour) -> None:
+    client = flavour.connect(server.address)
+    client.close()
+    client.close()  # twice is fine
+
+    with pytest.raises(ClassifierClientError) as caught:
+        client.open_stream("late")
+
+    assert caught.value.code == grpc.StatusCode.CANCELLED

@@ -1,4 +1,4 @@
-"""``stream-classify classify`` run in-process against the real server."""
+"""``stream-classify classify`` run in-process against the real server, and its library parts."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from client import classify_cli, encode_frame
+from client import Prediction, ScoredLabel, encode_frame
+from client.classify import (
+    ClassifySettings,
+    Progress,
+    cli,
+    describe_failure,
+    discover_images,
+    load_image,
+    make_writer,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,10 +38,10 @@ def run_cli(
     monkeypatch: Any = None,
 ) -> tuple[int, str, str]:
     parser = argparse.ArgumentParser(prog="stream-classify classify")
-    classify_cli.add_arguments(parser)
+    cli.add_arguments(parser)
     if stdin is not None:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = classify_cli.run(parser.parse_args(argv))
+    code = cli.run(parser.parse_args(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -66,7 +75,7 @@ def photo_folder(tmp_path: Path) -> tuple[Path, list[tuple[str, str]]]:
 
 def test_help_says_window_defaults_to_one(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="stream-classify classify")
-    classify_cli.add_arguments(parser)
+    cli.add_arguments(parser)
 
     help_text = " ".join(parser.format_help().split())
 
@@ -220,7 +229,7 @@ def test_progress_bar_only_on_a_terminal() -> None:
             return True
 
     for out, drawn in ((Terminal(), True), (io.StringIO(), False)):
-        progress = classify_cli._Progress(out)
+        progress = Progress(out)
         progress.start(20)
         for _ in range(20):
             progress.update()
@@ -244,7 +253,7 @@ def test_exif_orientation_is_applied_before_the_resize(
     path = tmp_path / f"photo.{fmt.lower()}"
     Image.fromarray(pixels).save(path, format=fmt, exif=exif)
     # when
-    frame = classify_cli.load_image(path, (48, 32), "raw", 90)
+    frame = load_image(path, (48, 32), "raw", 90)
     # then: the same pixels as decoding, turning a copy and resizing (the reference path)
     with Image.open(path) as image:
         if fmt == "JPEG":
@@ -307,7 +316,7 @@ def test_jpeg_decoding_gives_the_pixels_of_the_pil_only_path(
     path = tmp_path / "image.jpg"
     path.write_bytes(data)
 
-    frame = classify_cli.load_image(path, size, "raw", 90)
+    frame = load_image(path, size, "raw", 90)
 
     assert frame == pil_only(path, size)
 
@@ -334,7 +343,102 @@ def test_broken_jpeg_fails_or_decodes_as_the_pil_only_path_does(
 
     if isinstance(expected, Exception):
         with pytest.raises(type(expected)) as caught:
-            classify_cli.load_image(path, (224, 224), "raw", 90)
-        assert classify_cli._reason(caught.value) == classify_cli._reason(expected)
+            load_image(path, (224, 224), "raw", 90)
+        assert describe_failure(caught.value) == describe_failure(expected)
     else:
-        assert classify_cli.load_image(path, (224, 224), "raw", 90) == expected
+        assert load_image(path, (224, 224), "raw", 90) == expected
+
+
+def test_a_reader_that_leaves_stops_the_run_quietly(
+    server: Any,
+    photo_folder: tuple[Path, list[tuple[str, str]]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given stdout whose reader went away after the header (as `classify ... | head -1` does)
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            if self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    parser = argparse.ArgumentParser(prog="stream-classify classify")
+    cli.add_arguments(parser)
+
+    # when
+    code = cli.run(parser.parse_args([str(photo_folder[0]), "--server", server.address]))
+
+    # then: no traceback, a non-zero status
+    assert code == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+PREDICTION = Prediction(
+    seq=0,
+    label="red",
+    score=0.91,
+    frame_label="blue",
+    frame_score=0.5,
+    top_k=(ScoredLabel("red", 0.91), ScoredLabel("blue", 0.05)),
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        pytest.param(
+            "csv",
+            "path,label,score,top_k,frame_label,frame_score\n"
+            "a/b.png,red,0.910000,red:0.9100;blue:0.0500,blue,0.500000\n",
+            id="csv",
+        ),
+        pytest.param(
+            "jsonl",
+            '{"path": "a/b.png", "label": "red", "score": 0.91, "top_k": [{"label": "red", '
+            '"score": 0.91}, {"label": "blue", "score": 0.05}], "frame_label": "blue", '
+            '"frame_score": 0.5}\n',
+            id="jsonl",
+        ),
+        pytest.param(
+            "table",
+            "PATH     LABEL             SCORE  TOP-K\n"
+            "a/b.png  red              0.9100  red 0.9100, blue 0.0500\n",
+            id="table",
+        ),
+    ],
+)
+def test_writers_write_one_row_per_image(kind: str, expected: str) -> None:
+    out = io.StringIO()
+
+    make_writer(kind, out, [Path("a/b.png")]).write(Path("a/b.png"), PREDICTION)
+
+    assert out.getvalue() == expected
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        pytest.param(lambda: make_writer("xml", io.StringIO(), []), "output format", id="format"),
+        pytest.param(lambda: ClassifySettings(window=0), "window", id="window-0"),
+        pytest.param(lambda: ClassifySettings(workers=0), "workers", id="workers-0"),
+    ],
+)
+def test_bad_library_settings_are_refused(make: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_discovery_keeps_the_argument_order_and_sorts_folders(
+    photo_folder: tuple[Path, list[tuple[str, str]]],
+) -> None:
+    folder, expected = photo_folder
+    named = folder / "notes.txt"  # named explicitly: kept whatever its extension
+
+    found = discover_images([str(named), str(folder), str(folder / "gone.png")], io.StringIO())
+
+    assert found.paths[0] == named
+    assert [p.relative_to(folder).as_posix() for p in found.paths[1:]] == [n for n, _ in expected]
+    assert [(m.name, m.reason) for m in found.missing] == [
+        (str(folder / "gone.png"), "no such file or folder")
+    ]
