@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 import numpy as np
 
@@ -39,7 +41,8 @@ def config_request(options: StreamOptions) -> pb.ClassifyRequest:
             client_id=options.client_id,
             source=options.source,
             window=options.window,
-            delivery=pb.DeliveryMode.ValueType(options.delivery),
+            # The stubs type proto enums as their own classes; the wire value is our enum's number.
+            delivery=cast(pb.DeliveryMode, int(options.delivery)),
             top_k=options.top_k,
             probabilities=probabilities,
         )
@@ -50,7 +53,7 @@ def frame_request(seq: int, frame: EncodedFrame, capture_time_us: int) -> pb.Cla
     return pb.ClassifyRequest(
         frame=pb.Frame(
             seq=seq,
-            encoding=pb.Encoding.ValueType(frame.encoding),
+            encoding=cast(pb.Encoding, int(frame.encoding)),
             width=frame.width,
             height=frame.height,
             channels=frame.channels,

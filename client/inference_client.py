@@ -25,7 +25,7 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from client._errors import ClassifierClientError
+from client._errors import ClassifierClientError, status_from_code
 from client._frames import ImageLike, encode_frame
 from client._sync import Stream, StreamClient
 from client._types import EncodedFrame, Prediction
@@ -109,12 +109,10 @@ class sc_client:  # noqa: N801 - the old public name
         scores: list[float] = []
         for position, prediction in enumerate(predictions):
             if prediction.error is not None:
-                code = (
-                    grpc.StatusCode.INVALID_ARGUMENT
-                    if prediction.error.code == 3
-                    else grpc.StatusCode.INTERNAL
+                raise ClassifierClientError(
+                    status_from_code(prediction.error.code),
+                    f"image {position}: {prediction.error.message}",
                 )
-                raise ClassifierClientError(code, f"image {position}: {prediction.error.message}")
             labels.append(prediction.label)
             scores.append(prediction.score)
         return labels, np.asarray(scores, dtype=np.float32).reshape(-1, 1)
