@@ -227,7 +227,7 @@ def draw_overlay(
         details.append(f"{fps:.1f} fps")
     details.extend(extra)
     if details:
-        _draw_box_text(out, "  ".join(details), (margin, y), scale * 0.55, None)
+        _draw_box_text(out, "  ".join(details), (margin, y), max(0.35, scale * 0.55), None)
     if strip:
         _draw_strip(out, strip)
     return out
@@ -325,8 +325,6 @@ class OverlayPainter:
         now = self._clock()
         if observe and label is not None:
             self.observe(source, label, now)
-        history = self._histories.get(source)
-        strip = history.slots(now, self._slots) if history is not None else []
         return draw_overlay(
             image,
             label=label,
@@ -335,5 +333,12 @@ class OverlayPainter:
             timestamp=now,
             fps=fps,
             extra=extra,
-            strip=strip,
+            strip=self.strip(source, now),
         )
+
+    def strip(self, source: str, now: float | None = None) -> list[str | None]:
+        """The strip slots of ``source`` at ``now`` (empty before its first label)."""
+        history = self._histories.get(source)
+        if history is None:
+            return []
+        return history.slots(self._clock() if now is None else now, self._slots)
