@@ -52,7 +52,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
-        if not self._authorised(url.query):
+        # The script and style hold no data, and a page cannot add the token to their URLs.
+        public = url.path.startswith("/static/")
+        if not public and not self._authorised(url.query):
             self._send_plain(401, "a token is needed: ?token=... or Authorization: Bearer ...")
             return
         path = url.path

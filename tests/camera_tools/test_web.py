@@ -62,6 +62,12 @@ def read_part(stream: IO[bytes]) -> bytes:
     return stream.read(int(headers["content-length"]))
 
 
+def decode(jpeg: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not a JPEG"
+    return image
+
+
 def publish_until(
     hub: WebHub, source: str, stop: threading.Event, value: Callable[[], int]
 ) -> None:
@@ -89,17 +95,17 @@ def test_mjpeg_stream_yields_jpegs_that_follow_the_published_frames(
         response = connection.getresponse()
         assert response.status == 200
         assert response.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=frame"
-        first = cv2.imdecode(np.frombuffer(read_part(response), np.uint8), cv2.IMREAD_COLOR)
+        first = decode(read_part(response))
         brightness[0] = 220
         for _ in range(200):  # bounded: the brighter frames arrive within a few parts
-            later = cv2.imdecode(np.frombuffer(read_part(response), np.uint8), cv2.IMREAD_COLOR)
+            later = decode(read_part(response))
             if later[90:, 200:].mean() > 200:
                 break
     finally:
         stop.set()
         publisher.join(timeout=10)
         connection.close()
-    assert first is not None and first.shape == (180, 320, 3)
+    assert first.shape == (180, 320, 3)
     assert abs(first[90:, 200:].mean() - 40) < 10  # the scene (away from the overlay)
     assert later[90:, 200:].mean() > 200
     cv2.imwrite(str(tmp_path / "web-frame.png"), first)

@@ -33,7 +33,10 @@ function drawTimeline(canvas, source) {
   canvas.width = width;
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const span = source.timeline_seconds, end = source.now, start = end - span;
+  // Show the whole history once it is longer than a minute, up to the hub's window.
+  const first = source.timeline.length ? source.timeline[0][1] : source.now;
+  const span = Math.min(source.timeline_seconds, Math.max(60, source.now - first));
+  const end = source.now, start = end - span;
   let drawn = 0;
   for (const [label, from, to] of source.timeline) {
     const x0 = Math.max(0, ((from - start) / span) * width);
@@ -44,7 +47,7 @@ function drawTimeline(canvas, source) {
     drawn += 1;
   }
   canvas.dataset.segments = String(drawn);
-  canvas.title = `last ${Math.round(span / 60)} minutes`;
+  canvas.title = `last ${Math.round(span)} s`;
 }
 
 function render(source) {
