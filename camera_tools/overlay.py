@@ -15,6 +15,7 @@ import bisect
 import collections
 import datetime as dt
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import PurePath
@@ -281,7 +282,8 @@ def _draw_strip(image: np.ndarray, strip: Sequence[str | None]) -> None:
 class OverlayPainter:
     """Draws overlays for many sources, keeping each source's label history for the strip.
 
-    One painter per output that needs annotated frames; call it from one thread.
+    Thread-safe: one thread may record labels (:meth:`observe`) while another draws; the
+    lock covers only the label history, never the drawing.
 
     Args:
         strip_seconds: How far back the bottom strip reaches.
@@ -302,13 +304,16 @@ class OverlayPainter:
         self._slots = strip_slots
         self._clock = clock
         self._histories: dict[str, LabelHistory] = {}
+        self._lock = threading.Lock()
 
     def observe(self, source: str, label: str, at: float | None = None) -> None:
         """Record a label without drawing (cheap: for frames nobody is watching)."""
-        history = self._histories.get(source)
-        if history is None:
-            history = self._histories[source] = LabelHistory(self._strip_seconds)
-        history.add(self._clock() if at is None else at, label)
+        at = self._clock() if at is None else at
+        with self._lock:
+            history = self._histories.get(source)
+            if history is None:
+                history = self._histories[source] = LabelHistory(self._strip_seconds)
+            history.add(at, label)
 
     def paint(
         self,
@@ -338,7 +343,7 @@ class OverlayPainter:
 
     def strip(self, source: str, now: float | None = None) -> list[str | None]:
         """The strip slots of ``source`` at ``now`` (empty before its first label)."""
-        history = self._histories.get(source)
-        if history is None:
-            return []
-        return history.slots(self._clock() if now is None else now, self._slots)
+        now = self._clock() if now is None else now
+        with self._lock:
+            history = self._histories.get(source)
+            return [] if history is None else history.slots(now, self._slots)

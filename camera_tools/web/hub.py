@@ -23,14 +23,9 @@ import cv2
 import numpy as np
 
 from camera_tools.alerts import AlertEvent
-from camera_tools.overlay import (
-    OverlayPainter,
-    draw_overlay,
-    label_color_hex,
-    short_source_name,
-)
+from camera_tools.overlay import OverlayPainter, label_color_hex, short_source_name
 from camera_tools.redact import redact_url
-from camera_tools.sinks.base import Classification, slugify
+from camera_tools.sinks.base import Classification, unique_slug
 
 logger = logging.getLogger(__name__)
 
@@ -332,11 +327,7 @@ class WebHub:
     def _source(self, source: str) -> _Source:
         entry = self._sources.get(source)
         if entry is None:
-            base = slugify(source)
-            slug, n = base, 1
-            while slug in self._by_slug:  # two ids may slugify alike
-                n += 1
-                slug = f"{base}-{n}"
+            slug = unique_slug(source, self._by_slug)
             entry = self._sources[source] = self._by_slug[slug] = _Source(source, slug)
         return entry
 
@@ -390,18 +381,15 @@ class WebHub:
             size = (self.max_width, max(1, round(height * self.max_width / width)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         if self._painter is not None:
-            now = self._clock()
-            with self._lock:  # the painter's label history is shared with publish_frame
-                strip = self._painter.strip(entry.id, now)
+            with self._lock:
                 fps = entry.stats.fps or None
-            image = draw_overlay(
+            image = self._painter.paint(
                 image,
+                source=entry.id,
                 label=classification.label,
                 score=classification.score,
-                source=entry.id,
-                timestamp=now,
                 fps=fps,
-                strip=strip,
+                observe=False,
             )
         ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
