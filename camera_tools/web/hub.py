@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 DOWN_STATES = frozenset({"connecting", "reconnecting", "stalled", "failed"})
 _SSE_QUEUE = 256  # events a slow page may fall behind before the oldest are dropped
 _UPDATE_INTERVAL_S = 0.5  # score-only changes reach the page at most this often per source
-_MAX_SEGMENTS = 2000  # per source timeline, bounded even when the label flickers
+_CHANGE_INTERVAL_S = 0.1  # label changes too, so a flickering label cannot flood the pages
+_TIMELINE_RESOLUTION = 1000  # timeline stretches shorter than its span / this are merged
+_MAX_SEGMENTS = 2000  # per source timeline: a hard bound on every update's size
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,8 @@ class WebHub:
                 entry.last_accepted = now
                 entry.pending = (image, classification)
                 self._work.notify()
-            if changed or now - entry.last_update_sent >= _UPDATE_INTERVAL_S:
+            since_sent = now - entry.last_update_sent
+            if since_sent >= _UPDATE_INTERVAL_S or (changed and since_sent >= _CHANGE_INTERVAL_S):
                 self._send_update(entry, now)
 
     def publish_state(self, source: str, state: str, detail: str = "") -> None:
@@ -333,7 +336,10 @@ class WebHub:
 
     def _extend_timeline(self, entry: _Source, label: str, now: float) -> None:
         timeline = entry.timeline
-        if timeline and timeline[-1][0] == label:
+        # A stretch too short to see on the page's timeline absorbs the next label: a
+        # flickering source keeps its timeline (and every update carrying it) small.
+        too_short = self.timeline_seconds / _TIMELINE_RESOLUTION
+        if timeline and (timeline[-1][0] == label or now - timeline[-1][1] < too_short):
             timeline[-1][2] = now
         else:
             if timeline:

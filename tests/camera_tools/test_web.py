@@ -4,6 +4,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -32,9 +33,24 @@ def result(source: str, label: str, index: int = 0, score: float = 0.9) -> Class
     return Classification(source, index, 1000.0 + index, label, score)
 
 
+class Clock:
+    """Real time unless a test moves it on by hand."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 @pytest.fixture
-def server() -> Iterator[WebServer]:
-    hub = WebHub([CAM, FILE], max_fps=1000.0)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def server(clock: Clock) -> Iterator[WebServer]:
+    hub = WebHub([CAM, FILE], max_fps=1000.0, clock=clock)
     with WebServer(hub, port=0) as web:
         yield web
 
@@ -121,9 +137,10 @@ def test_frames_are_encoded_only_while_someone_watches(server: WebServer) -> Non
     assert hub.frames_encoded(FILE) == 0
 
 
-def test_sources_snapshot_and_states(server: WebServer) -> None:
+def test_sources_snapshot_and_states(server: WebServer, clock: Clock) -> None:
     hub = server.hub
     hub.publish_frame(CAM, frame(10), result(CAM, "black", 0, 0.75))
+    clock.offset += 5
     hub.publish_frame(CAM, frame(10), result(CAM, "color_bars", 1))
     hub.publish_stats(CAM, SourceStats(fps=9.5, latency_ms=12.0, classified=2, reconnects=1))
     hub.publish_state(FILE, "reconnecting", "rtsp://u:pw@h/x refused")
@@ -150,6 +167,24 @@ def read_sse(stream: IO[bytes], wanted: Callable[[str, Any], bool], limit: int =
             if wanted(event, data):
                 return data
     raise AssertionError("event not seen")
+
+
+def test_timeline_merges_flicker_too_short_to_see(clock: Clock) -> None:
+    hub = WebHub([CAM], timeline_seconds=100.0, clock=clock)  # 0.1 s is one pixel of 1000
+    try:
+        for step, label in enumerate(["a", "b", "a", "b"] * 5):  # 20 ms flicker
+            clock.offset = step * 0.02
+            hub.publish_frame(CAM, frame(0), result(CAM, label, step))
+        for step, label in enumerate(["c"] * 10 + ["d"] * 10):  # real changes, 1 s each
+            clock.offset = 1 + step * 0.1
+            hub.publish_frame(CAM, frame(0), result(CAM, label, 20 + step))
+        (source,) = hub.snapshot()["sources"]
+    finally:
+        hub.close()
+    labels = [segment[0] for segment in source["timeline"]]
+    # 20 flickering frames over 0.4 s make at most one stretch per 0.1 s; real changes stay.
+    assert labels[-2:] == ["c", "d"] and 2 <= len(labels[:-2]) <= 5
+    assert source["label"] == "d"
 
 
 def test_events_deliver_label_changes_and_alerts(server: WebServer) -> None:

@@ -61,8 +61,10 @@ function render(source) {
   badge.style.background = color;
   badge.style.color = textColor(color);
   root.classList.toggle("down", source.down);
+  const waiting = source.state === "connecting" ? "connecting…" : "reconnecting…";
+  root.querySelector(".down-banner").textContent = waiting;
   root.querySelector(".state").textContent = source.down
-    ? `reconnecting… ${source.detail || ""}`.trim()
+    ? `${waiting} ${source.detail || ""}`.trim()
     : source.state;
   const s = source.stats;
   const latency = s.latency_ms === null ? "–" : `${Math.round(s.latency_ms)} ms`;
