@@ -50,7 +50,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def server(clock: Clock) -> Iterator[WebServer]:
-    hub = WebHub([CAM, FILE], max_fps=1000.0, clock=clock)
+    hub = WebHub([CAM, FILE], max_fps=1000.0, max_total_fps=1000.0, clock=clock)
     with WebServer(hub, port=0) as web:
         yield web
 
@@ -135,6 +135,22 @@ def test_frames_are_encoded_only_while_someone_watches(server: WebServer) -> Non
     for i in range(50):
         hub.publish_frame(FILE, frame(100), result(FILE, "black", i))
     assert hub.frames_encoded(FILE) == 0
+
+
+def test_encoding_rate_is_shared_between_watched_sources(clock: Clock, wait_for: WaitFor) -> None:
+    hub = WebHub([CAM, FILE], max_fps=10.0, max_total_fps=10.0, clock=clock)
+    try:
+        viewers = [hub.open_viewer(hub.add_source(source)) for source in (CAM, FILE)]
+        assert all(viewers)
+        for step in range(40):  # 2 s at 20 fps per source
+            clock.offset = step * 0.05
+            for source in (CAM, FILE):
+                hub.publish_frame(source, frame(step), result(source, "program", step))
+        assert wait_for(lambda: hub.frames_encoded(CAM) >= 1 and hub.frames_encoded(FILE) >= 1, 10)
+        # 10 fps in all: each of the two watched sources gets 5 fps, 10 frames in 2 s
+        assert hub.frames_encoded(CAM) <= 10 and hub.frames_encoded(FILE) <= 10
+    finally:
+        hub.close()
 
 
 def test_sources_snapshot_and_states(server: WebServer, clock: Clock) -> None:
