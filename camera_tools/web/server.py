@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import http.server
+import ipaddress
 import json
 import logging
 import threading
@@ -195,6 +196,13 @@ class WebServer:
         )
         self._thread.start()
         logger.info("web view on %s", self.url)
+        if (
+            token is None
+            and not ipaddress.ip_address(str(self._server.server_address[0])).is_loopback
+        ):
+            logger.warning(
+                "web view on %s without --web-token: anyone who can reach it sees all", self.url
+            )
 
     @property
     def url(self) -> str:
