@@ -23,6 +23,7 @@ COMMANDS = {
         "camera_tools.watch.cli",
         "classify webcams, RTSP/HTTP streams, video files and folders",
     ),
+    "report": ("camera_tools.report_cli", "write a timeline report (HTML, PNG) from segment files"),
     "bench": ("streaming.bench.cli", "measure the server against the model and transport limits"),
 }
 

@@ -12,6 +12,7 @@ from camera_tools.sinks.segments import (
     SegmentLog,
     SegmentTracker,
     SegmentWriter,
+    read_segments,
 )
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "VideoRecorder",
     "check_display",
     "derive_output_path",
+    "read_segments",
     "slugify",
 ]

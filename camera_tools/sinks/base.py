@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -76,3 +77,18 @@ def slugify(text: str, *, max_length: int = 60) -> str:
         digest = hashlib.sha1(text.encode()).hexdigest()[:8]
         slug = f"{slug[: max_length - 9].rstrip('-')}-{digest}"
     return slug or "source"
+
+
+def unique_slug(text: str, taken: Collection[str]) -> str:
+    """:func:`slugify` ``text``, adding ``-2``, ``-3``... when another source already has it.
+
+    Example:
+        >>> unique_slug("cam/a", {"cam-a"})
+        'cam-a-2'
+    """
+    base = slugify(text)
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    return slug

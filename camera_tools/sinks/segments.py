@@ -6,10 +6,10 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -217,3 +217,51 @@ class SegmentLog:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def read_segments(path: str | os.PathLike[str]) -> list[Segment]:
+    """Read back a file written by :class:`SegmentWriter` (``.csv`` or ``.jsonl``).
+
+    Raises:
+        SinkError: The file cannot be read, or a row is not a segment (with its line number).
+    """
+    path = Path(path)
+    jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
+    segments: list[Segment] = []
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            rows: Iterable[tuple[int, dict[str, Any]]]
+            if jsonl:
+                rows = ((n, json.loads(line)) for n, line in enumerate(file, 1) if line.strip())
+            else:
+                reader = csv.DictReader(file)
+                if reader.fieldnames is None or set(SEGMENT_FIELDS) - set(reader.fieldnames):
+                    raise SinkError(
+                        f"{path} is not a segment file: expected columns {', '.join(SEGMENT_FIELDS)}"
+                    )
+                rows = enumerate(reader, 2)
+            for line, row in rows:
+                try:
+                    segments.append(_segment_from_row(row))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise SinkError(f"{path}:{line}: not a segment: {exc}") from None
+    except OSError as exc:
+        raise SinkError(f"cannot read segment file {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise SinkError(f"{path}: not JSON Lines: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SinkError(f"{path}: not a text file: {exc}") from None
+    return segments
+
+
+def _segment_from_row(row: dict[str, Any]) -> Segment:
+    return Segment(
+        source=str(row["source"]),
+        label=str(row["label"]),
+        start_s=float(row["start_s"]),
+        end_s=float(row["end_s"]),
+        first_frame=int(row["first_frame"]),
+        last_frame=int(row["last_frame"]),
+        mean_score=float(row["mean_score"]),
+        frames=int(row["frames"]),
+    )
