@@ -53,9 +53,6 @@ def test_serve_logs_json_lines(tiny_model: Any, free_port: Callable[[], int]) ->
     records = [json.loads(line) for line in python_lines]
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     messages = [(r["logger"], r["message"]) for r in records]
-    assert (
-        "streaming.server",
-        f"listening on {address} (port {address.rsplit(':')[1]})",
-    ) in messages
-    assert ("streaming.server", "stopped") in messages
+    assert any(logger == "streaming.server" and "listening on" in m for logger, m in messages)
+    assert any(logger == "streaming.server" and "stopped" in m for logger, m in messages)
     assert "serving" in out  # the banner stays plain text on stdout
