@@ -97,7 +97,6 @@ class WatchMetrics(WatchObserver):
             raise MetricsUnavailableError(
                 f"metrics need prometheus-client, which is not installed: {_INSTALL_HINT}"
             ) from exc
-        self._prom = prom
         # Private: a process that runs several watchers (tests, embedders) keeps them apart.
         self.registry: CollectorRegistry = prom.CollectorRegistry(auto_describe=True)
         self._server = config.server
@@ -165,9 +164,11 @@ class WatchMetrics(WatchObserver):
         """
         if self._http is not None:
             raise RuntimeError("metrics are already served")
+        from prometheus_client import start_http_server  # present: __init__ imported it
+
         try:
             host, port = parse_metrics_address(address)
-            httpd, thread = self._prom.start_http_server(port, host, registry=self.registry)
+            httpd, thread = start_http_server(port, host, registry=self.registry)
         except (ValueError, OSError) as exc:
             raise MetricsUnavailableError(f"cannot serve metrics at {address}: {exc}") from exc
         self._http = (httpd, thread)
