@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from client.logformat import JsonLogFormatter
 from streaming import __version__
 
 # name -> (module, help). A module whose package is not installed leaves its command out.
@@ -41,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="(default %(default)s)",
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="log lines on stderr: text for people, json (one object per line) for log "
+        "collectors (default %(default)s)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         try:
@@ -59,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLogFormatter() if args.log_format == "json" else logging.Formatter(LOG_FORMAT)
+    )
+    logging.basicConfig(level=args.log_level, handlers=[handler])
+    # Python's warnings would otherwise be plain lines among the JSON ones.
+    logging.captureWarnings(args.log_format == "json")
     for noisy in ("tensorflow", "absl", "h5py"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:

@@ -10,13 +10,15 @@ client; nothing in the library imports it. Modules:
 * :mod:`~camera_tools.watch.observers`: :class:`WatchObserver`, how outputs subscribe.
 * :mod:`~camera_tools.watch.outputs`: the built-in outputs (sinks, console lines).
 * :mod:`~camera_tools.watch.report`: counters, summary per source, the summary table.
+* :mod:`~camera_tools.watch.metrics`: :class:`WatchMetrics`, Prometheus metrics of a run.
 * :mod:`~camera_tools.watch.cli`: ``stream-classify watch``.
 """
 
 from __future__ import annotations
 
 from camera_tools.watch.config import WatchConfig, source_ids
-from camera_tools.watch.errors import ServerUnavailableError, WatchError
+from camera_tools.watch.errors import MetricsUnavailableError, ServerUnavailableError, WatchError
+from camera_tools.watch.metrics import WatchMetrics
 from camera_tools.watch.observers import ClassifiedFrame, ObserverGroup, WatchObserver
 from camera_tools.watch.outputs import ConfiguredOutputs, ConsoleLines, record_paths
 from camera_tools.watch.report import (
@@ -32,6 +34,7 @@ __all__ = [
     "ClassifiedFrame",
     "ConfiguredOutputs",
     "ConsoleLines",
+    "MetricsUnavailableError",
     "ObserverGroup",
     "ServerUnavailableError",
     "SourceCounters",
@@ -39,6 +42,7 @@ __all__ = [
     "SourceSummary",
     "WatchConfig",
     "WatchError",
+    "WatchMetrics",
     "WatchObserver",
     "WatchReport",
     "Watcher",

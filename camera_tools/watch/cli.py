@@ -25,6 +25,8 @@ from camera_tools.backoff import BackoffPolicy
 from camera_tools.errors import CameraToolsError, DisplayUnavailableError
 from camera_tools.watch.config import WatchConfig
 from camera_tools.watch.errors import ServerUnavailableError
+from camera_tools.watch.metrics import WatchMetrics, parse_metrics_address
+from camera_tools.watch.observers import WatchObserver
 from camera_tools.watch.outputs import ConsoleLines
 from camera_tools.watch.report import format_summary
 from camera_tools.watch.runner import Watcher
@@ -62,6 +64,14 @@ def _segments_path(text: str) -> Path:
     if path.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
         raise argparse.ArgumentTypeError(f"must end in .csv or .jsonl, got {text!r}")
     return path
+
+
+def _metrics_address(text: str) -> str:
+    try:
+        parse_metrics_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -178,6 +188,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument(
         "--display", action="store_true", help="show each source in a window (q or Esc quits)"
     )
+    out.add_argument(
+        "--metrics-address",
+        type=_metrics_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one; "
+        "needs prometheus-client); default: off",
+    )
 
 
 def build_config(args: argparse.Namespace) -> WatchConfig:
@@ -234,7 +251,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"watch: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
-    watcher = Watcher(config, observers=[ConsoleLines(sys.stdout, verbose=args.verbose)])
+    observers: list[WatchObserver] = [ConsoleLines(sys.stdout, verbose=args.verbose)]
+    if args.metrics_address is not None:
+        try:  # before connecting: a missing package or a busy port is a start-up error
+            metrics = WatchMetrics(config)
+            metrics.serve(args.metrics_address)
+        except CameraToolsError as exc:
+            print(f"watch: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_START
+        observers.append(metrics)
+    watcher = Watcher(config, observers=observers)
     try:
         with _stop_on_signals(watcher.stop):
             report = watcher.run()

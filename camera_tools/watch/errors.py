@@ -11,3 +11,7 @@ class WatchError(CameraToolsError):
 
 class ServerUnavailableError(WatchError):
     """The classification server could not be reached at start."""
+
+
+class MetricsUnavailableError(WatchError):
+    """``--metrics-address`` cannot be served: prometheus-client is missing or the address is unusable."""

@@ -96,10 +96,10 @@ class Watcher:
             SinkError: An output file cannot be opened.
         """
         started = time.monotonic()
-        if self.config.display:
-            check_display()  # before connecting or opening anything
         outputs: ConfiguredOutputs | None = None
         try:
+            if self.config.display:
+                check_display()  # before connecting or opening anything
             self._connection.connect()
             outputs = ConfiguredOutputs(self.config, extra=self._extra_sinks, on_quit=self.stop)
             self._observers = ObserverGroup([outputs, *self._extra_observers])
