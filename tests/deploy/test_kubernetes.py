@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -177,17 +178,19 @@ def test_services_pdb_and_monitor_select_the_pods(rendered: list[dict[str, Any]]
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= port_names
 
 
-def test_autoscaler_uses_a_metric_the_server_exports(rendered: list[dict[str, Any]]) -> None:
+def test_autoscaler_metrics_come_from_adapter_rules_over_exported_metrics(
+    rendered: list[dict[str, Any]],
+) -> None:
     hpa = one(rendered, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == one(rendered, "Deployment")["metadata"]["name"]
-    exported = {family.name for family in ServerMetrics().registry.collect()}
-    for metric in hpa["spec"]["metrics"]:
-        assert metric["pods"]["metric"]["name"] in exported
+    exported = {s.name for f in ServerMetrics().registry.collect() for s in f.samples}
     rules = yaml.safe_load((KUBERNETES / "prometheus-adapter-rules.yaml").read_text())["rules"]
     served = {rule["name"]["as"] for rule in rules}
-    assert {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]} <= served
+    wanted = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]}
+    assert wanted and wanted <= served
     for rule in rules:
         assert rule["seriesQuery"].split("{")[0] in exported
+        assert re.fullmatch(rule["name"]["matches"].strip("^$"), rule["seriesQuery"].split("{")[0])
 
 
 def test_gpu_overlay_asks_for_a_gpu_and_the_gpu_image() -> None:
