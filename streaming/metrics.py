@@ -120,11 +120,13 @@ class ServerMetrics:
         self._failed = {reason: failed.labels(reason.value) for reason in FailReason}
         self._streams_open = Gauge(
             f"{PREFIX}_streams_open",
-            "Streams open now (bidi streams and old-API windows).",
+            "Classify streams open now.",
             registry=r,
         )
         self._streams_opened = Counter(
-            f"{PREFIX}_streams_opened", "Streams opened since the server started.", registry=r
+            f"{PREFIX}_streams_opened",
+            "Classify streams opened since the server started.",
+            registry=r,
         )
         self._queue_wait = Histogram(
             f"{PREFIX}_queue_wait_seconds",

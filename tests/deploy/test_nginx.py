@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +28,7 @@ def test_streams_through_nginx_reach_every_replica(
     make_frame: Callable[..., Any],
 ) -> None:
     # given: 3 replicas behind nginx
-    replicas = server_processes(REPLICAS, "--grace", "5")
+    replicas = server_processes(REPLICAS, "--grace", "5", "--log-format", "json")
     proxy = nginx([r.port for r in replicas])
     # when: 12 streams are open at once through the proxy, each sending a few frames
     with StreamClient(proxy.address, connect_timeout=30) as client:
@@ -48,3 +51,16 @@ def test_streams_through_nginx_reach_every_replica(
     assert all(count > 0 for count in per_replica), per_replica
     # and each replica drains and exits cleanly on SIGTERM
     assert [r.stop(signal.SIGTERM) for r in replicas] == [0] * REPLICAS
+    # and its JSON log (one object per line) tells the same story as its metrics
+    assert [opened_in_log(r.log) for r in replicas] == per_replica
+
+
+def opened_in_log(log: Path) -> int:
+    # TensorFlow's C++ runtime writes plain lines to stderr too; the server's own lines are JSON.
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert entries and all(e["level"] and e["time"] for e in entries)
+    return sum(
+        e["logger"] == "streaming.service"
+        and re.match(r"stream \d+ opened", e["message"]) is not None
+        for e in entries
+    )
