@@ -23,7 +23,8 @@ ARG TF_PACKAGE=tensorflow
 ARG MODEL_DIR=deploy/docker/models
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    HOME=/tmp
 COPY --from=wheel /dist/ /tmp/dist/
 RUN python -m pip install --no-cache-dir "${TF_PACKAGE}" \
         "$(ls /tmp/dist/stream_classification-*.whl)[server]" \

@@ -202,3 +202,26 @@ def test_gpu_overlay_asks_for_a_gpu_and_the_gpu_image() -> None:
     base_server = container(render(BASE))
     assert "nvidia.com/gpu" not in base_server["resources"]["limits"]
     assert base_server["image"].endswith(":cpu")
+
+
+def test_adapter_queries_are_valid_promql(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus; .ci/run installs it)")
+    rules = yaml.safe_load((KUBERNETES / "prometheus-adapter-rules.yaml").read_text())["rules"]
+    recording = []
+    for i, rule in enumerate(rules):
+        # What the adapter substitutes for one pod of one namespace.
+        expr = (
+            rule["metricsQuery"]
+            .replace("<<.Series>>", rule["seriesQuery"].split("{")[0])
+            .replace("<<.LabelMatchers>>", 'namespace="ns",pod="pod-1"')
+            .replace("<<.GroupBy>>", "pod")
+        )
+        recording.append({"record": f"adapter:rule_{i}", "expr": expr})
+    path = tmp_path / "adapter-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "adapter", "rules": recording}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
