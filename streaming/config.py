@@ -73,6 +73,8 @@ class ServerConfig:
         max_frame_side: largest width or height accepted, before or after decoding.
         grace_s: how long shutdown waits for received frames to be answered.
         legacy_idle_s: old-API windows unused this long are forgotten.
+        metrics_address: ``HOST:PORT`` serving Prometheus metrics at ``/metrics``; ``None`` (the
+            default) opens no second port.
     """
 
     address: str = "[::]:1234"
@@ -90,6 +92,7 @@ class ServerConfig:
     max_frame_side: int = 8192
     grace_s: float = 10.0
     legacy_idle_s: float = 600.0
+    metrics_address: str | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -112,6 +115,12 @@ class ServerConfig:
             raise ConfigError(
                 f"invalid server settings: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}"
             )
+        if self.metrics_address is not None:
+            parse_host_port(self.metrics_address)
+
+    @property
+    def metrics_host_port(self) -> tuple[str, int] | None:
+        return None if self.metrics_address is None else parse_host_port(self.metrics_address)
 
     @property
     def effective_stream_buffer(self) -> int:
@@ -124,3 +133,18 @@ class ServerConfig:
         # Eight batches in the server keep the model busy at any stream count while bounding
         # memory: 64 LOSSLESS streams cannot each park three batches of frames.
         return self.frame_budget or 8 * self.max_batch
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6) into (host, port); raises ConfigError when malformed.
+
+    >>> parse_host_port("0.0.0.0:9100")
+    ('0.0.0.0', 9100)
+    >>> parse_host_port("[::]:0")
+    ('::', 0)
+    """
+    host, sep, port_text = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port_text)

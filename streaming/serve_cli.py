@@ -14,6 +14,7 @@ from pathlib import Path
 from streaming import __version__
 from streaming.config import ModelConfig, ServerConfig
 from streaming.errors import ConfigError
+from streaming.logformat import LOG_FORMATS, use_log_format
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -137,6 +138,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds before an idle old-API client's windows are freed (default %(default)s)",
     )
 
+    ops = parser.add_argument_group("operations")
+    ops.add_argument(
+        "--metrics-address",
+        default=d.metrics_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off, no second port)",
+    )
+    ops.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text, or json: one JSON object per line (default %(default)s)",
+    )
+
     model = parser.add_argument_group("model runtime")
     model.add_argument(
         "--scaling",
@@ -209,6 +224,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         max_frame_side=args.max_frame_side,
         grace_s=args.grace,
         legacy_idle_s=args.legacy_idle,
+        metrics_address=args.metrics_address,
     )
 
 
@@ -230,13 +246,18 @@ def _banner(server: object) -> None:
         f"  address: {c.address} (port {server.port})",
         flush=True,
     )
+    if server.metrics_port is not None:
+        host = c.metrics_host_port[0] if c.metrics_host_port else ""
+        host = f"[{host}]" if ":" in host else host
+        print(f"  metrics: http://{host}:{server.metrics_port}/metrics", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from streaming.server import serve
 
-    config = serve_config(args)
+    use_log_format(args.log_format)
     try:
+        config = serve_config(args)
         asyncio.run(serve(config, on_started=_banner))
     except ConfigError as exc:
         logging.getLogger("streaming").error("%s", exc)

@@ -15,9 +15,11 @@ from grpc_reflection.v1alpha import reflection
 
 from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 from client.api.v1 import stream_classifier_pb2, stream_classifier_pb2_grpc
+from streaming import __version__
 from streaming.batcher import Batcher
 from streaming.config import ServerConfig
 from streaming.errors import ConfigError
+from streaming.metrics import ServerMetrics
 from streaming.model import Classifier, load_classifier
 from streaming.service import LegacyInferenceService, StreamClassifierService
 
@@ -48,6 +50,8 @@ class StreamServer:
         self.batcher: Batcher | None = None
         self._stream_service: StreamClassifierService | None = None
         self._legacy_service: LegacyInferenceService | None = None
+        self.metrics = ServerMetrics()
+        self.metrics_port: int | None = None
 
     @property
     def classifier(self) -> Classifier:
@@ -73,7 +77,9 @@ class StreamServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        self._stream_service = StreamClassifierService(self.batcher, description, self.config)
+        self._stream_service = StreamClassifierService(
+            self.batcher, description, self.config, self.metrics
+        )
         self._legacy_service = LegacyInferenceService(self.batcher, self.config)
         stream_classifier_pb2_grpc.add_StreamClassifierServicer_to_server(
             self._stream_service, server
@@ -88,6 +94,20 @@ class StreamServer:
         except RuntimeError as exc:
             await self.batcher.stop()
             raise ConfigError(f"cannot listen on {self.config.address}: {exc}") from exc
+        self.metrics.set_build_info(
+            version=__version__,
+            model=description.model_name,
+            device=description.device,
+            labels=len(description.labels),
+        )
+        metrics_at = self.config.metrics_host_port
+        if metrics_at is not None:
+            try:
+                self.metrics_port = self.metrics.start_http_server(*metrics_at)
+            except ConfigError:
+                await server.stop(None)
+                await self.batcher.stop()
+                raise
         await server.start()
         self._server = server
         for name in ("", STREAM_SERVICE, LEGACY_SERVICE):
@@ -114,6 +134,8 @@ class StreamServer:
         await self._server.stop(grace=min(grace, 1.0) if grace else None)
         self._legacy_service.close()
         await self.batcher.stop()
+        # Last, so a final scrape during the drain still sees the answered frames.
+        self.metrics.stop()
         self._server = None
         self._stopped.set()
         logger.info("stopped")

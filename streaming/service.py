@@ -18,6 +18,7 @@ from streaming.batcher import Batcher, ServerDraining, Stream, TooManyStreams
 from streaming.config import ServerConfig
 from streaming.convert import frame_from_pb, model_info_to_pb, result_to_pb, settings_from_pb
 from streaming.errors import FrameError
+from streaming.metrics import ServerMetrics
 from streaming.values import (
     Delivery,
     Encoding,
@@ -46,10 +47,15 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
     """``streamclassify.v1.StreamClassifier``: one bidi stream per video source."""
 
     def __init__(
-        self, batcher: Batcher, description: ModelDescription, config: ServerConfig
+        self,
+        batcher: Batcher,
+        description: ModelDescription,
+        config: ServerConfig,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._batcher = batcher
         self._config = config
+        self._metrics = metrics or ServerMetrics()
         self._num_labels = len(description.labels)
         self._info = model_info_to_pb(
             description, default_window=config.window, max_batch=config.max_batch
@@ -84,6 +90,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad StreamConfig: {exc}")
         stream = await _open(self._batcher, settings, context)
+        self._metrics.stream_opened()
         logger.info(
             "stream %d opened: client=%r source=%r window=%d delivery=%s probabilities=%s",
             stream.id,
@@ -109,6 +116,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             reader.cancel()
             self._readers.pop(stream, None)
             self._batcher.close_stream(stream)
+            self._metrics.stream_closed()
             logger.info(
                 "stream %d closed: %d answered, %d dropped", stream.id, answered, stream.dropped
             )
