@@ -191,6 +191,7 @@ def fit(train: FrameSet, val: FrameSet, out: Path, settings: FitSettings) -> Fit
                     if settings.balance
                     else None,
                     callbacks=[callback],
+                    shuffle=False,  # the pipeline shuffles, seeded
                     verbose=settings.verbose,
                 )
             except KeyboardInterrupt:
