@@ -76,30 +76,31 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, Mapping[str, object] | str]]:
             yield line, value if isinstance(value, dict) else "not a JSON object"
 
 
-def _field(raw: Mapping[str, object], *names: str) -> object:
+def _field(raw: Mapping[str, object], *names: str) -> tuple[str, object]:
+    """The first of ``names`` that has a value, and that value."""
     for name in names:
         value = raw.get(name)
         if value is not None and value != "":
-            return value
+            return name, value
     raise ValueError(f"no {' or '.join(names)} column")
 
 
 def _seconds(raw: Mapping[str, object], *names: str) -> float:
-    value = _field(raw, *names)
+    name, value = _field(raw, *names)
     try:
         seconds = float(str(value))
     except ValueError:
-        raise ValueError(f"{names[0]} {value!r} is not a number of seconds") from None
+        raise ValueError(f"{name} {value!r} is not a number of seconds") from None
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{names[0]} {value!r} must be a finite number >= 0")
+        raise ValueError(f"{name} {value!r} must be a finite number >= 0")
     return seconds
 
 
 def _parse_row(
     path: Path, line: int, raw: Mapping[str, object], videos_dir: Path | None
 ) -> Annotation:
-    source = str(_field(raw, "source"))
-    label = str(_field(raw, "label")).strip()
+    source = str(_field(raw, "source")[1])
+    label = str(_field(raw, "label")[1]).strip()
     if not label:
         raise ValueError("empty label")
     start, end = _seconds(raw, "start_s", "start"), _seconds(raw, "end_s", "end")

@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from streaming.training.inputs_cli import load_options_from, print_problems
     from streaming.training.loading import load_inputs
 
+    if not args.model.exists():
+        print(f"error: model not found: {args.model}", file=sys.stderr)
+        return 2
     model_dir = args.model.parent if args.model.is_file() else args.model
     labels = args.labels or model_dir / "labels.txt"
     out = args.out or model_dir / "evaluation"
