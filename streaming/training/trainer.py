@@ -125,10 +125,17 @@ class _State:
         tmp.replace(path)
 
 
-def fit(train: FrameSet, val: FrameSet, out: Path, settings: FitSettings) -> FitResult:
+def fit(
+    train: FrameSet,
+    val: FrameSet,
+    out: Path,
+    settings: FitSettings,
+    labels: tuple[str, ...] | None = None,
+) -> FitResult:
     """Train on ``train``, keep the epoch with the lowest validation loss, assess it on ``val``.
 
-    Ctrl+C ends the fit early; the best model so far is kept and assessed.
+    Ctrl+C ends the fit early; the best model so far is kept and assessed. ``labels`` fixes
+    the output order (default: sorted), e.g. to keep an existing model's ``labels.txt`` order.
 
     Raises:
         DataError: fewer than two labels, or validation frames of a label not trained on.
@@ -137,7 +144,13 @@ def fit(train: FrameSet, val: FrameSet, out: Path, settings: FitSettings) -> Fit
     tf = import_tensorflow()
     import keras
 
-    labels = tuple(sorted(train.counts()))
+    labels = labels or tuple(sorted(train.counts()))
+    missing = sorted(set(train.labels) - set(labels))
+    if missing:
+        raise DataError(f"training frames have labels outside the given order: {missing}")
+    empty = [label for label in labels if not train.counts()[label]]
+    if empty:
+        raise DataError(f"labels without training frames: {empty}")
     if len(labels) < 2:
         raise DataError(f"need at least two labels to train a classifier, got {list(labels)}")
     extra = sorted(set(val.labels) - set(labels))
