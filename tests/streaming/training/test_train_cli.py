@@ -70,21 +70,25 @@ def test_resume_without_checkpoint_is_a_clear_error(
 
 
 @pytest.mark.timeout(180)
-def test_base_model_gets_a_new_head(
+def test_base_model_gets_a_new_head_and_val_inputs_validate(
     tmp_path: Path, cli: Callable[..., int], colour_folders: Callable[..., Path], tiny_model: Any
 ) -> None:
-    # given the tests' tiny colour model (32x24 input) and folders with a fourth colour
+    # given the tests' tiny colour model (32x24 input), folders with a fourth colour, and
+    # separate validation folders (one with a label the training data lacks)
     data = colour_folders(tmp_path / "data", per_label=9)
     (data / "grey").mkdir()
     for i in range(9):
         grey = np.full((48, 64, 3), 60 + 15 * i, np.uint8)
         cv2.imwrite(str(data / "grey" / f"g{i}.png"), grey)
+    val = colour_folders(tmp_path / "val", per_label=2, seed=1)
+    (val / "pink").mkdir()
+    cv2.imwrite(str(val / "pink" / "p.png"), np.full((48, 64, 3), (200, 150, 255), np.uint8))
     out = tmp_path / "model"
 
     # when it is fine-tuned on them
     code = cli(
-        "train", data, "--base", tiny_model.model_path, "--out", out, "--epochs", "2",
-        "--batch-size", "8", "--min-per-class", "3",
+        "train", data, "--base", tiny_model.model_path, "--val", val, "--out", out,
+        "--epochs", "2", "--batch-size", "8", "--min-per-class", "3",
     )  # fmt: skip
 
     # then the result keeps the base's input size and trunk, with a four-way head
@@ -95,10 +99,12 @@ def test_base_model_gets_a_new_head(
     assert model.layers[-1].name == "new_probabilities" and model.outputs[0].shape[-1] == 4
     base = keras.models.load_model(tiny_model.model_path, compile=False)
     assert {layer.name for layer in base.layers[:-1]} <= {layer.name for layer in model.layers}
-    assert (
-        f"{tiny_model.model_path} (head replaced, fine-tuned)"
-        in (out / "MODEL_CARD.md").read_text()
-    )
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"{tiny_model.model_path} (head replaced, fine-tuned)" in card
+    # and every training frame was trained on, the given folders validated
+    assert "| `grey` | 9 | 0 |" in card and "| `red` | 9 | 2 |" in card
+    assert f"Validation inputs: `{val}`" in card
+    assert "label 'pink': in the validation inputs only" in card
 
 
 def test_base_model_size_cannot_be_overridden(
