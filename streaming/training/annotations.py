@@ -52,7 +52,7 @@ def read_annotations(
             problems.append(Problem(where, f"{exc}: row skipped"))
             continue
         rows.append(row)
-    kept, overlaps = _drop_overlaps(rows)
+    kept, overlaps = drop_overlaps(rows)
     return kept, problems + overlaps
 
 
@@ -125,8 +125,11 @@ def resolve_video(source: str, annotation_dir: Path, videos_dir: Path | None) ->
     raise ValueError(f"video {source!r} not found (looked for {looked})")
 
 
-def _drop_overlaps(rows: list[Annotation]) -> tuple[list[Annotation], list[Problem]]:
-    """Keep the earlier of two rows that give one moment of a video two labels."""
+def drop_overlaps(rows: list[Annotation]) -> tuple[list[Annotation], list[Problem]]:
+    """Keep the earlier of two rows that give one moment of a video two labels.
+
+    Rows may come from several files (the same video annotated twice).
+    """
     kept: list[Annotation] = []
     problems: list[Problem] = []
     by_video: dict[Path, list[Annotation]] = defaultdict(list)
@@ -145,7 +148,8 @@ def _drop_overlaps(rows: list[Annotation]) -> tuple[list[Annotation], list[Probl
             problems.append(
                 Problem(
                     row.where,
-                    f"{row.label} {row.start_s:g}-{row.end_s:g} s overlaps line {clash.line} "
+                    f"{row.label} {row.start_s:g}-{row.end_s:g} s overlaps "
+                    f"{f'line {clash.line}' if clash.file == row.file else clash.where} "
                     f"({clash.label} {clash.start_s:g}-{clash.end_s:g} s) of {row.video.name}: "
                     "row skipped",
                 )

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             load_options_from(args, description.input_height, description.input_width),
         )
         result = assess(classifier, loaded.frames, out)
-    except (TrainingError, StreamingError, ValueError) as exc:
+    except (TrainingError, StreamingError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_problems(loaded.problems)

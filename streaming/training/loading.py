@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from streaming.config import ModelConfig
-from streaming.training.annotations import is_annotation_file, read_annotations
+from streaming.training.annotations import drop_overlaps, is_annotation_file, read_annotations
 from streaming.training.errors import DataError, import_tensorflow
 from streaming.training.folders import scan_folder
 from streaming.training.sampling import SamplingPolicy, sample_video
@@ -103,6 +103,8 @@ def load_inputs(inputs: Sequence[Path], options: LoadOptions) -> Loaded:
         else:
             bad = [Problem(str(path), "not a label folder or a .csv/.jsonl segments file: skipped")]
         problems += bad
+    rows, across_files = drop_overlaps(rows)
+    problems += across_files
     resize = ServerResize(options.height, options.width)
     by_video: dict[Path, list[Annotation]] = defaultdict(list)
     for row in rows:

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             fit=settings,
         )
         result = run_job(job)
-    except (TrainingError, StreamingError, ValueError) as exc:
+    except (TrainingError, StreamingError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_problems(result.problems)

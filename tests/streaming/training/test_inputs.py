@@ -110,6 +110,21 @@ def test_overlapping_rows_of_other_labels_skip_the_later_row(tmp_path: Path) -> 
     ]
 
 
+def test_overlaps_between_two_segment_files_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "a.mp4").write_bytes(b"")
+    first = write(tmp_path / "one.csv", "source,label,start,end\na.mp4,ad,0,10\n")
+    second = write(tmp_path / "two.csv", "source,label,start,end\na.mp4,news,5,20\n")
+    (tmp_path / "data" / "x").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "data" / "x" / "i.png"), np.zeros((8, 8, 3), np.uint8))
+
+    loaded = load_inputs([tmp_path / "data", first, second], LoadOptions(16, 16))
+
+    assert [str(p) for p in loaded.problems] == [
+        f"{second}:2: news 5-20 s overlaps {first}:2 (ad 0-10 s) of a.mp4: row skipped",
+        f"{first}:2: cannot open file source {tmp_path / 'a.mp4'}: row skipped",
+    ]
+
+
 def test_sample_times_skip_the_cut_margin() -> None:
     policy = SamplingPolicy(fps=2.0, cut_margin_s=0.5)
     row = Annotation(Path("s.csv"), 2, Path("v.mp4"), "x", 10.0, 13.0)
