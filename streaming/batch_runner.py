@@ -1,4 +1,7 @@
-"""Running one batch through the model: decode and group its frames, then one model call.
+"""Running one batch through the model: group its decoded frames by size, then one model call.
+
+Frames arrive decoded and resized (``frame_intake``), or as RAW frames at the model's input
+size, whose decoding here is a reshape of the received bytes.
 
 Both steps are synchronous; the pipeline runs them on its prepare and model threads, the
 scheduler tests run them inline with a fake ``Classifier``.
@@ -7,7 +10,6 @@ scheduler tests run them inline with a fake ``Classifier``.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,6 @@ from streaming.errors import FrameError, InferenceError
 from streaming.model import Classifier
 from streaming.scheduler import Clock, TakenBatch
 from streaming.stream_state import QueuedFrame
-from streaming.values import Encoding
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,6 @@ class BatchRunner:
         durations: DurationEstimates,
         stats: BatcherStats,
         clock: Clock,
-        decode_pool: Executor | None = None,
     ) -> None:
         self._classifier = classifier
         self._num_labels = len(classifier.description.labels)
@@ -75,7 +75,6 @@ class BatchRunner:
         self._durations = durations
         self._stats = stats
         self._clock = clock
-        self._decode_pool = decode_pool
 
     def prepare(self, batch: TakenBatch) -> PreparedBatch:
         """Decode and group the batch; never raises (a failure answers every frame with it)."""
@@ -121,13 +120,14 @@ class BatchRunner:
 
     def _prepare(self, batch: TakenBatch) -> PreparedBatch:
         items = batch.items
-        cheap = all(item.frame.encoding <= Encoding.RAW_BGR for item in items)
-        # RAW frames are views on the received bytes; encoded ones fan out to the decode pool.
-        outcomes = (
-            [self._try_decode(item) for item in items]
-            if cheap or len(items) == 1 or self._decode_pool is None
-            else list(self._decode_pool.map(self._try_decode, items))
-        )
+        outcomes = [
+            item.error
+            if item.error is not None
+            else item.image
+            if item.image is not None
+            else self._try_decode(item)
+            for item in items
+        ]
         by_shape: dict[tuple[int, ...], list[int]] = {}
         errors: dict[int, str] = {}
         for index, outcome in enumerate(outcomes):

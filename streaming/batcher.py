@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from streaming.answers import AnswerAssembler, Answers
 from streaming.batch_runner import BatchRunner
 from streaming.batch_stats import BatcherStats
 from streaming.config import ServerConfig
 from streaming.durations import DurationEstimates
-from streaming.errors import StreamingError
+from streaming.errors import FrameError, StreamingError
+from streaming.frame_intake import FrameIntake
 from streaming.model import Classifier
 from streaming.pipeline import BatchPipeline
 from streaming.scheduler import Scheduler, SchedulingPolicy, TakenBatch
@@ -50,10 +50,8 @@ class Batcher:
         self._scheduler = Scheduler(
             SchedulingPolicy.from_config(config), clock, durations, self.stats
         )
-        self._decode_pool = ThreadPoolExecutor(config.workers, thread_name_prefix="sc-decode")
-        runner = BatchRunner(
-            classifier, config.max_frame_side, durations, self.stats, clock, self._decode_pool
-        )
+        self._intake = FrameIntake(classifier.description, config.max_frame_side, config.workers)
+        runner = BatchRunner(classifier, config.max_frame_side, durations, self.stats, clock)
         self._pipeline = BatchPipeline(
             self._scheduler,
             runner,
@@ -94,7 +92,7 @@ class Batcher:
         for stream in list(self._streams.values()):
             self.close_stream(stream)
         self._pipeline.shutdown()
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        self._intake.shutdown()
 
     # -- streams ---------------------------------------------------------------------------
 
@@ -106,6 +104,11 @@ class Batcher:
     def held_frames(self) -> int:
         """Frames of all streams in the server: queued, in a batch, or answered but not yet sent."""
         return self._scheduler.held_frames
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of frames in the server: being decoded, queued, or in a batch."""
+        return self._scheduler.held_bytes
 
     @property
     def pending_count(self) -> int:
@@ -133,7 +136,11 @@ class Batcher:
         logger.debug("closed %r", stream)
 
     async def submit(self, stream: StreamState, frame: FrameData) -> None:
-        """Queue a frame; waits while the stream's buffer is full (LOSSLESS back-pressure)."""
+        """Queue a frame; waits while the stream's buffer or a budget is full (back-pressure).
+
+        Frames that need decoding or resizing are decoded here, in the intake's worker pool,
+        so only this stream waits for them.
+        """
         scheduler = self._scheduler
         if not scheduler.admits(stream):
             scheduler.wait_for_budget(stream, True)
@@ -142,7 +149,20 @@ class Batcher:
                     await stream.wait_for_room()
             finally:
                 scheduler.wait_for_budget(stream, False)
-        if scheduler.submit(stream, frame):
+        if self._intake.needs_decoding(frame):
+            nbytes = len(frame.data)
+            scheduler.decoding(nbytes)
+            try:
+                decoded = await self._intake.decode(frame)
+            finally:
+                scheduler.decoded(nbytes)
+            if isinstance(decoded, FrameError):
+                wake = scheduler.submit(stream, frame, error=decoded)
+            else:
+                wake = scheduler.submit(stream, frame, decoded)
+        else:
+            wake = scheduler.submit(stream, frame)
+        if wake:
             self._wake()
         self._idle.clear()
 
@@ -182,8 +202,8 @@ class Batcher:
         self._scheduler.model_finished(batch)
         self._wake()
 
-    def _answered(self, answers: Answers) -> None:
-        self._scheduler.answered(answers)
+    def _answered(self, batch: TakenBatch, answers: Answers) -> None:
+        self._scheduler.answered(batch, answers)
         self._check_idle()
 
     def _check_idle(self) -> None:

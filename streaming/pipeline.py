@@ -31,7 +31,7 @@ class BatchPipeline:
         runner: BatchRunner,
         assembler: AnswerAssembler,
         on_model_done: Callable[[TakenBatch], None],
-        on_answers: Callable[[Answers], None],
+        on_answers: Callable[[TakenBatch, Answers], None],
     ) -> None:
         self._scheduler = scheduler
         self._runner = runner
@@ -73,7 +73,8 @@ class BatchPipeline:
 
     def _answer_step(self, prepared: PreparedBatch, outcome: ModelOutcome) -> None:
         """Answer thread: windows and top-k for every frame, then back to the event loop."""
-        self._call_loop(self._on_answers, self._assembler.assemble(prepared, outcome))
+        answers = self._assembler.assemble(prepared, outcome)
+        self._call_loop(self._on_answers, prepared.batch, answers)
 
     def _submit(self, pool: ThreadPoolExecutor, step: Callable[..., None], *args: object) -> None:
         try:

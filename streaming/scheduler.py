@@ -6,7 +6,9 @@ the running call is about to end (less the time the next batch needs to be prepa
 taken that late are the freshest a LIVE stream has, and LOSSLESS ones arriving meanwhile still
 join the batch. A LIVE stream keeps only its newest ``live_depth`` pending frames (older ones
 are dropped and counted); a LOSSLESS stream is never dropped, its sender waits instead
-(``admits``). The whole policy is synchronous and reads time only through an injected
+(``admits``). Two budgets bound what all streams hold together: frames, and bytes (payloads
+being decoded, decoded images, batches); past the byte budget LIVE streams drop instead of
+waiting. The whole policy is synchronous and reads time only through an injected
 ``Clock``, so it is tested step by step with a fake clock (``tests/streaming/test_scheduler.py``).
 """
 
@@ -16,9 +18,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from streaming.batch_stats import BatcherStats
 from streaming.config import ServerConfig
 from streaming.durations import DurationEstimates
+from streaming.errors import FrameError
 from streaming.stream_state import QueuedFrame, StreamState
 from streaming.values import Delivery, FrameData, FrameResult
 
@@ -40,6 +45,8 @@ class SchedulingPolicy:
         stream_buffer: frames one stream may hold in the server before its sender waits.
         frame_budget: frames all streams may hold before senders of streams holding two or
             more wait.
+        memory_budget: frame bytes all streams may hold before senders of streams holding
+            two or more frames wait (LOSSLESS) or drop (LIVE).
         in_flight_batches: batches taken but not yet through the model (one running, one
             being prepared), so the next batch is taken as late as possible.
     """
@@ -49,10 +56,18 @@ class SchedulingPolicy:
     live_depth: int
     stream_buffer: int
     frame_budget: int
+    memory_budget: int = 1 << 30
     in_flight_batches: int = 2
 
     def __post_init__(self) -> None:
-        if min(self.max_batch, self.live_depth, self.stream_buffer, self.frame_budget) < 1:
+        sizes = (
+            self.max_batch,
+            self.live_depth,
+            self.stream_buffer,
+            self.frame_budget,
+            self.memory_budget,
+        )
+        if min(sizes) < 1:
             raise ValueError(f"every size of a scheduling policy must be >= 1: {self}")
         if self.max_delay_ns < 0 or self.in_flight_batches < 1:
             raise ValueError(f"invalid scheduling policy: {self}")
@@ -65,6 +80,7 @@ class SchedulingPolicy:
             live_depth=config.live_depth,
             stream_buffer=config.effective_stream_buffer,
             frame_budget=config.effective_frame_budget,
+            memory_budget=config.memory_budget_bytes,
         )
 
 
@@ -75,6 +91,7 @@ class TakenBatch:
     id: int
     items: list[QueuedFrame]
     taken_ns: int
+    nbytes: int  # the frames' bytes, released when the batch is answered
 
 
 class Scheduler:
@@ -99,6 +116,10 @@ class Scheduler:
         self._ready: deque[StreamState] = deque()  # streams with pending frames, round-robin order
         self._pending = 0
         self._held = 0  # frames of all streams in the server: queued, in a batch or unsent
+        # Bytes of frames being decoded, queued or in a batch (an answer no longer holds any).
+        self._held_bytes = 0
+        self._decoding = 0  # frames being decoded on arrival, not yet queued
+        self._memory_budget = policy.memory_budget
         self._in_flight = 0  # batches taken and not yet answered
         # Batches taken and not yet through the model, oldest first.
         self._unfinished: deque[TakenBatch] = deque()
@@ -120,9 +141,14 @@ class Scheduler:
         return self._held
 
     @property
+    def held_bytes(self) -> int:
+        """Bytes of frames in the server: being decoded, queued, or in a batch."""
+        return self._held_bytes
+
+    @property
     def idle(self) -> bool:
-        """No frame is queued or in a batch."""
-        return not self._pending and not self._in_flight
+        """No frame is being decoded, queued or in a batch."""
+        return not self._pending and not self._in_flight and not self._decoding
 
     # -- frames in ------------------------------------------------------------------------------
 
@@ -134,7 +160,10 @@ class Scheduler:
         held = stream.outstanding
         if stream.closed or held < _ALWAYS_ADMITTED:
             return True
-        return held < self.policy.stream_buffer and self._held < self.policy.frame_budget
+        if held >= self.policy.stream_buffer or self._held >= self.policy.frame_budget:
+            return False
+        # Past the byte budget a LOSSLESS sender waits; a LIVE one goes on and drops (``submit``).
+        return self._held_bytes < self._memory_budget or stream.settings.delivery == Delivery.LIVE
 
     def wait_for_budget(self, stream: StreamState, waiting: bool) -> None:
         """Mark the stream's sender as waiting (or no longer) for room in the frame budget."""
@@ -143,40 +172,70 @@ class Scheduler:
         else:
             self._waiting.discard(stream)
 
-    def submit(self, stream: StreamState, frame: FrameData) -> bool:
-        """Queue an admitted frame. Returns whether the next batch may now be due sooner."""
+    def decoding(self, nbytes: int) -> None:
+        """A received payload of ``nbytes`` is being decoded: it counts in the byte budget."""
+        self._decoding += 1
+        self._held_bytes += nbytes
+
+    def decoded(self, nbytes: int) -> None:
+        """The payload ``decoding`` announced is decoded (``submit`` counts what is kept)."""
+        self._decoding -= 1
+        self._held_bytes -= nbytes
+        self._wake_waiting()
+
+    def submit(
+        self,
+        stream: StreamState,
+        frame: FrameData,
+        image: np.ndarray | None = None,
+        error: FrameError | None = None,
+    ) -> bool:
+        """Queue an admitted frame (decoded, or not decodable, or RAW to decode at batch time).
+
+        Returns whether the next batch may now be due sooner.
+        """
         if stream.closed:
             return False
         pending = stream.pending
+        live = stream.settings.delivery == Delivery.LIVE
+        # A LIVE stream past the byte budget keeps its newest frame only, like live_depth 1.
+        shed = live and self._held_bytes >= self._memory_budget and stream.outstanding >= 2
         if not pending:
+            if shed:  # nothing queued to replace: the arriving frame is the one dropped
+                stream.dropped += 1
+                self._stats.dropped += 1
+                return False
             self._ready.append(stream)  # joins the round-robin
-        elif stream.settings.delivery == Delivery.LIVE and len(pending) >= self.policy.live_depth:
-            pending.popleft()  # the newest frame replaces the oldest pending one
+        elif live and (shed or len(pending) >= self.policy.live_depth):
+            old = pending.popleft()  # the newest frame replaces the oldest pending one
+            self._held_bytes -= old.nbytes
             stream.dropped += 1
             self._stats.dropped += 1
             self._pending -= 1
             stream.release(1)
-        pending.append(QueuedFrame(stream, frame, self._clock()))
+        nbytes = len(frame.data) if image is None else image.nbytes
+        pending.append(QueuedFrame(stream, frame, self._clock(), image, error, nbytes))
         stream.outstanding += 1
         self._held += 1
+        self._held_bytes += nbytes
         self._pending += 1
         return self._pending == 1 or self._pending == self._max_batch
 
     def released(self, count: int) -> None:
         """``count`` frames left the server (sent or dropped); wakes senders waiting for budget."""
         self._held -= count
-        if self._waiting and self._held < self.policy.frame_budget:
-            for stream in self._waiting:
-                stream.make_room()
+        self._wake_waiting()
 
     def discard(self, stream: StreamState) -> None:
         """Forget a closed stream: its queued frames go; answers still in a batch are ignored."""
         if stream.pending:
             self._pending -= len(stream.pending)
+            self._held_bytes -= sum(item.nbytes for item in stream.pending)
             self._ready.remove(stream)
         self._held -= stream.outstanding
         self._waiting.discard(stream)
         stream.close()
+        self._wake_waiting()
 
     # -- batches out ----------------------------------------------------------------------------
 
@@ -204,15 +263,18 @@ class Scheduler:
         items: list[QueuedFrame] = []
         ready = self._ready
         max_batch = self._max_batch
+        nbytes = 0
         while ready and len(items) < max_batch:
             stream = ready.popleft()
-            items.append(stream.pending.popleft())
+            item = stream.pending.popleft()
+            items.append(item)
+            nbytes += item.nbytes
             if stream.pending:
                 ready.append(stream)
         self._pending -= len(items)
         self._batch_ids += 1
         self._in_flight += 1
-        batch = TakenBatch(self._batch_ids, items, self._clock())
+        batch = TakenBatch(self._batch_ids, items, self._clock(), nbytes)
         self._unfinished.append(batch)
         return batch
 
@@ -230,12 +292,25 @@ class Scheduler:
         if finished is not batch:  # pragma: no cover - the pipeline keeps batches in order
             raise RuntimeError(f"batch {batch.id} finished before batch {finished.id}")
 
-    def answered(self, answers: Sequence[tuple[StreamState, FrameResult]]) -> None:
+    def answered(
+        self, batch: TakenBatch, answers: Sequence[tuple[StreamState, FrameResult]]
+    ) -> None:
         """Hand a batch's answers to their streams (closed streams' answers are dropped)."""
         self._in_flight -= 1
+        self._held_bytes -= batch.nbytes  # an answer holds no frame bytes
         for stream, result in answers:
             if not stream.closed:
                 stream.push_result(result)
+        self._wake_waiting()
+
+    def _wake_waiting(self) -> None:
+        if (
+            self._waiting
+            and self._held < self.policy.frame_budget
+            and self._held_bytes < self._memory_budget
+        ):
+            for stream in self._waiting:
+                stream.make_room()
 
     def _oldest_arrival_ns(self) -> int:
         return min(stream.pending[0].arrived_ns for stream in self._ready)

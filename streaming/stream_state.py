@@ -11,6 +11,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
+from streaming.errors import FrameError
 from streaming.values import FrameData, FrameResult, StreamSettings
 from streaming.window import SlidingWindow
 
@@ -22,6 +25,9 @@ class QueuedFrame:
     stream: StreamState
     frame: FrameData
     arrived_ns: int
+    image: np.ndarray | None  # decoded on arrival, or None: a RAW frame decoded at batch time
+    error: FrameError | None  # why it could not be decoded (answered in-band, in order)
+    nbytes: int  # what it counts in the memory budget: the image, else the received payload
 
 
 class StreamState:

@@ -29,6 +29,7 @@ from streaming.answers import AnswerAssembler, Answers
 from streaming.batch_runner import BatchRunner, PreparedBatch
 from streaming.batch_stats import BatcherStats
 from streaming.durations import DurationEstimates
+from streaming.errors import FrameError
 from streaming.scheduler import Scheduler, SchedulingPolicy, TakenBatch
 from streaming.stream_state import StreamState
 from streaming.values import (
@@ -87,15 +88,15 @@ class FakeModel:
         return None
 
 
-def frame(seq: int, *, data: bytes | None = None) -> FrameData:
-    """A 1x1 RAW_RGB frame whose first byte picks its label."""
+def frame(seq: int, *, data: bytes | None = None, width: int = 1) -> FrameData:
+    """A RAW_RGB frame one pixel high (3 x width bytes) whose first byte picks its label."""
     return FrameData(
         seq=seq,
         encoding=Encoding.RAW_RGB,
-        width=1,
+        width=width,
         height=1,
         channels=3,
-        data=bytes([seq % 256, 0, 0]) if data is None else data,
+        data=bytes([seq % 256]) + bytes(3 * width - 1) if data is None else data,
     )
 
 
@@ -127,11 +128,13 @@ class Harness:
         self.streams.append(stream)
         return stream
 
-    def send(self, stream: StreamState, seq: int, data: bytes | None = None) -> bool:
+    def send(
+        self, stream: StreamState, seq: int, data: bytes | None = None, width: int = 1
+    ) -> bool:
         """Queue a frame if the scheduler admits it (else the sender would wait)."""
         if not self.scheduler.admits(stream):
             return False
-        self.scheduler.submit(stream, frame(seq, data=data))
+        self.scheduler.submit(stream, frame(seq, data=data, width=width))
         return True
 
     def due(self) -> bool:
@@ -157,7 +160,7 @@ class Harness:
         self.scheduler.model_stopped()
         self.scheduler.model_finished(prepared.batch)
         answers = self.assembler.assemble(prepared, outcome)
-        self.scheduler.answered(answers)
+        self.scheduler.answered(prepared.batch, answers)
         return answers
 
     def run_model(self) -> Answers:
@@ -492,6 +495,135 @@ def test_a_waiting_sender_is_woken_when_the_budget_has_room_again() -> None:
     assert room.is_set()
 
 
+# -- the memory budget -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream_buffer", [4, 100])
+@pytest.mark.parametrize("memory_budget", [1, 30, 61, 300, 3000])
+@pytest.mark.parametrize("width", [1, 10, 100])
+def test_a_lossless_sender_waits_past_the_memory_budget_but_always_gets_two(
+    width: int, memory_budget: int, stream_buffer: int
+) -> None:
+    h = Harness(policy(memory_budget=memory_budget, stream_buffer=stream_buffer, frame_budget=1000))
+    stream = h.open(LOSSLESS)
+    count = 0
+    while h.send(stream, count, width=width):
+        count += 1
+    frame_bytes = 3 * width
+    assert count == max(2, min(stream_buffer, math.ceil(memory_budget / frame_bytes)))
+    assert h.scheduler.held_bytes == count * frame_bytes
+    assert stream.dropped == 0
+
+
+@pytest.mark.parametrize("sent", range(3, 12))
+@pytest.mark.parametrize("memory_budget", [6, 9, 12])
+def test_a_live_stream_past_the_memory_budget_drops_instead_of_waiting(
+    sent: int, memory_budget: int
+) -> None:
+    # given: frames of 3 bytes, a LIVE stream allowed many pending frames
+    h = Harness(policy(memory_budget=memory_budget, live_depth=100, stream_buffer=100))
+    live = h.open(LIVE)
+    # when: it sends more than the budget holds
+    for seq in range(sent):
+        assert h.send(live, seq)  # never told to wait
+    # then: it holds what fits (at least two frames), the newest ones, and counts the rest
+    kept = min(sent, max(2, memory_budget // 3))
+    assert [item.frame.seq for item in live.pending] == list(range(sent - kept, sent))
+    assert live.dropped == h.stats.dropped == sent - kept
+    assert h.scheduler.held_bytes == 3 * kept
+
+
+def test_a_live_frame_arriving_past_the_budget_with_nothing_queued_is_dropped() -> None:
+    h = Harness(policy(memory_budget=6, live_depth=4, max_batch=4))
+    live = h.open(LIVE)
+    h.send(live, 0)
+    h.send(live, 1)
+    assert h.take() is None
+    h.clock.advance(10 * MS)
+    assert h.take() is not None  # both frames are in a batch, nothing is queued
+    assert h.send(live, 2)
+    assert live.dropped == 1 and not live.pending
+    h.drain()
+    results = h.collect(live)
+    assert [r.seq for r in results] == [0, 1]
+    assert h.send(live, 3)  # the batch is answered and sent: room again
+    assert [item.frame.seq for item in live.pending] == [3]
+
+
+def test_bytes_count_the_decoded_image_and_payloads_being_decoded() -> None:
+    h = Harness()
+    stream = h.open()
+    # a large payload being decoded counts, and keeps the server from being idle
+    h.scheduler.decoding(4_000_000)
+    assert h.scheduler.held_bytes == 4_000_000
+    assert not h.scheduler.idle
+    h.scheduler.decoded(4_000_000)
+    assert h.scheduler.idle
+    # what is queued is the small decoded image, not the payload
+    image = np.zeros((1, 1, 3), np.uint8)
+    h.scheduler.submit(stream, frame(0, width=1000), image)
+    assert h.scheduler.held_bytes == 3
+    h.drain()
+    assert h.scheduler.held_bytes == 0
+    assert [r.seq for r in h.collect(stream)] == [0]
+
+
+def test_a_frame_that_failed_to_decode_on_arrival_is_answered_in_order() -> None:
+    h = Harness()
+    stream = h.open()
+    h.send(stream, 0)
+    h.scheduler.submit(stream, frame(1), error=FrameError("frame 1: cannot decode JPEG data"))
+    h.send(stream, 2)
+    h.drain()
+    results = h.collect(stream)
+    assert [r.seq for r in results] == [0, 1, 2]
+    assert [r.error.message if r.error else None for r in results] == [
+        None,
+        "frame 1: cannot decode JPEG data",
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("step", "bytes_after"),
+    [
+        pytest.param("taken", 60, id="a-batch-still-holds-its-frames"),
+        pytest.param("answered", 0, id="answers-hold-no-frame-bytes"),
+        pytest.param("closed-while-queued", 0, id="closing-frees-queued-bytes"),
+    ],
+)
+def test_bytes_leave_the_budget_when_frames_are_answered_or_discarded(
+    step: str, bytes_after: int
+) -> None:
+    h = Harness(policy(max_batch=2))
+    stream = h.open()
+    h.send(stream, 0, width=10)
+    h.send(stream, 1, width=10)
+    if step == "closed-while-queued":
+        h.close(stream)
+    else:
+        assert h.take() is not None
+        if step == "answered":
+            h.run_model()
+            assert h.scheduler.held_frames == 2  # unsent answers still count as frames
+    assert h.scheduler.held_bytes == bytes_after
+
+
+def test_a_lossless_sender_waiting_for_bytes_is_woken_when_a_batch_is_answered() -> None:
+    h = Harness(policy(memory_budget=60, max_batch=4))
+    first, second = h.open(), h.open()
+    for seq in range(2):
+        h.send(first, seq, width=10)
+        h.send(second, seq, width=10)
+    assert not h.scheduler.admits(second)
+    h.scheduler.wait_for_budget(second, True)
+    second._room.clear()  # the event the sender sleeps on
+    assert h.take() is not None
+    h.run_model()  # frees every byte; the frames stay held until their answers are sent
+    assert second._room.is_set()
+    assert h.scheduler.admits(second)
+
+
 # -- answers: order, errors, a failing model ----------------------------------------------------
 
 
@@ -587,6 +719,7 @@ def test_answers_of_a_stream_closed_mid_batch_are_discarded_and_others_go_on() -
         dict(live_depth=0),
         dict(stream_buffer=0),
         dict(frame_budget=0),
+        dict(memory_budget=0),
         dict(max_delay_ns=-1),
         dict(in_flight_batches=0),
     ],
@@ -605,7 +738,9 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.h = Harness(policy(max_batch=3, live_depth=2, stream_buffer=5, frame_budget=8))
+        self.h = Harness(
+            policy(max_batch=3, live_depth=2, stream_buffer=5, frame_budget=8, memory_budget=90)
+        )
         self.sent: dict[int, list[int]] = {}  # stream id -> seqs queued
         self.answered: dict[int, list[int]] = {}
         self.open_streams: list[StreamState] = []
@@ -623,16 +758,19 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.most_open = max(self.most_open, len(self.open_streams))
         return stream
 
-    @rule(stream=streams, count=st.integers(1, 4))
-    def send(self, stream: StreamState, count: int) -> None:
+    @rule(stream=streams, count=st.integers(1, 4), width=st.integers(1, 12))
+    def send(self, stream: StreamState, count: int, width: int) -> None:
+        scheduler = self.h.scheduler
         for _ in range(count):
             seq = len(self.sent[stream.id])
-            held_before = stream.outstanding
-            if stream.closed or not self.h.send(stream, seq):
+            held_before, bytes_before = stream.outstanding, scheduler.held_bytes
+            if stream.closed or not self.h.send(stream, seq, width=width):
                 return
             self.sent[stream.id].append(seq)
-            if held_before >= 2:  # beyond its two frames a stream needs room in the budget
-                assert self.h.scheduler.held_frames <= self.h.policy.frame_budget
+            if held_before >= 2:  # beyond its two frames a stream needs room in the budgets
+                assert scheduler.held_frames <= self.h.policy.frame_budget
+                if stream.settings.delivery == LOSSLESS:
+                    assert bytes_before < self.h.policy.memory_budget
 
     @rule(stream=streams)
     def close(self, stream: StreamState) -> None:
@@ -674,6 +812,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         open_streams = self.open_streams
         assert scheduler.held_frames == sum(s.outstanding for s in open_streams)
         assert scheduler.pending_count == sum(len(s.pending) for s in open_streams)
+        # bytes: queued frames of open streams and every batch not yet answered
+        queued = sum(item.nbytes for s in open_streams for item in s.pending)
+        in_batches = sum(p.batch.nbytes for p in self.h.prepared)
+        assert scheduler.held_bytes == queued + in_batches
         # the budget: beyond it only the two frames every stream may always hold
         assert scheduler.held_frames <= policy_.frame_budget + 2 * len(open_streams)
         for stream in open_streams:
@@ -704,10 +846,11 @@ class SchedulerMachine(RuleBasedStateMachine):
             else:
                 assert len(answered) + stream.dropped == len(sent)
         assert self.h.scheduler.held_frames == 0
+        assert self.h.scheduler.held_bytes == 0
         assert self.h.scheduler.idle
 
 
 SchedulerMachine.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=60, deadline=None
+    max_examples=200, stateful_step_count=50, deadline=None
 )
 test_random_interleavings_keep_every_invariant = SchedulerMachine.TestCase
