@@ -229,12 +229,14 @@ def test_large_raw_frames_keep_the_server_memory_bounded(
             )
         )
     peak = _peak_rss(process.pid)
-    # then: every frame is answered, and the server's memory grew by a few frames, not by the
-    # 600 MiB sent (frames are resized to 32x24 on arrival, the reader waits while one decodes)
+    # then: every frame is answered, and the server's memory grew by a few frames per stream
+    # (measured ~220 MiB: gRPC and protobuf copies of the frames being read), not by what was
+    # sent: frames are resized to 32x24 on arrival and a reader waits while its frame decodes
+    # (before: ~890 MiB, twelve queued frames per stream plus float32 batches at full size)
     for responses in results:
         assert [r.seq for r in responses] == list(range(12))
         assert all(not r.HasField("error") and r.label == "red" for r in responses)
-    assert peak - baseline < 300 * 2**20, f"RSS grew by {(peak - baseline) / 2**20:.0f} MiB"
+    assert peak - baseline < 450 * 2**20, f"RSS grew by {(peak - baseline) / 2**20:.0f} MiB"
 
 
 def _peak_rss(pid: int) -> int:
