@@ -60,7 +60,7 @@ class ServerConfig:
         address: where to listen (old ``-ip``).
         window: default frames per window-averaged prediction (old ``-scw``).
         max_message_bytes: largest gRPC message in either direction (old ``-msg``).
-        workers: threads that decode frames of a batch (old ``-wrk``).
+        workers: threads that decode and resize frames as they arrive (old ``-wrk``).
         max_batch: most frames in one model call.
         max_delay_ms: longest the first frame of a batch waits for the batch to fill.
         top_k: default number of labels in a response's ``top_k``.

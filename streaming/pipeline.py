@@ -57,7 +57,7 @@ class BatchPipeline:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _prepare_step(self, batch: TakenBatch) -> None:
-        """Prepare thread: decode the batch, then queue it for the model thread."""
+        """Prepare thread: group the batch by image size (RAW frames decoded here), then queue it."""
         self._submit(self._model_thread, self._model_step, self._runner.prepare(batch))
 
     def _model_step(self, prepared: PreparedBatch) -> None:

@@ -746,6 +746,9 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.open_streams: list[StreamState] = []
         self.most_open = 0
         self.unserved_batches: dict[int, int] = {}  # stream id -> batches taken without it
+        # frames being decoded on arrival: stream id -> (stream, payload bytes); one per stream,
+        # as a stream's reader waits for its frame to be decoded
+        self.decoding: dict[int, tuple[StreamState, int]] = {}
 
     streams = Bundle("streams")
 
@@ -764,13 +767,37 @@ class SchedulerMachine(RuleBasedStateMachine):
         for _ in range(count):
             seq = len(self.sent[stream.id])
             held_before, bytes_before = stream.outstanding, scheduler.held_bytes
-            if stream.closed or not self.h.send(stream, seq, width=width):
+            if stream.id in self.decoding or stream.closed:
+                return
+            if not self.h.send(stream, seq, width=width):
                 return
             self.sent[stream.id].append(seq)
             if held_before >= 2:  # beyond its two frames a stream needs room in the budgets
                 assert scheduler.held_frames <= self.h.policy.frame_budget
                 if stream.settings.delivery == LOSSLESS:
                     assert bytes_before < self.h.policy.memory_budget
+
+    @rule(stream=streams, payload=st.integers(1, 200))
+    def start_decoding(self, stream: StreamState, payload: int) -> None:
+        if stream.closed or stream.id in self.decoding or not self.h.scheduler.admits(stream):
+            return
+        self.h.scheduler.decoding(payload)
+        self.decoding[stream.id] = (stream, payload)
+
+    @precondition(lambda self: self.decoding)
+    @rule(data=st.data(), fails=st.booleans())
+    def finish_decoding(self, data: st.DataObject, fails: bool) -> None:
+        self._finish_decoding(data.draw(st.sampled_from(sorted(self.decoding))), fails)
+
+    def _finish_decoding(self, stream_id: int, fails: bool) -> None:
+        stream, payload = self.decoding.pop(stream_id)
+        self.h.scheduler.decoded(payload)
+        seq = len(self.sent[stream_id])
+        image = np.full((1, 2, 3), seq % 256, np.uint8)  # small: resized on arrival
+        error = FrameError(f"frame {seq}: cannot decode") if fails else None
+        if not stream.closed:  # queued, or (LIVE past the byte budget) dropped and counted
+            self.sent[stream_id].append(seq)
+        self.h.scheduler.submit(stream, frame(seq, width=50), image, error)
 
     @rule(stream=streams)
     def close(self, stream: StreamState) -> None:
@@ -815,7 +842,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         # bytes: queued frames of open streams and every batch not yet answered
         queued = sum(item.nbytes for s in open_streams for item in s.pending)
         in_batches = sum(p.batch.nbytes for p in self.h.prepared)
-        assert scheduler.held_bytes == queued + in_batches
+        being_decoded = sum(payload for _, payload in self.decoding.values())
+        assert scheduler.held_bytes == queued + in_batches + being_decoded
         # the budget: beyond it only the two frames every stream may always hold
         assert scheduler.held_frames <= policy_.frame_budget + 2 * len(open_streams)
         for stream in open_streams:
@@ -836,6 +864,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         # everything still open is answered once the pipeline drains
         self.h.model.failing = False
+        while self.decoding:
+            self._finish_decoding(next(iter(self.decoding)), fails=False)
         self.h.drain()
         for stream in self.open_streams:
             self.answered[stream.id] += [r.seq for r in self.h.collect(stream)]
