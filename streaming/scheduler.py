@@ -168,7 +168,7 @@ class Scheduler:
         return self._held_bytes < self._memory_budget or stream.settings.delivery == _LIVE
 
     def wait_for_budget(self, stream: StreamState, waiting: bool) -> None:
-        """Mark the stream's sender as waiting (or no longer) for room in the frame budget."""
+        """Mark the stream's sender as waiting (or no longer) for room in the budgets."""
         if waiting:
             self._waiting.add(stream)
         else:
