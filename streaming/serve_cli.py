@@ -25,6 +25,24 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+_BYTE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _byte_size(text: str) -> int:
+    """``512M``, ``2G``, ``1.5G`` or plain bytes (binary units; a trailing ``B``/``iB`` is fine)."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = cleaned[-1:] if cleaned[-1:] in _BYTE_UNITS else ""
+    try:
+        value = float(cleaned[: len(cleaned) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 512M or 2G, got {text!r}"
+        ) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a size must be positive and finite, got {text!r}")
+    return int(value * _BYTE_UNITS[unit])
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
@@ -104,6 +122,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=d.frame_budget,
         help="frames all streams together hold before flow control (default 8 x max batch)",
+    )
+    batching.add_argument(
+        "--memory-budget",
+        type=_byte_size,
+        default=d.memory_budget_bytes,
+        metavar="SIZE",
+        help="frame bytes all streams together hold before flow control (LOSSLESS) or drops "
+        "(LIVE), e.g. 512M or 2G (default 1G)",
     )
     batching.add_argument(
         "--stream-buffer",
@@ -220,6 +246,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         live_depth=args.live_depth,
         stream_buffer=args.stream_buffer,
         frame_budget=args.frame_budget,
+        memory_budget_bytes=args.memory_budget,
         max_streams=args.max_streams,
         max_frame_side=args.max_frame_side,
         grace_s=args.grace,
