@@ -260,10 +260,10 @@ def test_large_raw_frames_keep_the_server_memory_bounded(
     assert run_stream(address, [frame_pb(0, small)], delivery=pb.DELIVERY_MODE_LOSSLESS)
     baseline = server.memory_info().rss
     Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # peak RSS starts again from here
-    # when: four LOSSLESS streams each send 12 RAW frames of 2048x2048 (600 MiB in all)
+    # when: four LOSSLESS streams each send 24 RAW frames of 2048x2048 (1.1 GiB in all)
     big = np.zeros((2048, 2048, 3), np.uint8)
     big[:, :, 0] = 200  # red: the tiny model's first label
-    frames = [frame_pb(seq, big) for seq in range(12)]
+    frames = [frame_pb(seq, big) for seq in range(24)]
     with ThreadPoolExecutor(4) as pool:
         results = list(
             pool.map(
@@ -274,14 +274,16 @@ def test_large_raw_frames_keep_the_server_memory_bounded(
             )
         )
     peak = _peak_rss(process.pid)
-    # then: every frame is answered, and the server's memory grew by a few frames per stream
-    # (measured ~220 MiB: gRPC and protobuf copies of the frames being read), not by what was
-    # sent: frames are resized to 32x24 on arrival and a reader waits while its frame decodes
-    # (before: ~890 MiB, twelve queued frames per stream plus float32 batches at full size)
+    # then: every frame is answered, and the server's memory grew by a few frames per stream, not
+    # by what was sent: frames are resized to 32x24 on arrival and a reader waits while its frame
+    # decodes (before: every queued frame at full size plus float32 batches, > 1.5 GiB here).
+    # Measured 220-500 MiB: the budget plus gRPC's and protobuf's copies of the frames being read
+    # (a 12 MiB message exists as received bytes, parsed message and payload) and allocator arenas
+    # that keep freed memory; a loaded machine reads more streams at once and lands at the top.
     for responses in results:
-        assert [r.seq for r in responses] == list(range(12))
+        assert [r.seq for r in responses] == list(range(24))
         assert all(not r.HasField("error") and r.label == "red" for r in responses)
-    assert peak - baseline < 450 * 2**20, f"RSS grew by {(peak - baseline) / 2**20:.0f} MiB"
+    assert peak - baseline < 640 * 2**20, f"RSS grew by {(peak - baseline) / 2**20:.0f} MiB"
 
 
 def _peak_rss(pid: int) -> int:
