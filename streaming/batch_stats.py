@@ -12,7 +12,8 @@ class BatcherStats:
 
     batches: int = 0
     frames: int = 0
-    dropped: int = 0
+    dropped: int = 0  # LIVE frames dropped unanswered, for any reason
+    dropped_by_budget: int = 0  # of which because the server-wide memory budget was full
     frame_errors: int = 0
     failed_batches: int = 0
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))

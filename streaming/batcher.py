@@ -14,12 +14,14 @@ import logging
 import time
 
 from streaming.answers import AnswerAssembler, Answers
+from streaming.batch_metrics import BatchMetrics
 from streaming.batch_runner import BatchRunner
 from streaming.batch_stats import BatcherStats
 from streaming.config import ServerConfig
 from streaming.durations import DurationEstimates
 from streaming.errors import FrameError, StreamingError
 from streaming.frame_intake import FrameIntake
+from streaming.metrics import ServerMetrics
 from streaming.model import Classifier
 from streaming.pipeline import BatchPipeline
 from streaming.scheduler import Scheduler, SchedulingPolicy, TakenBatch
@@ -40,7 +42,9 @@ class TooManyStreams(StreamingError):
 class Batcher:
     """Gathers frames of all streams into batches and answers each stream in order."""
 
-    def __init__(self, classifier: Classifier, config: ServerConfig) -> None:
+    def __init__(
+        self, classifier: Classifier, config: ServerConfig, metrics: ServerMetrics | None = None
+    ) -> None:
         self._classifier = classifier
         self._config = config
         self._num_labels = len(classifier.description.labels)
@@ -58,6 +62,18 @@ class Batcher:
             AnswerAssembler(classifier.description.labels, self.stats),
             self._model_done,
             self._answered,
+        )
+        self._metrics = (
+            None
+            if metrics is None
+            else BatchMetrics(
+                metrics,
+                self._scheduler,
+                self.stats,
+                clock,
+                frame_budget=config.effective_frame_budget,
+                memory_budget=config.memory_budget_bytes,
+            )
         )
         self._streams: dict[int, StreamState] = {}
         self._next_id = 0
@@ -142,6 +158,8 @@ class Batcher:
         so only this stream waits for them.
         """
         scheduler = self._scheduler
+        if self._metrics is not None:
+            self._metrics.frame_received(stream.settings.delivery)
         if not scheduler.admits(stream):
             scheduler.wait_for_budget(stream, True)
             try:
@@ -204,6 +222,8 @@ class Batcher:
 
     def _answered(self, batch: TakenBatch, answers: Answers) -> None:
         self._scheduler.answered(batch, answers)
+        if self._metrics is not None:
+            self._metrics.batch_answered(batch, answers)
         self._check_idle()
 
     def _check_idle(self) -> None:

@@ -210,6 +210,7 @@ class Scheduler:
             if shed:  # nothing queued to replace: the arriving frame is the one dropped
                 stream.dropped += 1
                 self._stats.dropped += 1
+                self._stats.dropped_by_budget += 1
                 return False
             self._ready.append(stream)  # joins the round-robin
         elif shed or (stream.settings.delivery == _LIVE and len(pending) >= self.policy.live_depth):
@@ -217,6 +218,7 @@ class Scheduler:
             self._held_bytes -= old.nbytes
             stream.dropped += 1
             self._stats.dropped += 1
+            self._stats.dropped_by_budget += shed
             self._pending -= 1
             stream.release(1)
         nbytes = len(frame.data) if image is None else image.nbytes
