@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_CANNOT_START
         observers.append(metrics)
     try:  # before connecting: a busy port or a missing GStreamer is a start-up error
-        live = LiveOutputs.from_args(args, source_ids(config.sources))
+        live = LiveOutputs.from_args(args, source_ids(config.sources), console=sys.stdout)
     except (CameraToolsError, ValueError) as exc:
         if metrics is not None:
             metrics.close()

@@ -282,7 +282,7 @@ def test_restream_through_watch_carries_the_overlay(server_factory: object, tmp_
     try:
         line = read_line(process, "re-stream of", timeout_s=60)
         url = line.rsplit(": ", 1)[1]
-        assert url.startswith("rtsp://127.0.0.1:") and url.endswith("blue-mp4")
+        assert url.startswith("rtsp://127.0.0.1:")
         decoded = read_back(url)
     finally:
         process.terminate()
