@@ -13,7 +13,7 @@ from camera_tools.live import LiveOutputs
 from camera_tools.states import SourceEvent
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
 from camera_tools.watch.report import SourceCounters, SourceSummary
-from camera_tools.web import SourceStats
+from camera_tools.web import DOWN_STATES, SourceStats
 
 
 def stats_from_counters(counters: SourceCounters) -> SourceStats:
@@ -42,14 +42,24 @@ class LiveObserver(WatchObserver):
         self._server_id = server_id
         # Frames are kept in flight only for outputs that show video; alerts need labels alone.
         self.wants_images = live.wants_images
+        self._down: set[str] = set()
 
     def on_frame(self, frame: ClassifiedFrame) -> None:
         result = frame.classification
+        # Answers to frames sent before a source went down arrive after its down state; they
+        # must not show it (or clear its down alert) as up. The capture announces CONNECTED
+        # before any frame read after a reconnect.
+        if result.source_id in self._down:
+            return
         self.live.on_frame(result.source_id, frame.image, result)
 
     def on_state(self, event: SourceEvent) -> None:
         if event.source_id == self._server_id:
             return
+        if event.state.value in DOWN_STATES:
+            self._down.add(event.source_id)
+        else:
+            self._down.discard(event.source_id)
         self.live.on_state(event.source_id, event.state, event.reason)
 
     def on_counters(self, counters: SourceCounters) -> None:

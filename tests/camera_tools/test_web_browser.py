@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
@@ -14,6 +13,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from camera_tools.sinks.base import Classification
 from camera_tools.web import SourceStats, WebHub, WebServer
+
+from .screens import png_image
 
 pytestmark = pytest.mark.slow
 
@@ -68,12 +69,6 @@ class Publisher:
             if step % 10 == 0:
                 stats = SourceStats(fps=19.6, latency_ms=23.0, classified=step, dropped=2)
                 self.hub.publish_stats(BARS, stats)
-
-
-def png_image(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    assert image is not None
-    return image
 
 
 def test_page_in_a_real_browser(browser: WebDriver) -> None:
