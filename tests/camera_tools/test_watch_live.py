@@ -302,3 +302,37 @@ def test_restream_through_watch_carries_the_overlay(server_factory: object, tmp_
     near = np.abs(decoded[:30, :80].astype(int) - badge).max(axis=2) < 40
     assert near.mean() > 0.25
     assert process.returncode == 0
+
+
+# -- the overlay of recordings ----------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_recording_has_the_badge_and_the_label_strip(
+    server_factory: object, tmp_path: Path
+) -> None:
+    # given a green clip (the tiny model's "green")
+    server = server_factory()  # type: ignore[operator]
+    scene = np.full((SIZE[1], SIZE[0], 3), (0, 255, 0), np.uint8)
+    clip = write_video(tmp_path / "green.mp4", [(scene, 3.0)])
+    record = tmp_path / "annotated.mp4"
+
+    # when it is recorded
+    assert run_watch(clip, "--server", server.address, "--record", record) == 0
+
+    # then the last frame has the label's badge at the top left and its strip along the bottom
+    capture = cv2.VideoCapture(str(record))
+    last = None
+    for _ in range(100):  # bounded: the clip has 30 frames
+        ok, image = capture.read()
+        if not ok:
+            break
+        last = image
+    capture.release()
+    assert last is not None
+    colour = np.array(label_color("green"))
+    badge = np.abs(last[:30, :80].astype(int) - colour).max(axis=2) < 40
+    assert badge.mean() > 0.25
+    strip = last[-4:, -40:].astype(int)  # the newest seconds are at the right end
+    assert np.abs(strip - colour).max(axis=2).mean() < 40
+    assert np.abs(last[100:140, 150:250].astype(int) - scene[0, 0]).max(axis=2).mean() < 30
