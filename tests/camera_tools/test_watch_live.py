@@ -7,9 +7,12 @@ import argparse
 import http.server
 import json
 import select
+import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -336,3 +339,44 @@ def test_recording_has_the_badge_and_the_label_strip(
     strip = last[-4:, -40:].astype(int)  # the newest seconds are at the right end
     assert np.abs(strip - colour).max(axis=2).mean() < 40
     assert np.abs(last[100:140, 150:250].astype(int) - scene[0, 0]).max(axis=2).mean() < 30
+
+
+# -- a stalled browser ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_a_stalled_viewer_never_slows_classification(
+    server_factory: object, tmp_path: Path
+) -> None:
+    # given watch with its web view on a clip played at its own pace
+    server = server_factory()  # type: ignore[operator]
+    width, height = SIZE
+    clip = write_video(tmp_path / "bars.mp4", [(colour_bars(width, height), 6.0)])
+    frames = tmp_path / "frames.csv"
+    process = subprocess.Popen(
+        [str(STREAM_CLASSIFY), "watch", str(clip), "--server", server.address, "--realtime",
+         "--csv", str(frames), "--web", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    stalled = socket.socket()
+    try:
+        url = read_line(process, "web view:", timeout_s=60).removeprefix("web view: ")
+        with urllib.request.urlopen(url + "api/sources", timeout=10) as response:
+            (source,) = json.load(response)["sources"]
+        # when a viewer opens the video and never reads a byte of it
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        address = urllib.parse.urlsplit(url)
+        stalled.connect((address.hostname, address.port))
+        stalled.sendall(f"GET /stream/{source['slug']}.mjpg HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        code = process.wait(timeout=90)
+    finally:
+        stalled.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+    # then every frame was classified and watch ended normally
+    assert code == 0
+    assert csv_rows(frames) == 60
