@@ -245,11 +245,13 @@ def rtsp_server() -> Iterator[RtspServer]:
     yield from _running_rtsp_server()
 
 
+COLOUR_BARS_OPTIONS = ("--pattern", "smpte", "--scroll", "2", "--width", "320", "--height", "240")
+
+
 @pytest.fixture
 def rtsp_colour_bars() -> Iterator[RtspServer]:
     """A running RTSP server of SMPTE colour bars, scrolling so that frames differ."""
-    yield from _running_rtsp_server("--pattern", "smpte", "--scroll", "2", "--width", "320",
-                                    "--height", "240")  # fmt: skip
+    yield from _running_rtsp_server(*COLOUR_BARS_OPTIONS)
 
 
 # -- a real server with the embedded broadcast-monitor model (knows black, color_bars...) --------
