@@ -23,14 +23,18 @@ from pathlib import Path
 
 from camera_tools.backoff import BackoffPolicy
 from camera_tools.errors import CameraToolsError, DisplayUnavailableError
-from camera_tools.watch.config import WatchConfig
+from camera_tools.live import LiveOutputs, add_live_arguments
+from camera_tools.watch.config import WatchConfig, source_ids
+from camera_tools.watch.connection import server_id
 from camera_tools.watch.errors import ServerUnavailableError
+from camera_tools.watch.live_observer import LiveObserver
 from camera_tools.watch.metrics import WatchMetrics, parse_metrics_address
 from camera_tools.watch.observers import WatchObserver
 from camera_tools.watch.outputs import ConsoleLines
 from camera_tools.watch.report import format_summary
 from camera_tools.watch.runner import Watcher
 from client import Delivery
+from client.connection_args import add_connection_arguments, connection_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         default=DEFAULT_SERVER,
-        metavar="HOST:PORT",
-        help="classification server (default %(default)s)",
+        metavar="TARGET",
+        help="classification server: HOST:PORT or any gRPC target, e.g. dns:///host:port or "
+        "ipv4:10.0.0.1:1234,10.0.0.2:1234 (default %(default)s)",
     )
     parser.add_argument("--client-id", default="", help="name of this client in the server's logs")
     parser.add_argument(
@@ -195,10 +200,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one; "
         "needs prometheus-client); default: off",
     )
+    add_live_arguments(parser)
+    add_connection_arguments(parser)
 
 
 def build_config(args: argparse.Namespace) -> WatchConfig:
-    """Turn parsed flags into a :class:`WatchConfig`."""
+    """Turn parsed flags into a :class:`WatchConfig`.
+
+    Raises:
+        ValueError: A bad setting, or a TLS file that is missing or unreadable.
+    """
+    connection = connection_from_args(args)
     return WatchConfig(
         sources=tuple(args.sources),
         server=args.server,
@@ -220,6 +232,9 @@ def build_config(args: argparse.Namespace) -> WatchConfig:
         segments_path=args.segments,
         record_path=args.record,
         display=args.display,
+        credentials=connection["credentials"],
+        token=connection["token"],
+        load_balancing=connection["load_balancing"],
     )
 
 
@@ -244,6 +259,15 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _announce(live: LiveOutputs, config: WatchConfig) -> None:
+    """Print where the web view and the re-streams are (ports may have been picked: port 0)."""
+    if live.web is not None:
+        print(f"web view: {live.web.url}", flush=True)
+    if live.restreamer is not None:
+        for source in source_ids(config.sources):
+            print(f"re-stream of {source}: {live.restreamer.url(source)}", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``watch`` with parsed flags; returns the exit status."""
     try:
@@ -252,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"watch: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
     observers: list[WatchObserver] = [ConsoleLines(sys.stdout, verbose=args.verbose)]
+    metrics: WatchMetrics | None = None
     if args.metrics_address is not None:
         try:  # before connecting: a missing package or a busy port is a start-up error
             metrics = WatchMetrics(config)
@@ -260,6 +285,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"watch: {exc}", file=sys.stderr)
             return EXIT_CANNOT_START
         observers.append(metrics)
+    try:  # before connecting: a busy port or a missing GStreamer is a start-up error
+        live = LiveOutputs.from_args(args, source_ids(config.sources), console=sys.stdout)
+    except (CameraToolsError, ValueError) as exc:
+        if metrics is not None:
+            metrics.close()
+        print(f"watch: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    if live.active:
+        _announce(live, config)
+        observers.append(LiveObserver(live, server_id=server_id(config.server)))
     watcher = Watcher(config, observers=observers)
     try:
         with _stop_on_signals(watcher.stop):

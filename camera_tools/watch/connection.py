@@ -55,12 +55,7 @@ class ServerConnection:
         """First connection: waits up to the connect timeout for a server that is starting."""
         self._set_state(StreamState.CONNECTING)
         try:
-            client = StreamClient(
-                self._config.server,
-                connect_timeout=self._config.connect_timeout_s,
-                wait_for_ready=True,
-                client_id=self._config.client_id,
-            )
+            client = self._new_client(wait_for_ready=True)
         except ClassifierClientError as exc:
             self._set_state(StreamState.FAILED, reason=exc.details)
             raise ServerUnavailableError(str(exc)) from exc
@@ -98,11 +93,7 @@ class ServerConnection:
                 if self._stop.wait(delay):
                     return
                 try:
-                    client = StreamClient(
-                        self._config.server,
-                        connect_timeout=self._config.connect_timeout_s,
-                        client_id=self._config.client_id,
-                    )
+                    client = self._new_client(wait_for_ready=False)
                 except ClassifierClientError as exc:
                     reason = exc.details
                     logger.debug("%s: attempt %d failed: %s", self.name, backoff.attempt, exc)
@@ -111,6 +102,18 @@ class ServerConnection:
                 self._generation += 1
                 self._set_state(StreamState.CONNECTED, reason=_describe(client))
                 return
+
+    def _new_client(self, *, wait_for_ready: bool) -> StreamClient:
+        config = self._config
+        return StreamClient(
+            config.server,
+            connect_timeout=config.connect_timeout_s,
+            wait_for_ready=wait_for_ready,
+            client_id=config.client_id,
+            credentials=config.credentials,
+            token=config.token,
+            load_balancing=config.load_balancing,
+        )
 
     def close(self) -> None:
         with self._lock:
