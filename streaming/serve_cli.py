@@ -14,7 +14,6 @@ from pathlib import Path
 from streaming import __version__
 from streaming.config import ModelConfig, ServerConfig
 from streaming.errors import ConfigError
-from streaming.logformat import LOG_FORMATS, use_log_format
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -173,9 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     ops.add_argument(
         "--log-format",
-        choices=LOG_FORMATS,
-        default="text",
-        help="text, or json: one JSON object per line (default %(default)s)",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,  # the front door's option: given here, it overrides that one
+        help="text, or json: one JSON object per line (same as stream-classify --log-format)",
     )
 
     model = parser.add_argument_group("model runtime")
@@ -282,7 +281,6 @@ def _banner(server: object) -> None:
 def run(args: argparse.Namespace) -> int:
     from streaming.server import serve
 
-    use_log_format(args.log_format)
     try:
         config = serve_config(args)
         asyncio.run(serve(config, on_started=_banner))
