@@ -5,6 +5,7 @@ No benchmark number is asserted: the numbers depend on the machine, not on the c
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,22 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
     assert by_key["classify"]["extra"]["in_order"] is True
     assert all(t["met"] in (True, False, None) for t in data["targets"])
     assert data["machine"]["cores"] >= 1
+
+
+@pytest.mark.parametrize("kind", ["cancel_storm", "legacy_flood"])
+def test_attack_generator_reports_what_it_did(server: Any, kind: str) -> None:
+    # given: a real server on loopback, and one attack bounded to 2 s
+    from streaming.bench.attacks import AttackResult, AttackSpec, run_attack
+
+    spec = AttackSpec(kind, server.address, duration_s=2.0)
+
+    # when
+    result = asyncio.run(run_attack(spec))
+
+    # then: the JSON the suite reads comes back whole, and the counts add up
+    assert AttackResult.from_json(json.loads(result.to_json())) == result
+    assert result.kind == kind and result.unit in ("streams", "calls")
+    assert result.sent > 0
+    assert 0 <= result.answered <= result.sent
+    assert all(count > 0 for count in result.refused.values())
+    assert result.seconds >= spec.duration_s

@@ -1,0 +1,142 @@
+"""Row group 9: a well-behaved 8-stream load beside each attack, against the same load alone.
+
+Each attack runs in its own process (:mod:`streaming.bench.attacks`) against the server under
+test, starting before the load and ending after its measured window. A row reports the load's
+throughput beside the attack and alone (their ratio), the share of its frames answered, and the
+server's peak RSS during the attack. What the server does is measured, not judged: a server that
+dies is reported in its row (and restarted for the next attack), as is a load it stopped serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, replace
+
+from streaming.bench.attacks import ATTACKS, AttackResult, AttackSpec
+from streaming.bench.harness import Harness, LoadRun, RowRecorder, ServerUnderTest, load_row
+from streaming.bench.loadgen import LoadSpec
+from streaming.bench.processes import BenchError, ChildProcess, python_module
+from streaming.bench.results import Row
+
+logger = logging.getLogger(__name__)
+
+ATTACK_SETUPS = {
+    "large_raw": "4 streams of 4096x4096 RAW, LOSSLESS",
+    "png_bombs": "PNGs declaring 30000x30000 and 8192x8192, again and again",
+    "never_reading": "8 LOSSLESS streams sending frames, never reading an answer",
+    "no_config_flood": "2000 streams that never send their config, reopened when ended",
+    "cancel_storm": "16 workers: open a stream, send 3 frames, cancel, again",
+    "legacy_flood": "4 old-API callers, 2000 8x8 images a call, every 3rd call a 50 ms deadline",
+}
+_BASELINE_TAG = "attack-baseline"
+
+
+def attack_rows(h: Harness, add_row: RowRecorder) -> None:
+    """The baseline row, then one row per attack; a new server after one that died."""
+    waiting = list(ATTACKS)
+    while waiting:
+        with h.serving(f"attacks-{len(ATTACKS) - len(waiting)}", *_flags(h)) as server:
+            alone = h.load(_spec(h, server), _BASELINE_TAG)
+            if len(waiting) == len(ATTACKS):
+                add_row("attack baseline", _baseline_row, h, alone)
+            while waiting and server.process.exit_code is None:
+                kind = waiting.pop(0)
+                add_row(f"attack {kind}", _attack_row, h, server, kind, alone)
+
+
+def _flags(h: Harness) -> list[str]:
+    return [*h.model_flags(), "--max-batch", str(h.s.max_batch)]
+
+
+def _spec(h: Harness, server: ServerUnderTest) -> LoadSpec:
+    return h.spec(server.address, h.s.attack_streams, keep_going=True)
+
+
+def _baseline_row(h: Harness, alone: LoadRun) -> Row:
+    return replace(
+        load_row(
+            "attack_baseline",
+            f"9. Attacks: {h.s.attack_streams} streams alone",
+            f"{h.s.attack_streams} streams, RAW pre-resized, LOSSLESS, no attack",
+            alone,
+            answered_share=_answered_share(alone),
+        ),
+        note="the load every attack row is measured with",
+    )
+
+
+def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) -> Row:
+    tag = f"attack-{kind}"
+    rss = server.process.rss
+    assert rss is not None  # servers are always sampled
+    rss.phase = tag
+    spec = _spec(h, server)
+    attack_spec = AttackSpec(kind, server.address, spec.warmup_s + spec.duration_s + 1.0)
+    beside: LoadRun | None = None
+    load_failure = attack_failure = ""
+    attack: AttackResult | None = None
+    attacker = ChildProcess(
+        python_module("streaming.bench.attacks", attack_spec.to_json()),
+        "attacking",
+        h.log_dir / f"{tag}.log",
+        sample_rss=False,
+    )
+    with attacker:
+        try:
+            beside = h.load(spec, tag)
+        except BenchError as exc:
+            load_failure = str(exc)
+        try:
+            attack = AttackResult.from_json(attacker.wait_json(attack_spec.duration_s + 60))
+        except BenchError as exc:
+            attack_failure = str(exc)
+    peak_mib = max(rss.peak(tag), rss.peak(f"{tag} done")) / 2**20
+    rss.phase = f"{tag} over"
+    exit_code = server.process.exit_code
+    if exit_code is not None:
+        logger.error("the server died during attack %s (exit code %s)", kind, exit_code)
+
+    ratio = beside.result.fps / alone.result.fps if beside and alone.result.fps else None
+    share = _answered_share(beside) if beside else None
+    extra = {
+        "attack": None if attack is None else asdict(attack),
+        "alone_fps": alone.result.fps,
+        "throughput_ratio": ratio,
+        "answered_share": share,
+        "server_peak_rss_mib": peak_mib,
+        "server_exit_code": exit_code,
+        "load_failure": load_failure,
+        "attack_failure": attack_failure,
+    }
+    notes = [
+        f"beside/alone {ratio:.2f} (alone {alone.result.fps:,.0f}/s)"
+        if ratio is not None
+        else "beside/alone —",
+        f"answered {share:.1%}" if share is not None else "answered —",
+        f"server peak RSS {peak_mib:,.0f} MiB",
+    ]
+    if exit_code is not None:
+        notes.append(f"SERVER DIED (exit code {exit_code})")
+    if beside is not None and beside.result.failed_streams:
+        notes.append(f"{beside.result.failed_streams} streams ended by the server")
+    if load_failure:
+        notes.append(f"LOAD FAILED: {load_failure}")
+    if attack is not None:
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(attack.refused.items())) or "none"
+        notes.append(
+            f"attack: {attack.sent} {attack.unit} sent, {attack.answered} answered, "
+            f"refused: {refused}"
+        )
+    else:
+        notes.append(f"attack failed: {attack_failure}")
+    name = f"9. Beside attack: {kind.replace('_', ' ')}"
+    setup = f"{ATTACK_SETUPS[kind]}; {h.s.attack_streams} well-behaved LOSSLESS streams beside it"
+    if beside is None:
+        return Row(key=f"attack_{kind}", name=name, setup=setup, extra=extra, note="; ".join(notes))
+    return replace(load_row(f"attack_{kind}", name, setup, beside, **extra), note="; ".join(notes))
+
+
+def _answered_share(run: LoadRun) -> float | None:
+    """Frames of the well-behaved load answered without error, over the whole run."""
+    result = run.result
+    return result.answered_total / result.sent_total if result.sent_total else None
