@@ -4,7 +4,7 @@ Each attack runs in its own process (:mod:`streaming.bench.attacks`) against the
 test, starting before the load and ending after its measured window. A row reports the load's
 throughput beside the attack and alone (their ratio), the share of its frames answered, and the
 server's peak RSS during the attack. What the server does is measured, not judged: a server that
-dies is reported in its row (and restarted for the next attack), as is a load it stopped serving.
+dies is reported in its row, as is a load it stopped serving.
 """
 
 from __future__ import annotations
@@ -12,36 +12,38 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, replace
 
-from streaming.bench.attacks import ATTACKS, AttackResult, AttackSpec
-from streaming.bench.harness import Harness, LoadRun, RowRecorder, ServerUnderTest, load_row
+from streaming.bench.attacks import ATTACK_SETUPS, ATTACKS, AttackResult, AttackSpec
+from streaming.bench.harness import (
+    Harness,
+    LoadRun,
+    RowRecorder,
+    ServerUnderTest,
+    deadline_s,
+    load_row,
+)
 from streaming.bench.loadgen import LoadSpec
 from streaming.bench.processes import BenchError, ChildProcess, python_module
 from streaming.bench.results import Row
 
 logger = logging.getLogger(__name__)
 
-ATTACK_SETUPS = {
-    "large_raw": "4 streams of 4096x4096 RAW, LOSSLESS",
-    "png_bombs": "PNGs declaring 30000x30000 and 8192x8192, again and again",
-    "never_reading": "8 LOSSLESS streams sending frames, never reading an answer",
-    "no_config_flood": "2000 streams that never send their config, reopened when ended",
-    "cancel_storm": "16 workers: open a stream, send 3 frames, cancel, again",
-    "legacy_flood": "4 old-API callers, 2000 8x8 images a call, every 3rd call a 50 ms deadline",
-}
 _BASELINE_TAG = "attack-baseline"
 
 
 def attack_rows(h: Harness, add_row: RowRecorder) -> None:
-    """The baseline row, then one row per attack; a new server after one that died."""
-    waiting = list(ATTACKS)
-    while waiting:
-        with h.serving(f"attacks-{len(ATTACKS) - len(waiting)}", *_flags(h)) as server:
-            alone = h.load(_spec(h, server), _BASELINE_TAG)
-            if len(waiting) == len(ATTACKS):
-                add_row("attack baseline", _baseline_row, h, alone)
-            while waiting and server.process.exit_code is None:
-                kind = waiting.pop(0)
-                add_row(f"attack {kind}", _attack_row, h, server, kind, alone)
+    """The load alone, then beside each attack, each on a fresh server: what one attack leaves
+    behind (memory it grew, old-API windows it holds, a dead server) never counts against the next.
+    """
+    with h.serving("attack-baseline", *_flags(h)) as server:
+        alone = h.load(_spec(h, server), _BASELINE_TAG)
+    add_row("attack baseline", _baseline_row, h, alone)
+    for kind in ATTACKS:
+        add_row(f"attack {kind}", _attack_on_fresh_server, h, kind, alone)
+
+
+def _attack_on_fresh_server(h: Harness, kind: str, alone: LoadRun) -> Row:
+    with h.serving(f"attack-{kind}", *_flags(h)) as server:
+        return _attack_row(h, server, kind, alone)
 
 
 def _flags(h: Harness) -> list[str]:
@@ -69,9 +71,11 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
     tag = f"attack-{kind}"
     rss = server.process.rss
     assert rss is not None  # servers are always sampled
+    before_mib = rss.samples[-1][2] / 2**20 if rss.samples else 0.0
     rss.phase = tag
     spec = _spec(h, server)
-    attack_spec = AttackSpec(kind, server.address, spec.warmup_s + spec.duration_s + 1.0)
+    # At most as long as the load may take; stopped as soon as the load is done.
+    attack_spec = AttackSpec(kind, server.address, deadline_s(spec.warmup_s + spec.duration_s))
     beside: LoadRun | None = None
     load_failure = attack_failure = ""
     attack: AttackResult | None = None
@@ -87,12 +91,13 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
         except BenchError as exc:
             load_failure = str(exc)
         try:
-            attack = AttackResult.from_json(attacker.wait_json(attack_spec.duration_s + 60))
+            attacker.ask_to_stop()
+            attack = AttackResult.from_json(attacker.wait_json(60.0))
         except BenchError as exc:
             attack_failure = str(exc)
     peak_mib = max(rss.peak(tag), rss.peak(f"{tag} done")) / 2**20
     rss.phase = f"{tag} over"
-    exit_code = server.process.exit_code
+    exit_code = server.process.exit_code  # None: it survived
     if exit_code is not None:
         logger.error("the server died during attack %s (exit code %s)", kind, exit_code)
 
@@ -103,6 +108,7 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
         "alone_fps": alone.result.fps,
         "throughput_ratio": ratio,
         "answered_share": share,
+        "server_rss_before_mib": before_mib,
         "server_peak_rss_mib": peak_mib,
         "server_exit_code": exit_code,
         "load_failure": load_failure,
@@ -112,8 +118,8 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
         f"beside/alone {ratio:.2f} (alone {alone.result.fps:,.0f}/s)"
         if ratio is not None
         else "beside/alone —",
-        f"answered {share:.1%}" if share is not None else "answered —",
-        f"server peak RSS {peak_mib:,.0f} MiB",
+        f"answered {share:.1%} (drain included)" if share is not None else "answered —",
+        f"server RSS {before_mib:,.0f} → peak {peak_mib:,.0f} MiB",
     ]
     if exit_code is not None:
         notes.append(f"SERVER DIED (exit code {exit_code})")
@@ -125,7 +131,7 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
         refused = ", ".join(f"{k} {v}" for k, v in sorted(attack.refused.items())) or "none"
         notes.append(
             f"attack: {attack.sent} {attack.unit} sent, {attack.answered} answered, "
-            f"refused: {refused}"
+            f"ended or refused: {refused}"
         )
     else:
         notes.append(f"attack failed: {attack_failure}")

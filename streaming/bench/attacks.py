@@ -25,11 +25,12 @@ import contextlib
 import itertools
 import json
 import logging
+import signal
 import struct
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,7 +38,14 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from client import AsyncStream, AsyncStreamClient, ClassifierClientError, Delivery, EncodedFrame
+from client import (
+    AsyncStream,
+    AsyncStreamClient,
+    ClassifierClientError,
+    Delivery,
+    EncodedFrame,
+    encode_frame,
+)
 from client import Encoding as WireEncoding
 from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 from client.api.v1 import stream_classifier_pb2 as pb
@@ -59,7 +67,9 @@ LEGACY_CALLERS = 4
 LEGACY_IMAGES = 2000
 LEGACY_SIDE = 8
 LEGACY_SHORT_DEADLINE_S = 0.05
+LEGACY_SHORT_EVERY = 3  # every third call has the short deadline
 IN_FLIGHT = 2  # unanswered frames per attacking stream: its client holds no more copies
+_REOPEN_PAUSE_S = 0.05  # after the server ends a call, before the next: persistent, not a spin
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 1 << 30),
     ("grpc.max_receive_message_length", 1 << 30),
@@ -206,7 +216,8 @@ async def _push_frames(
         except (asyncio.TimeoutError, TimeoutError):
             pass  # the time is up
         except ClassifierClientError:
-            pass  # the server ended the stream: the reader counted how; open another
+            # The server ended the stream (the reader counted how): open another, without a spin.
+            await asyncio.sleep(_REOPEN_PAUSE_S)
         finally:
             await stream.close()
             with contextlib.suppress(asyncio.CancelledError):
@@ -235,8 +246,7 @@ async def _with_client(
         await work(client)
 
 
-async def _large_raw(spec: AttackSpec, clock: _Clock) -> _Tally:
-    tally = _Tally("frames")
+async def _large_raw(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
     side = LARGE_RAW_SIDE
     frame = EncodedFrame(WireEncoding.RAW_RGB, bytes(side * side * 3), side, side, 3)
 
@@ -246,11 +256,9 @@ async def _large_raw(spec: AttackSpec, clock: _Clock) -> _Tally:
         )
 
     await _with_client(spec, clock, work)
-    return tally
 
 
-async def _png_bombs(spec: AttackSpec, clock: _Clock) -> _Tally:
-    tally = _Tally("frames")
+async def _png_bombs(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
     huge, large = BOMB_SIDES
     bombs = [
         EncodedFrame(WireEncoding.PNG, png_bomb(huge, rows=64)),
@@ -263,11 +271,9 @@ async def _png_bombs(spec: AttackSpec, clock: _Clock) -> _Tally:
         )
 
     await _with_client(spec, clock, work)
-    return tally
 
 
-async def _cancel_storm(spec: AttackSpec, clock: _Clock) -> _Tally:
-    tally = _Tally("streams")
+async def _cancel_storm(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
 
     async def worker(client: AsyncStreamClient, frame: EncodedFrame) -> None:
         while clock.left > 0:
@@ -278,6 +284,7 @@ async def _cancel_storm(spec: AttackSpec, clock: _Clock) -> _Tally:
                     await stream.send(frame, timeout=max(clock.left, 0.01))
             except ClassifierClientError as exc:
                 tally.refuse(exc)
+                await asyncio.sleep(_REOPEN_PAUSE_S)
             except TimeoutError:
                 pass  # the time is up
             finally:
@@ -291,13 +298,11 @@ async def _cancel_storm(spec: AttackSpec, clock: _Clock) -> _Tally:
         await asyncio.gather(*(worker(client, frame) for _ in range(CANCEL_WORKERS)))
 
     await _with_client(spec, clock, work)
-    return tally
 
 
 def _model_frame(size: tuple[int, int]) -> EncodedFrame:
-    width, height = size
-    pixels = synthetic_image((width, height))
-    return EncodedFrame(WireEncoding.RAW_RGB, pixels.tobytes(), width, height, 3)
+    """A well-formed RAW frame of the model's input size."""
+    return encode_frame(synthetic_image(size))
 
 
 # -- attacks below the client: calls it would never make ---------------------------------------
@@ -321,8 +326,7 @@ async def _model_info(stub: pb_grpc.StreamClassifierStub) -> pb.ModelInfo:
     return await stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=60.0, wait_for_ready=True)
 
 
-async def _never_reading(spec: AttackSpec, clock: _Clock) -> _Tally:
-    tally = _Tally("frames")
+async def _never_reading(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
     async with grpc.aio.insecure_channel(spec.address, options=_CHANNEL_OPTIONS) as channel:
         stub = pb_grpc.StreamClassifierStub(channel)
         info = await _model_info(stub)
@@ -348,17 +352,16 @@ async def _never_reading(spec: AttackSpec, clock: _Clock) -> _Tally:
                     # Waits for the call's end, not its answers: those are never read.
                     await asyncio.wait_for(call.code(), clock.left)
                     tally.refused[(await call.code()).name] += 1
+                    await asyncio.sleep(_REOPEN_PAUSE_S)  # the server ended it: open another
                 except asyncio.TimeoutError:
                     pass
                 finally:
                     call.cancel()
 
         await asyncio.gather(*(one_stream() for _ in range(NEVER_READING_STREAMS)))
-    return tally
 
 
-async def _no_config_flood(spec: AttackSpec, clock: _Clock) -> _Tally:
-    tally = _Tally("streams")
+async def _no_config_flood(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
     channels = [
         grpc.aio.insecure_channel(spec.address, options=_CHANNEL_OPTIONS)
         for _ in range(NO_CONFIG_CHANNELS)
@@ -381,7 +384,7 @@ async def _no_config_flood(spec: AttackSpec, clock: _Clock) -> _Tally:
                     await asyncio.wait_for(call.code(), clock.left)
                     code = await call.code()
                     tally.refused[code.name] += 1
-                    await asyncio.sleep(0.05)  # the server ended it: open another, not a spin
+                    await asyncio.sleep(_REOPEN_PAUSE_S)  # the server ended it: open another
                 except asyncio.TimeoutError:
                     pass
                 finally:
@@ -393,11 +396,9 @@ async def _no_config_flood(spec: AttackSpec, clock: _Clock) -> _Tally:
         time_up.set()
         for channel in channels:
             await channel.close()
-    return tally
 
 
-async def _legacy_flood(spec: AttackSpec, clock: _Clock) -> _Tally:
-    tally = _Tally("calls")
+async def _legacy_flood(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
     images = np.random.default_rng(3).integers(
         0, 256, (LEGACY_IMAGES, LEGACY_SIDE, LEGACY_SIDE, 3), dtype=np.uint8
     )
@@ -419,7 +420,7 @@ async def _legacy_flood(spec: AttackSpec, clock: _Clock) -> _Tally:
             calls = 0
             while clock.left > 0:
                 calls += 1
-                short = calls % 3 == 0
+                short = calls % LEGACY_SHORT_EVERY == 0
                 timeout = LEGACY_SHORT_DEADLINE_S if short else clock.left
                 tally.sent += 1
                 try:
@@ -429,16 +430,30 @@ async def _legacy_flood(spec: AttackSpec, clock: _Clock) -> _Tally:
                     tally.refuse(exc)
 
         await asyncio.gather(*(caller(i) for i in range(LEGACY_CALLERS)))
-    return tally
 
 
-ATTACKS: dict[str, Callable[[AttackSpec, _Clock], Awaitable[_Tally]]] = {
-    "large_raw": _large_raw,
-    "png_bombs": _png_bombs,
-    "never_reading": _never_reading,
-    "no_config_flood": _no_config_flood,
-    "cancel_storm": _cancel_storm,
-    "legacy_flood": _legacy_flood,
+# Each attack, and what its ``sent`` counts.
+ATTACKS: dict[
+    str, tuple[str, Callable[[AttackSpec, _Clock, _Tally], Coroutine[Any, Any, None]]]
+] = {
+    "large_raw": ("frames", _large_raw),
+    "png_bombs": ("frames", _png_bombs),
+    "never_reading": ("frames", _never_reading),
+    "no_config_flood": ("streams", _no_config_flood),
+    "cancel_storm": ("streams", _cancel_storm),
+    "legacy_flood": ("calls", _legacy_flood),
+}
+
+# What each attack does, for the table.
+ATTACK_SETUPS = {
+    "large_raw": f"{LARGE_RAW_STREAMS} streams of {LARGE_RAW_SIDE}x{LARGE_RAW_SIDE} RAW, LOSSLESS",
+    "png_bombs": " and ".join(f"{s}x{s}" for s in BOMB_SIDES)
+    + f" PNG bombs on {BOMB_STREAMS} streams, again and again",
+    "never_reading": f"{NEVER_READING_STREAMS} LOSSLESS streams that never read an answer",
+    "no_config_flood": f"{NO_CONFIG_STREAMS} streams that never send their config",
+    "cancel_storm": f"{CANCEL_WORKERS} workers: open a stream, send {CANCEL_FRAMES} frames, cancel",
+    "legacy_flood": f"{LEGACY_CALLERS} old-API callers, {LEGACY_IMAGES} {LEGACY_SIDE}x{LEGACY_SIDE}"
+    f" images a call, 1 in {LEGACY_SHORT_EVERY} with a {LEGACY_SHORT_DEADLINE_S * 1000:.0f} ms deadline",
 }
 
 
@@ -448,10 +463,23 @@ def _announce(clock: _Clock) -> None:
     print("attacking", flush=True)  # noqa: T201 - the process's output is read by the suite
 
 
-async def run_attack(spec: AttackSpec) -> AttackResult:
-    """Run one attack for ``spec.duration_s`` (its payloads are made before the clock starts)."""
+async def run_attack(spec: AttackSpec, stop: asyncio.Event | None = None) -> AttackResult:
+    """Run one attack for ``spec.duration_s`` at most, or until ``stop`` is set.
+
+    Its payloads are made before the clock starts; on ``stop`` the attack is cancelled, and
+    closes its calls on the way out.
+    """
+    unit, attack = ATTACKS[spec.kind]
     clock = _Clock(spec.duration_s)
-    tally = await ATTACKS[spec.kind](spec, clock)
+    tally = _Tally(unit)
+    work = asyncio.create_task(attack(spec, clock, tally))
+    if stop is not None:
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
     return AttackResult(
         kind=spec.kind,
         unit=tally.unit,
@@ -462,11 +490,18 @@ async def run_attack(spec: AttackSpec) -> AttackResult:
     )
 
 
+async def _until_terminated(spec: AttackSpec) -> AttackResult:
+    """The process's attack: SIGTERM (the suite's load is done) ends it early, with a result."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    return await run_attack(spec, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="attack: %(message)s")
     spec = AttackSpec.from_json(args[0])
-    result = asyncio.run(run_attack(spec))
+    result = asyncio.run(_until_terminated(spec))
     print(result.to_json(), flush=True)  # noqa: T201 - the process's output is this JSON
     return 0
 

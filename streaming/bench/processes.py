@@ -175,6 +175,12 @@ class ChildProcess:
             self.rss.start()
         return self
 
+    def ask_to_stop(self) -> None:
+        """SIGTERM: a server drains and exits, a worker ends early and prints its result."""
+        assert self._process is not None
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+
     def wait_json(self, timeout_s: float) -> dict[str, Any]:
         """Wait (bounded) for the process to end on its own; the JSON line it printed last."""
         assert self._process is not None
