@@ -71,7 +71,6 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
     tag = f"attack-{kind}"
     rss = server.process.rss
     assert rss is not None  # servers are always sampled
-    before_mib = rss.samples[-1][2] / 2**20 if rss.samples else 0.0
     rss.phase = tag
     spec = _spec(h, server)
     # At most as long as the load may take; stopped as soon as the load is done.
@@ -95,6 +94,8 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
             attack = AttackResult.from_json(attacker.wait_json(60.0))
         except BenchError as exc:
             attack_failure = str(exc)
+    during = rss.series(tag)
+    before_mib = during[0][1] / 2**20 if during else 0.0  # the idle server, as the attack began
     peak_mib = max(rss.peak(tag), rss.peak(f"{tag} done")) / 2**20
     rss.phase = f"{tag} over"
     exit_code = server.process.exit_code  # None: it survived

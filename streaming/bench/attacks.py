@@ -69,6 +69,7 @@ LEGACY_SIDE = 8
 LEGACY_SHORT_DEADLINE_S = 0.05
 LEGACY_SHORT_EVERY = 3  # every third call has the short deadline
 IN_FLIGHT = 2  # unanswered frames per attacking stream: its client holds no more copies
+_CLOSE_TIMEOUT_S = 20.0
 _REOPEN_PAUSE_S = 0.05  # after the server ends a call, before the next: persistent, not a spin
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 1 << 30),
@@ -473,13 +474,18 @@ async def run_attack(spec: AttackSpec, stop: asyncio.Event | None = None) -> Att
     clock = _Clock(spec.duration_s)
     tally = _Tally(unit)
     work = asyncio.create_task(attack(spec, clock, tally))
-    if stop is not None:
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        work.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await work
+    stopped = asyncio.create_task((stop or asyncio.Event()).wait())
+    # The attack ends itself at its duration (after connecting); ``stop`` cancels it sooner.
+    await asyncio.wait(
+        {work, stopped}, timeout=spec.duration_s + 60.0, return_when=asyncio.FIRST_COMPLETED
+    )
+    stopped.cancel()
+    work.cancel()
+    # Closing calls on a saturated server can be slow: the result does not wait for it forever.
+    await asyncio.wait({work}, timeout=_CLOSE_TIMEOUT_S)
+    error = work.exception() if work.done() and not work.cancelled() else None
+    if error is not None:
+        raise error
     return AttackResult(
         kind=spec.kind,
         unit=tally.unit,

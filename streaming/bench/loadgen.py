@@ -168,21 +168,27 @@ async def _receive(
 ) -> None:
     state = progress[key]  # [next expected seq, frames dropped so far, answers without error]
     lossless = spec.delivery == "lossless"
-    async for prediction in stream:
-        now = time.perf_counter_ns()
-        if prediction.error is not None:
-            meter.errors += 1
-        else:
-            state[2] += 1
-        if lossless and prediction.seq != state[0]:
-            meter.lost_lossless += abs(prediction.seq - state[0])
-        state[0] = prediction.seq + 1
-        state[1] = prediction.dropped_frames
-        meter.on_answer(
-            now - prediction.capture_time_us * 1000, prediction.batch_size, prediction.inference_us
-        )
+    try:
+        async for prediction in stream:
+            now = time.perf_counter_ns()
+            if prediction.error is not None:
+                meter.errors += 1
+            else:
+                state[2] += 1
+            if lossless and prediction.seq != state[0]:
+                meter.lost_lossless += abs(prediction.seq - state[0])
+            state[0] = prediction.seq + 1
+            state[1] = prediction.dropped_frames
+            meter.on_answer(
+                now - prediction.capture_time_us * 1000,
+                prediction.batch_size,
+                prediction.inference_us,
+            )
+            if room is not None:
+                room.release()
+    finally:
         if room is not None:
-            room.release()
+            room.release()  # a sender waiting for room wakes and finds the stream ended
 
 
 async def run_load(spec: LoadSpec) -> dict[str, object]:
