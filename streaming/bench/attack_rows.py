@@ -10,7 +10,7 @@ dies is reported in its row, as is a load it stopped serving.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 from streaming.bench.attacks import ATTACK_SETUPS, ATTACKS, AttackResult, AttackSpec
 from streaming.bench.harness import (
@@ -43,7 +43,7 @@ def attack_rows(h: Harness, add_row: RowRecorder) -> None:
 
 def _attack_on_fresh_server(h: Harness, kind: str, alone: LoadRun) -> Row:
     with h.serving(f"attack-{kind}", *_flags(h)) as server:
-        return _attack_row(h, server, kind, alone)
+        return _attack_row(h, _measure(h, server, kind), alone)
 
 
 def _flags(h: Harness) -> list[str]:
@@ -67,7 +67,21 @@ def _baseline_row(h: Harness, alone: LoadRun) -> Row:
     )
 
 
-def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) -> Row:
+@dataclass(frozen=True)
+class AttackOutcome:
+    """The load beside one attack, the attack's own account, and the server's state."""
+
+    kind: str
+    beside: LoadRun | None  # None: the load failed (``load_failure`` says how)
+    attack: AttackResult | None  # None: the attack process failed (``attack_failure``)
+    load_failure: str
+    attack_failure: str
+    rss_before_mib: float  # the idle server, as the attack began
+    rss_peak_mib: float
+    server_exit_code: int | None  # None: the server survived
+
+
+def _measure(h: Harness, server: ServerUnderTest, kind: str) -> AttackOutcome:
     tag = f"attack-{kind}"
     rss = server.process.rss
     assert rss is not None  # servers are always sampled
@@ -76,8 +90,8 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
     # At most as long as the load may take; stopped as soon as the load is done.
     attack_spec = AttackSpec(kind, server.address, deadline_s(spec.warmup_s + spec.duration_s))
     beside: LoadRun | None = None
-    load_failure = attack_failure = ""
     attack: AttackResult | None = None
+    load_failure = attack_failure = ""
     attacker = ChildProcess(
         python_module("streaming.bench.attacks", attack_spec.to_json()),
         "attacking",
@@ -95,13 +109,25 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
         except BenchError as exc:
             attack_failure = str(exc)
     during = rss.series(tag)
-    before_mib = during[0][1] / 2**20 if during else 0.0  # the idle server, as the attack began
-    peak_mib = max(rss.peak(tag), rss.peak(f"{tag} done")) / 2**20
+    peak = max(rss.peak(tag), rss.peak(f"{tag} done"))
     rss.phase = f"{tag} over"
-    exit_code = server.process.exit_code  # None: it survived
+    exit_code = server.process.exit_code
     if exit_code is not None:
         logger.error("the server died during attack %s (exit code %s)", kind, exit_code)
+    return AttackOutcome(
+        kind=kind,
+        beside=beside,
+        attack=attack,
+        load_failure=load_failure,
+        attack_failure=attack_failure,
+        rss_before_mib=during[0][1] / 2**20 if during else 0.0,
+        rss_peak_mib=peak / 2**20,
+        server_exit_code=exit_code,
+    )
 
+
+def _attack_row(h: Harness, outcome: AttackOutcome, alone: LoadRun) -> Row:
+    beside, attack = outcome.beside, outcome.attack
     ratio = beside.result.fps / alone.result.fps if beside and alone.result.fps else None
     share = _answered_share(beside) if beside else None
     extra = {
@@ -109,25 +135,25 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
         "alone_fps": alone.result.fps,
         "throughput_ratio": ratio,
         "answered_share": share,
-        "server_rss_before_mib": before_mib,
-        "server_peak_rss_mib": peak_mib,
-        "server_exit_code": exit_code,
-        "load_failure": load_failure,
-        "attack_failure": attack_failure,
+        "server_rss_before_mib": outcome.rss_before_mib,
+        "server_peak_rss_mib": outcome.rss_peak_mib,
+        "server_exit_code": outcome.server_exit_code,
+        "load_failure": outcome.load_failure,
+        "attack_failure": outcome.attack_failure,
     }
     notes = [
         f"beside/alone {ratio:.2f} (alone {alone.result.fps:,.0f}/s)"
         if ratio is not None
         else "beside/alone —",
         f"answered {share:.1%} (drain included)" if share is not None else "answered —",
-        f"server RSS {before_mib:,.0f} → peak {peak_mib:,.0f} MiB",
+        f"server RSS {outcome.rss_before_mib:,.0f} → peak {outcome.rss_peak_mib:,.0f} MiB",
     ]
-    if exit_code is not None:
-        notes.append(f"SERVER DIED (exit code {exit_code})")
+    if outcome.server_exit_code is not None:
+        notes.append(f"SERVER DIED (exit code {outcome.server_exit_code})")
     if beside is not None and beside.result.failed_streams:
         notes.append(f"{beside.result.failed_streams} streams ended by the server")
-    if load_failure:
-        notes.append(f"LOAD FAILED: {load_failure}")
+    if outcome.load_failure:
+        notes.append(f"LOAD FAILED: {outcome.load_failure}")
     if attack is not None:
         refused = ", ".join(f"{k} {v}" for k, v in sorted(attack.refused.items())) or "none"
         notes.append(
@@ -135,12 +161,12 @@ def _attack_row(h: Harness, server: ServerUnderTest, kind: str, alone: LoadRun) 
             f"ended or refused: {refused}"
         )
     else:
-        notes.append(f"attack failed: {attack_failure}")
-    name = f"9. Beside attack: {kind.replace('_', ' ')}"
-    setup = f"{ATTACK_SETUPS[kind]}; {h.s.attack_streams} well-behaved LOSSLESS streams beside it"
+        notes.append(f"ATTACK FAILED: {outcome.attack_failure}")
+    key, name = f"attack_{outcome.kind}", f"9. Beside attack: {outcome.kind.replace('_', ' ')}"
+    setup = f"{ATTACK_SETUPS[outcome.kind]}; {h.s.attack_streams} well-behaved LOSSLESS streams beside it"
     if beside is None:
-        return Row(key=f"attack_{kind}", name=name, setup=setup, extra=extra, note="; ".join(notes))
-    return replace(load_row(f"attack_{kind}", name, setup, beside, **extra), note="; ".join(notes))
+        return Row(key=key, name=name, setup=setup, extra=extra, note="; ".join(notes))
+    return replace(load_row(key, name, setup, beside, **extra), note="; ".join(notes))
 
 
 def _answered_share(run: LoadRun) -> float | None:
