@@ -17,6 +17,16 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _rows(
+    listed: str, attacks: bool, all_rows: tuple[int, ...], attack_row: int
+) -> tuple[int, ...]:
+    """``--rows`` and ``--attacks``: neither means every row; ``--attacks`` alone, row 9 only."""
+    rows = tuple(int(r) for r in listed.split(",")) if listed else ()
+    if attacks:
+        return (*rows, attack_row)
+    return rows or all_rows
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ServerConfig()
     parser.add_argument(
@@ -62,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rows", default="", help="only these rows, e.g. 1,2,3 (row 1 always runs)"
     )
     parser.add_argument(
+        "--attacks",
+        action="store_true",
+        help="the attack rows (row 9: an 8-stream load beside each attack); alone, or added to --rows",
+    )
+    parser.add_argument(
         "--no-profile",
         action="store_true",
         help="skip the whole-machine perf profile of rows 3, 5 @32 and 7 (used when perf works)",
@@ -83,7 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from streaming.bench import report
     from streaming.bench.processes import BenchError
-    from streaming.bench.suite import ALL_ROWS, BenchSettings, Suite
+    from streaming.bench.settings import ALL_ROWS, ATTACK_ROW, BenchSettings
+    from streaming.bench.suite import Suite
 
     settings = BenchSettings(
         model_path=args.model,
@@ -91,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
         work_dir=args.work_dir,
-        rows=tuple(int(r) for r in args.rows.split(",")) if args.rows else ALL_ROWS,
+        rows=_rows(args.rows, args.attacks, ALL_ROWS, ATTACK_ROW),
         profile=not args.no_profile,
     )
     if args.quick:

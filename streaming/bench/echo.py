@@ -77,7 +77,7 @@ async def serve(port: int, answer_bytes: int) -> None:
 async def _one_stream(
     channel: grpc.aio.Channel, spec: EchoSpec, payload: bytes, meter: Meter, stop_ns: int
 ) -> None:
-    call = channel.stream_stream(METHOD)()
+    call: grpc.aio.StreamStreamCall[bytes, bytes] = channel.stream_stream(METHOD)()
     sent_at: deque[int] = deque()
     room = asyncio.Semaphore(spec.in_flight)
 
@@ -90,7 +90,8 @@ async def _one_stream(
         await call.done_writing()
 
     task = asyncio.create_task(writer())
-    while (answer := await call.read()) is not grpc.aio.EOF:
+    # EOF is a sentinel object, not bytes: the isinstance test ends the loop and types `answer`.
+    while isinstance(answer := await call.read(), bytes):
         assert len(answer) == spec.answer_bytes
         meter.on_answer(time.perf_counter_ns() - sent_at.popleft())
         room.release()

@@ -17,7 +17,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from client import AsyncStream, AsyncStreamClient, Delivery, EncodedFrame, encode_frame
+from client import (
+    AsyncStream,
+    AsyncStreamClient,
+    ClassifierClientError,
+    Delivery,
+    EncodedFrame,
+    encode_frame,
+)
 from streaming.bench.meter import Meter
 
 logger = logging.getLogger(__name__)
@@ -38,6 +45,8 @@ class LoadSpec:
         drain_s: how long to wait after the window for LOSSLESS answers still owed.
         in_flight: closed loop only: most unanswered frames per stream (0: only the client's
             queue and the server's flow control limit it, which buffers streams x 3 x max_batch).
+        keep_going: a stream the server ends stops alone (counted in ``failed_streams``)
+            instead of failing the run: for loads measured beside an attack.
     """
 
     address: str
@@ -52,6 +61,7 @@ class LoadSpec:
     window: int = 5
     slices: int = 5
     in_flight: int = 0
+    keep_going: bool = False
 
     def __post_init__(self) -> None:
         if self.delivery not in ("lossless", "live") or self.wire not in ("raw", "jpeg"):
@@ -156,21 +166,29 @@ async def _receive(
     key: int,
     room: asyncio.Semaphore | None,
 ) -> None:
-    state = progress[key]  # [next expected seq, frames dropped so far]
+    state = progress[key]  # [next expected seq, frames dropped so far, answers without error]
     lossless = spec.delivery == "lossless"
-    async for prediction in stream:
-        now = time.perf_counter_ns()
-        if prediction.error is not None:
-            meter.errors += 1
-        if lossless and prediction.seq != state[0]:
-            meter.lost_lossless += abs(prediction.seq - state[0])
-        state[0] = prediction.seq + 1
-        state[1] = prediction.dropped_frames
-        meter.on_answer(
-            now - prediction.capture_time_us * 1000, prediction.batch_size, prediction.inference_us
-        )
+    try:
+        async for prediction in stream:
+            now = time.perf_counter_ns()
+            if prediction.error is not None:
+                meter.errors += 1
+            else:
+                state[2] += 1
+            if lossless and prediction.seq != state[0]:
+                meter.lost_lossless += abs(prediction.seq - state[0])
+            state[0] = prediction.seq + 1
+            state[1] = prediction.dropped_frames
+            meter.on_answer(
+                now - prediction.capture_time_us * 1000,
+                prediction.batch_size,
+                prediction.inference_us,
+            )
+            if room is not None:
+                room.release()
+    finally:
         if room is not None:
-            room.release()
+            room.release()  # a sender waiting for room wakes and finds the stream ended
 
 
 async def run_load(spec: LoadSpec) -> dict[str, object]:
@@ -187,7 +205,7 @@ async def run_load(spec: LoadSpec) -> dict[str, object]:
         start = time.perf_counter_ns() + int(spec.warmup_s * 1e9)
         stop = start + int(spec.duration_s * 1e9)
         meter = Meter(start, stop, spec.slices)
-        progress = {i: [0, 0] for i in range(len(streams))}
+        progress = {i: [0, 0, 0] for i in range(len(streams))}
         rooms = [
             asyncio.Semaphore(spec.in_flight) if spec.in_flight and not spec.rate_fps else None
             for _ in streams
@@ -201,7 +219,12 @@ async def run_load(spec: LoadSpec) -> dict[str, object]:
             asyncio.create_task(_send(s, payload, spec, meter, i, stop, rooms[i]))
             for i, s in enumerate(streams)
         ]
-        await asyncio.gather(*senders)
+        outcomes = await asyncio.gather(*senders, return_exceptions=spec.keep_going)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        for exc in failed:
+            if not isinstance(exc, ClassifierClientError):
+                raise exc
+            logger.warning("a stream failed: %s", exc)
         cpu_s = time.process_time() - cpu_start
         for stream in streams:
             await stream.close_send()
@@ -227,6 +250,10 @@ async def run_load(spec: LoadSpec) -> dict[str, object]:
         # The load generator's own CPU (warm-up included): what it takes from the server's cores.
         result["loadgen_cores"] = cpu_s / (spec.warmup_s + spec.duration_s)
         result["unanswered_after_drain"] = unanswered if spec.delivery == "lossless" else 0
+        # Over the whole run, warm-up and drain included: the share of frames answered.
+        result["sent_total"] = sum(stream.sent for stream in streams)
+        result["answered_total"] = sum(state[2] for state in progress.values())
+        result["failed_streams"] = len(failed)
         return result
 
 

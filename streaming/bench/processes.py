@@ -1,4 +1,4 @@
-"""Child processes of the benchmark: servers (with an RSS sampler) and one-shot workers.
+"""Child processes of the benchmark: servers (with an RSS sampler), attacks and one-shot workers.
 
 Every child runs with a deadline and is terminated, then killed, when it overruns, so a hung
 server or client can never make ``bench`` run unbounded.
@@ -41,6 +41,18 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def cpu_ticks(stat_text: str) -> int:
+    """User + system clock ticks from the text of ``/proc/PID/stat``."""
+    fields = stat_text.rsplit(")", 1)[1].split()  # the command name may hold spaces
+    return int(fields[11]) + int(fields[12])
+
+
+def last_json_line(output: bytes) -> dict[str, Any] | None:
+    """The JSON object a worker prints last on stdout, or None if it printed nothing."""
+    lines = output.decode(errors="replace").strip().splitlines()
+    return dict(json.loads(lines[-1])) if lines else None
+
+
 def run_json(args: list[str], timeout_s: float, log_path: Path) -> dict[str, Any]:
     """Run a worker that prints one JSON line last; its stderr goes to ``log_path``."""
     logger.debug("running %s", " ".join(args))
@@ -58,10 +70,10 @@ def run_json(args: list[str], timeout_s: float, log_path: Path) -> dict[str, Any
             raise BenchError(
                 f"{args[2]} overran its {timeout_s:.0f} s deadline (log: {log_path})"
             ) from exc
-    lines = done.stdout.decode().strip().splitlines()
-    if done.returncode != 0 or not lines:
+    data = last_json_line(done.stdout)
+    if done.returncode != 0 or data is None:
         raise BenchError(f"{args[2]} failed with exit code {done.returncode} (log: {log_path})")
-    return dict(json.loads(lines[-1]))
+    return data
 
 
 @dataclass
@@ -93,8 +105,7 @@ class RssSampler:
         while not self._stop.wait(self.period_s):
             try:
                 resident = int(statm.read_text().split()[1]) * page
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                cpu = (int(fields[11]) + int(fields[12])) / hz
+                cpu = cpu_ticks(stat.read_text()) / hz
             except (OSError, IndexError, ValueError):
                 return  # the process ended
             self.samples.append((time.monotonic(), self.phase, resident))
@@ -115,35 +126,76 @@ class RssSampler:
         return [(t, rss) for t, p, rss in self.samples if p == phase]
 
 
-class ChildServer:
-    """A server process started from ``args``; ready once a line containing ``ready_text`` appears."""
+class ChildProcess:
+    """A process started from ``args`` (a server, an attack); ready once ``ready_text`` appears.
+
+    Its memory is sampled while it runs (``sample_rss``); leaving the ``with`` block stops it.
+    A worker that ends on its own and prints a JSON line last is awaited with :meth:`wait_json`.
+    """
 
     def __init__(
-        self, args: list[str], ready_text: str, log_path: Path, start_timeout_s: float = 120.0
+        self,
+        args: list[str],
+        ready_text: str,
+        log_path: Path,
+        start_timeout_s: float = 120.0,
+        *,
+        sample_rss: bool = True,
     ) -> None:
         self.args = args
         self._ready_text = ready_text
         self._log_path = log_path
         self._timeout = start_timeout_s
+        self._sample_rss = sample_rss
         self._process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
         self.rss: RssSampler | None = None
         self._drainer: threading.Thread | None = None
+        self._output = bytearray()  # stdout after the ready line: a worker's JSON comes last
 
     @property
     def pid(self) -> int:
         assert self._process is not None
         return self._process.pid
 
-    def __enter__(self) -> ChildServer:
+    @property
+    def exit_code(self) -> int | None:
+        """None while the process runs (a server that crashed has one)."""
+        assert self._process is not None
+        return self._process.poll()
+
+    def __enter__(self) -> ChildProcess:
         self._log = self._log_path.open("ab")
         self._process = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=self._log, env=child_env()
         )
         self._wait_ready()
-        self.rss = RssSampler(self._process.pid)
-        self.rss.start()
+        if self._sample_rss:
+            self.rss = RssSampler(self._process.pid)
+            self.rss.start()
         return self
+
+    def ask_to_stop(self) -> None:
+        """SIGTERM: a server drains and exits, a worker ends early and prints its result."""
+        assert self._process is not None
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+
+    def wait_json(self, timeout_s: float) -> dict[str, Any]:
+        """Wait (bounded) for the process to end on its own; the JSON line it printed last."""
+        assert self._process is not None
+        try:
+            code = self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(
+                f"{self.args[2]} overran its {timeout_s:.0f} s deadline (log: {self._log_path})"
+            ) from exc
+        if self._drainer is not None:
+            self._drainer.join(timeout=5)  # ends at EOF, once the child has exited
+        data = last_json_line(bytes(self._output))
+        if code != 0 or data is None:
+            raise BenchError(f"{self.args[2]} failed with exit code {code} (log: {self._log_path})")
+        return data
 
     def _wait_ready(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -161,17 +213,19 @@ class ChildServer:
                 break
             seen += chunk
             if self._ready_text.encode() in seen:
+                self._output += seen.split(self._ready_text.encode(), 1)[1]
                 # Keep draining stdout so the child never blocks on a full pipe.
                 self._drainer = threading.Thread(target=self._drain_stdout, daemon=True)
                 self._drainer.start()
                 return
         self.__exit__(None, None, None)
-        raise BenchError(f"server did not start: {' '.join(self.args)} (log: {self._log_path})")
+        raise BenchError(f"{' '.join(self.args)} did not start (log: {self._log_path})")
 
     def _drain_stdout(self) -> None:
         assert self._process is not None and self._process.stdout is not None
-        while os.read(self._process.stdout.fileno(), 4096):
-            pass
+        while chunk := os.read(self._process.stdout.fileno(), 4096):
+            self._output += chunk
+            del self._output[: -(1 << 20)]  # a chatty server must not grow this without bound
 
     def __exit__(
         self,

@@ -48,6 +48,10 @@ class LoadResult:
     mean_model_ms: float = 0.0  # mean duration of one model call
     # p99 of the latency over each successive slice of the window: shows whether it grows.
     p99_by_slice_ms: tuple[float, ...] = ()
+    # Over the whole run (warm-up and drain included), for the load beside an attack.
+    sent_total: int = 0
+    answered_total: int = 0  # answers without an error
+    failed_streams: int = 0  # streams the server ended (LoadSpec.keep_going)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

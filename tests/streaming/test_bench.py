@@ -5,15 +5,18 @@ No benchmark number is asserted: the numbers depend on the machine, not on the c
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from streaming.bench.attacks import ATTACKS, AttackResult, AttackSpec, run_attack
 from streaming.cli import main
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow]
+QUICK = ("--quick", "--no-profile", "--warmup", "0.1", "--duration", "0.5", "--max-batch", "8")
 
 ROW_NAMES = (
     "1. Model limit",
@@ -29,6 +32,7 @@ ROW_NAMES = (
 )
 
 
+@pytest.mark.timeout(300)
 def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> None:
     # given: a hand-written note outside the generated block, which a rerun must keep
     markdown, json_path = tmp_path / "BENCHMARKS.md", tmp_path / "BENCHMARKS.json"
@@ -41,6 +45,8 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
         [
             "bench",
             "--quick",
+            "--rows",
+            "1,2,3,4,5,6,7,8",
             "--model",
             str(tiny_model.model_path),
             "--warmup",
@@ -85,5 +91,61 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
     ):
         assert by_key[key]["fps"] > 0
     assert by_key["classify"]["extra"]["in_order"] is True
+
     assert all(t["met"] in (True, False, None) for t in data["targets"])
     assert data["machine"]["cores"] >= 1
+
+
+@pytest.mark.timeout(600)
+def test_attack_rows_measure_the_load_beside_each_attack(tiny_model: Any, tmp_path: Path) -> None:
+    # when: only the attack group (row 1 always runs)
+    json_path = tmp_path / "BENCHMARKS.json"
+    code = main(
+        [
+            "bench",
+            *QUICK,
+            "--attacks",
+            "--model",
+            str(tiny_model.model_path),
+            "--markdown",
+            str(tmp_path / "BENCHMARKS.md"),
+            "--json",
+            str(json_path),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+
+    # then: a row per attack, whatever the server did (a server that fails an attack is a finding)
+    data = json.loads(json_path.read_text())
+    assert code == 0 and data["failures"] == []
+    by_key = {row["key"]: row for row in data["rows"]}
+    assert set(by_key) == {"model", "attack_baseline", *(f"attack_{kind}" for kind in ATTACKS)}
+    alone = by_key["attack_baseline"]["fps"]
+    assert alone > 0
+    for kind in ATTACKS:
+        row = by_key[f"attack_{kind}"]
+        assert row["name"] == f"9. Beside attack: {kind.replace('_', ' ')}"
+        assert row["extra"]["alone_fps"] == alone
+        assert row["extra"]["server_peak_rss_mib"] > 0
+        assert row["extra"]["attack"]["kind"] == kind
+        assert row["extra"]["attack"]["sent"] > 0
+        assert row["note"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["cancel_storm", "legacy_flood"])
+def test_attack_generator_reports_what_it_did(server: Any, kind: str) -> None:
+    # given: a real server on loopback, and one attack bounded to 2 s
+    spec = AttackSpec(kind, server.address, duration_s=2.0)
+
+    # when
+    result = asyncio.run(run_attack(spec))
+
+    # then: the JSON the suite reads comes back whole, and the counts add up
+    assert AttackResult.from_json(json.loads(result.to_json())) == result
+    assert result.kind == kind and result.unit in ("streams", "calls")
+    assert result.sent > 0
+    assert 0 <= result.answered <= result.sent
+    assert all(count > 0 for count in result.refused.values())
+    assert result.seconds >= spec.duration_s

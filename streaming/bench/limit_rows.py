@@ -1,0 +1,157 @@
+"""Rows 1-4: the limits the server is measured against (the model alone, the gRPC transport
+alone), the server's own cost with a no-op model, and one model call per frame."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streaming.bench.echo import EchoSpec
+from streaming.bench.harness import (
+    Harness,
+    LoadRun,
+    ModelUnderTest,
+    ServerUnderTest,
+    deadline_s,
+    load_row,
+)
+from streaming.bench.processes import ChildProcess, free_port, python_module, run_json
+from streaming.bench.results import Latency, LoadResult, Row
+
+
+def model_limit(h: Harness) -> tuple[Row, dict[str, Any]]:
+    """Row 1, in its own process: sets the harness's model; also returns the per-batch data."""
+    build = h.s.model_path is None
+    path = h.s.model_path or h.scratch / "mobilenet_v3_small.keras"
+    batches = sorted({*h.s.model_batches, h.s.max_batch})
+    args = python_module(
+        "streaming.bench.model_limit",
+        "--model",
+        str(path),
+        "--batches",
+        ",".join(map(str, batches)),
+        "--seconds",
+        str(h.s.model_seconds),
+    )
+    if build:
+        args.append("--build")
+    if h.s.input_size:
+        args += ["--input-size", "x".join(map(str, h.s.input_size))]
+    data = run_json(args, 120 + 4 * len(batches) * h.s.model_seconds, h.log_dir / "model-limit.log")
+    width, height = data["input_size"]
+    h.model = ModelUnderTest(Path(path), (int(width), int(height)), int(data["num_classes"]))
+    best = data["per_batch"][str(data["best_batch"])]
+    row = Row(
+        key="model",
+        name="1. Model limit",
+        setup=f"{data['model_name']} in-process, batch {data['best_batch']} (best of {batches})",
+        fps=best["fps"],
+        latency=Latency(**best["latency"]),
+        extra={
+            "per_batch_fps": {k: v["fps"] for k, v in data["per_batch"].items()},
+            "per_batch_ms": {k: v["batch_ms"] for k, v in data["per_batch"].items()},
+        },
+        note="latency = one model call of the best batch",
+    )
+    return row, data
+
+
+def _answer_bytes(num_classes: int) -> int:
+    """Size of the ClassifyResponse the load generator gets, so the echo answers as many bytes.
+
+    The load generator asks for no probability vector (like `watch`, `classify` and `sc_client`).
+    """
+    from streaming.convert import result_to_pb
+    from streaming.values import FrameResult, ProbabilityFormat
+
+    probs = np.full(num_classes, 1.0 / num_classes, np.float32)
+    result = FrameResult(
+        seq=123456,
+        capture_time_us=time.time_ns() // 1000,
+        dropped_frames=0,
+        batch_size=32,
+        queue_us=1234,
+        inference_us=45678,
+        label="class_123",
+        score=0.5,
+        probabilities=probs,
+        frame_label="class_123",
+        frame_score=0.5,
+        top_k=(("class_123", 0.5),),
+        window_frames=5,
+    )
+    return int(result_to_pb(result, ProbabilityFormat.NONE).ByteSize())
+
+
+def transport_row(h: Harness) -> Row:
+    """Row 2: a grpc.aio bidi echo server and client moving frames of the model's input size."""
+    port = free_port()
+    width, height = h.model.input_size
+    answer = _answer_bytes(h.model.num_classes)
+    server = ChildProcess(
+        python_module("streaming.bench.echo", "serve", str(port), str(answer)),
+        "ready",
+        h.log_dir / "echo-server.log",
+    )
+    spec = EchoSpec(
+        address=f"127.0.0.1:{port}",
+        streams=h.s.transport_streams,
+        payload_bytes=width * height * 3,
+        answer_bytes=answer,
+        warmup_s=h.s.warmup_s,
+        duration_s=h.s.duration_s,
+    )
+    with server:
+        data = run_json(
+            python_module("streaming.bench.echo", "load", spec.to_json()),
+            deadline_s(spec.warmup_s + spec.duration_s + 15),
+            h.log_dir / "echo-client.log",
+        )
+    data.pop("payload_bytes", None)
+    return load_row(
+        "transport",
+        "2. Transport limit",
+        f"grpc.aio bidi echo, {spec.streams} streams, {spec.payload_bytes} B up / {answer} B back",
+        LoadRun(LoadResult.from_json(data), {}),
+    )
+
+
+def null_server_flags(h: Harness) -> list[str]:
+    """Row 3's server: a no-op model of the real one's input size and classes."""
+    width, height = h.model.input_size
+    return [
+        "--null-model",
+        str(h.model.num_classes),
+        "--input-size",
+        f"{width}x{height}",
+        "--max-batch",
+        str(h.s.max_batch),
+    ]
+
+
+def null_server_row(h: Harness, server: ServerUnderTest) -> Row:
+    """Row 3, against a server started with :func:`null_server_flags`."""
+    width, height = h.model.input_size
+    streams = h.s.transport_streams
+    run = h.load(h.spec(server.address, streams), "null")
+    return load_row(
+        "null",
+        "3. Server overhead",
+        f"--null-model {h.model.num_classes}, {streams} streams, RAW {width}x{height}, LOSSLESS",
+        run,
+    )
+
+
+def one_call_row(h: Harness, server: ServerUnderTest) -> Row:
+    """Row 4, against a server of the real model started with ``--max-batch 1``."""
+    streams = h.s.one_call_streams
+    run = h.load(h.spec(server.address, streams, max_batch=1), "batch1")
+    return load_row(
+        "one_call",
+        "4. One call per frame",
+        f"--max-batch 1, {streams} streams, RAW, LOSSLESS",
+        run,
+    )
