@@ -10,7 +10,8 @@ from typing import Any
 from streaming.bench.results import Row
 
 ATTACK_ROW = 9  # the group of attack rows: a well-behaved load beside each attack
-ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW)
+WEB_VIEW_ROW = 10  # watch on 8 files with its web view open in readers, against none
+ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW, WEB_VIEW_ROW)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The suite decides which server each row runs against and records a failed row instead of
 stopping; the rows themselves are measured in ``limit_rows``, ``server_rows``, ``latency_rows``,
-``classify_row``, ``soak`` and ``attack_rows``.
+``classify_row``, ``soak``, ``attack_rows`` and ``web_view``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from streaming.bench.limit_rows import (
 from streaming.bench.processes import BenchError
 from streaming.bench.results import Row
 from streaming.bench.server_rows import jpeg_row, memory_row, memory_summary, server_row
-from streaming.bench.settings import ATTACK_ROW, BenchRun, BenchSettings
+from streaming.bench.settings import ATTACK_ROW, WEB_VIEW_ROW, BenchRun, BenchSettings
 from streaming.bench.soak import soak_row
+from streaming.bench.web_view import WebViewSpec, web_view_row
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class Suite:
                 self._attempt("rows 5-8", lambda: self._server_rows(h, rows))
             if ATTACK_ROW in rows:
                 self._attempt("attack rows", lambda: attack_rows(h, self._row))
+            if WEB_VIEW_ROW in rows:
+                self._attempt("web view row", lambda: self._web_view(h))
         self.run.elapsed_s = time.monotonic() - t0
         return self.run
 
@@ -82,6 +85,12 @@ class Suite:
                 "classify_null",
                 " (no-op model)",
             )
+
+    def _web_view(self, h: Harness) -> None:
+        # The embedded model: the watch client, not the model, is what this row loads.
+        with h.serving("web-view") as server:
+            spec = WebViewSpec(server=server.address, duration_s=self.s.duration_s)
+            self._row("web view", web_view_row, spec, self.s.work_dir / "web-view")
 
     def _one_call(self, h: Harness) -> None:
         with h.serving("batch1", *h.model_flags(), "--max-batch", "1") as server:

@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streaming.bench.processes import BenchError, ChildServer, child_env, free_port
+from streaming.bench.processes import BenchError, ChildProcess, child_env, free_port
 from streaming.bench.results import Row
 
 logger = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         address = f"127.0.0.1:{free_port()}"
         command = [str(Path(sys.executable).with_name("stream-classify")), "serve", "-ip", address]
-        with ChildServer(command, "address:", args.work_dir / "web-view-server.log"):
+        with ChildProcess(command, "address:", args.work_dir / "web-view-server.log"):
             result = run(address)
     print(json.dumps(result.to_json()), flush=True)  # noqa: T201 - the process's output is this JSON
     return 0
