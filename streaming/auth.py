@@ -19,6 +19,7 @@ import grpc
 
 from streaming.config import SecurityConfig
 from streaming.errors import ConfigError
+from streaming.logsafe import shown
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             if token is None
             else "the bearer token is not accepted by this server"
         )
-        logger.warning("refused %s: %s", method, reason)
+        logger.warning("refused %s: %s", shown(method), reason)
         return _refusal(await continuation(handler_call_details), reason)
 
 

@@ -170,7 +170,7 @@ class ServerConfig:
             "legacy_idle_s": self.legacy_idle_s > 0,
             "legacy_max_images": self.legacy_max_images >= 1,
             "legacy_max_windows": self.legacy_max_windows >= 1,
-            "max_window": self.max_window >= self.window,
+            "max_window": self.max_window >= 1,
             "max_top_k": self.max_top_k >= 1,
             "max_name_chars": self.max_name_chars >= 1,
             "config_timeout_s": self.config_timeout_s > 0,
@@ -179,6 +179,10 @@ class ServerConfig:
             "max_calls_per_connection": self.max_calls_per_connection >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
+        if not bad and self.window > self.max_window:
+            raise ConfigError(
+                f"the default window {self.window} is over --max-window {self.max_window}"
+            )
         if bad:
             raise ConfigError(
                 f"invalid server settings: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}"

@@ -210,7 +210,7 @@ def test_logs_name_the_token_never_the_token_itself(
     assert len(responses) == 1
     text = caplog.text
     assert "token=alice client='cam'" in text
-    assert "refused /streamclassify.v1.StreamClassifier/GetModelInfo" in text
+    assert "refused '/streamclassify.v1.StreamClassifier/GetModelInfo'" in text
     assert ALICE not in text and "wrong-token" not in text
 
 
@@ -391,7 +391,8 @@ def test_sighup_swaps_tokens_and_certificates_and_keeps_open_streams(
     assert stream.close() == []
     old_channel.close()
     running.process.send_signal(signal.SIGTERM)
-    _, err = running.process.communicate(timeout=30)
+    out, err = running.process.communicate(timeout=30)
     assert running.process.returncode == 0
+    assert "TLS, tokens required)" in out and "WARNING" not in out
     assert "reloaded credentials: 1 tokens TLS certificates" in err
     assert ALICE not in err and BOB not in err
