@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -351,11 +351,10 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
         self._sweeper = asyncio.create_task(self._sweep(), name="sc-legacy-sweeper")
 
     async def _sweep(self) -> None:
-        idle = self._config.legacy_idle_s
-        period = min(max(idle / 2, 0.05), 30.0)
+        period = min(max(self._config.legacy_idle_s / 2, 0.05), 30.0)
         while True:
             await asyncio.sleep(period)
-            self._forget(lambda client: client.last_used < time.monotonic() - idle)
+            self._forget_idle()
 
     async def inference(
         self,
@@ -378,6 +377,7 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
             )
         except FrameError as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self._forget_idle()  # also between timer ticks, so a call never sees stale windows
         client = self._clients.setdefault(client_id, _LegacyClient())
         async with client.lock:
             client.last_used = time.monotonic()
@@ -469,8 +469,11 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
             freed += len(client.windows)
             self._drop(client_id)
 
-    def _forget(self, idle: Callable[[_LegacyClient], bool]) -> None:
-        for client_id in [k for k, c in self._clients.items() if idle(c) and not c.lock.locked()]:
+    def _forget_idle(self) -> None:
+        cutoff = time.monotonic() - self._config.legacy_idle_s
+        for client_id in [
+            k for k, c in self._clients.items() if c.last_used < cutoff and not c.lock.locked()
+        ]:
             self._drop(client_id)
 
     def _drop(self, client_id: str) -> None:
