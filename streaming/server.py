@@ -49,6 +49,8 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         # streams freed instead of holding their slots for ever.
         ("grpc.keepalive_time_ms", int(config.keepalive_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_s * 1000)),
+        # Recent gRPC cores time pings out by this argument (default one minute), not the above.
+        ("grpc.http2.ping_timeout_ms", int(config.keepalive_timeout_s * 1000)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_concurrent_streams", config.max_calls_per_connection),

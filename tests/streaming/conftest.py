@@ -121,6 +121,13 @@ class ServeProcess:
 
         return int(psutil.Process(self.process.pid).memory_info().rss)
 
+    def peak_rss_bytes(self) -> int:
+        """The process's resident high-water mark (Linux ``VmHWM``): catches short spikes too."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM in /proc status")
+
 
 @pytest.fixture
 def serve(tiny_model: Any) -> Iterator[Any]:

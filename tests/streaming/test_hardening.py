@@ -230,6 +230,7 @@ def test_server_options_bound_messages_keepalive_and_calls_per_connection() -> N
     options = dict(grpc_options(ServerConfig(max_frame_side=1000, keepalive_s=7)))
     assert options["grpc.max_receive_message_length"] == 1000 * 1000 * 3 + 64 * 1024
     assert options["grpc.keepalive_time_ms"] == 7000
+    assert options["grpc.http2.ping_timeout_ms"] == options["grpc.keepalive_timeout_ms"] == 10_000
     assert options["grpc.max_concurrent_streams"] == 100
     explicit = dict(grpc_options(ServerConfig(max_message_bytes=5000)))
     assert explicit["grpc.max_receive_message_length"] == 5000
@@ -418,9 +419,10 @@ def test_bombs_get_code_3_and_the_server_memory_stays_flat(
     # given: a server subprocess that has answered a normal frame
     running = serve()
     with grpc.insecure_channel(running.address) as channel:
-        assert len(raw_classify(channel, [config_bytes(), frame_bytes(0)])) == 1
-        baseline = running.rss_bytes()
-        # when: bombs arrive together on several streams, each beside a good frame
+        for seq in range(3):
+            assert len(raw_classify(channel, [config_bytes(), frame_bytes(seq)])) == 1
+        baseline = max(running.peak_rss_bytes(), running.rss_bytes())
+        # when: bombs arrive together on one stream, then a good frame
         messages = [config_bytes(delivery=LOSSLESS)]
         for seq, (name, data) in enumerate(sorted(bombs.items()) * 3):
             encoding = pb.ENCODING_PNG if name.startswith("png") else pb.ENCODING_JPEG
@@ -428,12 +430,12 @@ def test_bombs_get_code_3_and_the_server_memory_stays_flat(
             messages.append(pb.ClassifyRequest(frame=frame).SerializeToString())
         messages.append(frame_bytes(1000))
         answers = raw_classify(channel, messages, timeout=60)
-        peak = running.rss_bytes()
+        peak = running.peak_rss_bytes()
     # then: every bomb is answered with code 3, the good frame is classified, memory is flat
     assert [a.error.code for a in answers[:-1]] == [3] * 12
     assert all("exceeds the largest" in a.error.message for a in answers[:-1])
     assert answers[-1].seq == 1000 and answers[-1].label == "red"
-    # One decoded 8000x8000 bomb alone would add 192 MB; twelve together several GB.
+    # One decoded 8000x8000 bomb alone would add 192 MB at its peak; twelve, several GB.
     assert peak - baseline < 150 * 2**20
 
 
@@ -553,3 +555,50 @@ def test_sigterm_exits_within_grace_and_every_frame_is_answered_or_resent(serve:
         if code == grpc.StatusCode.UNAVAILABLE:
             assert resend == str(len(seqs))
     assert any(code == grpc.StatusCode.UNAVAILABLE for _, code, _ in outcomes)
+
+
+FROZEN_CLIENT = """
+import sys, threading
+import grpc
+from client.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+
+hold = threading.Event()
+
+def requests():
+    yield pb.ClassifyRequest(config=pb.StreamConfig())
+    data = bytes(32 * 24 * 3)
+    yield pb.ClassifyRequest(frame=pb.Frame(seq=0, width=32, height=24, channels=3, data=data))
+    hold.wait()
+
+channel = grpc.insecure_channel(sys.argv[1])
+call = pb_grpc.StreamClassifierStub(channel).Classify(requests())
+next(call)
+print("answered", flush=True)
+hold.wait()
+"""
+
+
+@pytest.mark.slow
+def test_keepalive_frees_the_stream_of_a_frozen_peer(server_factory: Any) -> None:
+    import subprocess
+    import sys
+
+    # given: a client process with an open stream
+    server = server_factory(keepalive_s=0.5, keepalive_timeout_s=1.0)
+    client = subprocess.Popen(
+        [sys.executable, "-c", FROZEN_CLIENT, server.address],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert client.stdout is not None and client.stdout.readline().strip() == "answered"
+        assert server.server.stream_service.open_calls == 1
+        # when: it freezes (its socket stays open, nothing answers pings)
+        client.send_signal(signal.SIGSTOP)
+        # then: the server's pings go unanswered and the stream's slot is freed
+        wait_until(lambda: server.server.stream_service.open_calls == 0, timeout=30)
+        assert server.server.batcher.stream_count == 0
+    finally:
+        client.kill()
+        client.communicate(timeout=10)  # also closes the pipe
