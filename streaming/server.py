@@ -210,6 +210,7 @@ class StreamServer:
         self.batcher.begin_drain()
         stream_service, legacy_service = self.stream_service, self.legacy_service
         stream_service.drain()
+        legacy_service.drain()
         try:
             await asyncio.wait_for(self.batcher.wait_idle(), timeout=grace)
         except TimeoutError:

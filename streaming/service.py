@@ -341,6 +341,7 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
         self._clients: dict[str, _LegacyClient] = {}
         self._window_count = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._draining = False
 
     @property
     def window_count(self) -> int:
@@ -363,6 +364,8 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
     ) -> sc_service_pb2.server_output:
         if isinstance(request, Undecodable):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        if self._draining:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
         config = self._config
         client_id = request.client_id
         if len(client_id) > config.max_name_chars:
@@ -482,6 +485,10 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
             self._batcher.close_stream(window.stream)
         self._window_count -= len(client.windows)
         logger.debug("old-API client %s forgotten", shown(client_id))
+
+    def drain(self) -> None:
+        """Refuse new calls; calls in progress are still answered."""
+        self._draining = True
 
     def close(self) -> None:
         """Stop the timer and free every window; calls still waiting end with UNAVAILABLE."""
