@@ -115,6 +115,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             description, default_window=config.window, max_batch=config.max_batch
         )
         self._readers: dict[Stream, asyncio.Task[str | None]] = {}
+        self._submitting: set[Stream] = set()  # streams whose reader waits in submit()
         # Open Classify calls, configured or not: each holds a slot of max_streams from the
         # moment it opens, so streams that never send a config cannot pile up.
         self._calls = 0
@@ -271,16 +272,27 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                     return message
                 # Counted before submit: a frame waiting for room is received, and owed an answer.
                 unanswered.received(request.frame.seq)
-                await self._batcher.submit(stream, frame_from_pb(request.frame))
+                self._submitting.add(stream)
+                try:
+                    await self._batcher.submit(stream, frame_from_pb(request.frame))
+                finally:
+                    self._submitting.discard(stream)
+                if self._draining:
+                    break  # the frame in hand is queued; read no further
         finally:
             stream.finish_input()
         return None
 
     def drain(self) -> None:
-        """Refuse new streams and stop reading open ones; received frames are still answered."""
+        """Refuse new streams and stop reading open ones; received frames are still answered.
+
+        A reader waiting for room for a frame it holds keeps waiting (it stops after queueing
+        it); the others are stopped at once.
+        """
         self._draining = True
-        for reader in self._readers.values():
-            reader.cancel()
+        for stream, reader in self._readers.items():
+            if stream not in self._submitting:
+                reader.cancel()
 
     def cut_off(self) -> int:
         """Grace is over: end every open stream now; those owed answers end with UNAVAILABLE.
