@@ -117,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-streams",
         type=int,
         default=d.max_streams,
-        help="open streams accepted (default %(default)s)",
+        help="open streams accepted, each counted from the moment it opens (default %(default)s)",
     )
     limits.add_argument(
         "--max-frame-side",
