@@ -271,8 +271,11 @@ class GatedClassifier:
         self.description = inner.description
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # a call is waiting at the closed gate
 
     def predict(self, groups: Sequence[np.ndarray]) -> np.ndarray:
+        if not self.gate.is_set():
+            self.entered.set()
         self.gate.wait(30)
         return self._inner.predict(groups)
 
@@ -295,8 +298,9 @@ def legacy_labels(stub: Any, colours: list[tuple[int, int, int]], timeout: float
 RED, GREEN, BLUE = (230, 5, 5), (5, 230, 5), (5, 5, 230)
 
 
-def test_legacy_answers_stay_correct_after_a_timed_out_call(
-    server_factory: Any, tiny_classifier: Any
+@pytest.mark.parametrize("ending", ["deadline", "cancel"])
+def test_legacy_answers_stay_correct_after_a_timed_out_or_cancelled_call(
+    server_factory: Any, tiny_classifier: Any, ending: str
 ) -> None:
     # given: window 1, so each answer is its own image's label
     gated = GatedClassifier(tiny_classifier)
@@ -304,11 +308,19 @@ def test_legacy_answers_stay_correct_after_a_timed_out_call(
     with grpc.insecure_channel(server.address) as channel:
         stub = sc_service_pb2_grpc.sc_serviceStub(channel)
         assert legacy_labels(stub, [RED, BLUE]) == ["red", "blue"]
-        # when: a call times out while the model holds its frames
+        # when: a call ends while the model holds its frames
         gated.gate.clear()
-        with pytest.raises(grpc.RpcError) as caught:
-            legacy_labels(stub, [GREEN, GREEN], timeout=0.5)
-        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        batch = np.empty((2, 24, 32, 3), np.uint8)
+        batch[:] = GREEN
+        request = legacy_request(imgs=batch.tobytes(), batch=2, client_id="timed")
+        future = stub.inference.future(request, timeout=60 if ending == "cancel" else 2)
+        assert gated.entered.wait(30)
+        if ending == "cancel":
+            future.cancel()
+        with pytest.raises(grpc.FutureCancelledError if ending == "cancel" else grpc.RpcError):
+            future.result()
+        if ending == "deadline":
+            assert future.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         gated.gate.set()
         # then: every later call gets its own answers, not the timed-out call's
         assert legacy_labels(stub, [BLUE, RED]) == ["blue", "red"]

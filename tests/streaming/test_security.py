@@ -179,6 +179,26 @@ def test_every_api_needs_a_known_token(
             assert refusal in caught.value.details(), name
 
 
+def test_a_bad_token_file_on_reload_keeps_the_current_tokens(
+    token_server: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "tokens.txt").write_text("alice:short\n")
+    assert token_server.call(_reload(token_server)) is False
+    with grpc.insecure_channel(token_server.address) as channel:
+        assert model_info(channel, ALICE).input_width == 32
+    (tmp_path / "tokens.txt").write_text(f"bob:{BOB}\n")
+    assert token_server.call(_reload(token_server)) is True
+    with grpc.insecure_channel(token_server.address) as channel:
+        assert model_info(channel, BOB).input_width == 32
+        with pytest.raises(grpc.RpcError) as caught:
+            model_info(channel, ALICE)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def _reload(running: Any) -> bool:
+    return bool(running.server.reload_credentials())
+
+
 def test_health_is_open_without_a_token(token_server: Any) -> None:
     with grpc.insecure_channel(token_server.address) as channel:
         answer = health_pb2_grpc.HealthStub(channel).Check(
