@@ -444,11 +444,11 @@ def test_bombs_get_code_3_and_the_server_memory_stays_flat(
         answers = raw_classify(channel, messages, timeout=60)
         peak = running.peak_rss_bytes()
     # then: every bomb is answered with code 3, the good frame is classified, memory is flat
+    # One decoded 8000x8000 bomb alone would add 192 MB at its peak; twelve, several GB.
+    assert peak - baseline < 150 * 2**20, f"peak RSS grew by {(peak - baseline) >> 20} MB"
     assert [a.error.code for a in answers[:-1]] == [3] * 12
     assert all("exceeds the largest" in a.error.message for a in answers[:-1])
     assert answers[-1].seq == 1000 and answers[-1].label == "red"
-    # One decoded 8000x8000 bomb alone would add 192 MB at its peak; twelve, several GB.
-    assert peak - baseline < 150 * 2**20
 
 
 @pytest.mark.parametrize(
