@@ -8,6 +8,11 @@ from typing import Literal
 
 from streaming.errors import ConfigError
 
+# 8K UHD (7680 x 4320): the largest frame a camera sends; a declared size beyond it is an attack.
+DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320
+# Room for a Frame's other fields and protobuf framing beside the pixels.
+MESSAGE_OVERHEAD_BYTES = 64 * 1024
+
 Scaling = Literal["raw", "unit", "meanstd"]
 SoftmaxMode = Literal["auto", "always", "never"]
 
@@ -53,14 +58,45 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Transport security and authentication; everything off by default (see SECURITY.md).
+
+    Attributes:
+        tls_cert: PEM certificate chain of the server; with ``tls_key`` turns TLS on.
+        tls_key: PEM private key of ``tls_cert``.
+        tls_client_ca: PEM CA bundle; clients must present a certificate it signed (mTLS).
+        auth_tokens: a file of tokens (``token`` or ``name:token`` per line, ``#`` comments);
+            every RPC but health checks must send ``authorization: Bearer <token>``.
+        reflection: serve gRPC server reflection (lists the services and their messages).
+    """
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_tokens: Path | None = None
+    reflection: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS)")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything the server needs; defaults match the old server's flags where they exist.
 
     Attributes:
         address: where to listen (old ``-ip``).
         window: default frames per window-averaged prediction (old ``-scw``).
-        max_message_bytes: largest gRPC message in either direction (old ``-msg``).
         workers: threads that decode and resize frames as they arrive (old ``-wrk``).
+        max_message_bytes: largest gRPC message in either direction (old ``-msg``); ``None``
+            follows ``max_frame_side`` and ``max_frame_pixels``.
         max_batch: most frames in one model call.
         max_delay_ms: longest the first frame of a batch waits for the batch to fill.
         top_k: default number of labels in a response's ``top_k``.
@@ -77,16 +113,30 @@ class ServerConfig:
             up, and 1 GiB beside TensorFlow's own ~1 GiB fits a 4 GiB container.
         max_streams: open streams (bidi streams and old-API windows) the server accepts.
         max_frame_side: largest width or height accepted, before or after decoding.
-        grace_s: how long shutdown waits for received frames to be answered.
-        legacy_idle_s: old-API windows unused this long are forgotten.
         metrics_address: ``HOST:PORT`` serving Prometheus metrics at ``/metrics``; ``None`` (the
             default) opens no second port.
+        max_frame_pixels: largest width × height accepted, declared (RAW, or a JPEG/PNG header)
+            or decoded; a small PNG can declare a huge image, so the header is read first.
+        grace_s: how long shutdown waits for received frames to be answered; past it every
+            stream still waiting ends with UNAVAILABLE naming the first ``seq`` to resend.
+        legacy_idle_s: old-API windows unused this long are forgotten (checked on a timer).
+        legacy_max_images: most images in one old-API call.
+        legacy_max_windows: old-API windows (client id × position) kept in all; they do not
+            count against ``max_streams``, so old clients cannot lock out streaming ones.
+        max_window: largest ``window`` a stream may ask for (memory: 4 bytes × labels each).
+        max_top_k: largest ``top_k`` a stream may ask for (clamped to the label count).
+        max_name_chars: longest ``client_id``/``source`` accepted.
+        config_timeout_s: a stream that has not sent its StreamConfig this long is ended.
+        keepalive_s: idle seconds before the server pings a connection to find dead peers.
+        keepalive_timeout_s: how long a ping may go unanswered before the connection is closed.
+        max_calls_per_connection: concurrent calls (HTTP/2 streams) one connection may open.
+        security: TLS, client certificates, tokens and reflection.
     """
 
     address: str = "[::]:1234"
     model: ModelConfig = field(default_factory=ModelConfig)
     window: int = 5
-    max_message_bytes: int = 1_000_000_000
+    max_message_bytes: int | None = None
     workers: int = 10
     max_batch: int = 32
     max_delay_ms: float = 5.0
@@ -97,14 +147,25 @@ class ServerConfig:
     memory_budget_bytes: int = 1 << 30
     max_streams: int = 4096
     max_frame_side: int = 8192
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
     grace_s: float = 10.0
     legacy_idle_s: float = 600.0
     metrics_address: str | None = None
+    legacy_max_images: int = 64
+    legacy_max_windows: int = 1024
+    max_window: int = 300
+    max_top_k: int = 100
+    max_name_chars: int = 1024
+    config_timeout_s: float = 5.0
+    keepalive_s: float = 30.0
+    keepalive_timeout_s: float = 10.0
+    max_calls_per_connection: int = 100
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
         checks = {
             "window": self.window >= 1,
-            "max_message_bytes": self.max_message_bytes >= 1024,
+            "max_message_bytes": self.max_message_bytes is None or self.max_message_bytes >= 1024,
             "workers": self.workers >= 1,
             "max_batch": self.max_batch >= 1,
             "max_delay_ms": self.max_delay_ms >= 0,
@@ -115,10 +176,24 @@ class ServerConfig:
             "memory_budget_bytes": self.memory_budget_bytes >= 1,
             "max_streams": self.max_streams >= 1,
             "max_frame_side": self.max_frame_side >= 1,
+            "max_frame_pixels": self.max_frame_pixels >= 1,
             "grace_s": self.grace_s >= 0,
             "legacy_idle_s": self.legacy_idle_s > 0,
+            "legacy_max_images": self.legacy_max_images >= 1,
+            "legacy_max_windows": self.legacy_max_windows >= 1,
+            "max_window": self.max_window >= 1,
+            "max_top_k": self.max_top_k >= 1,
+            "max_name_chars": self.max_name_chars >= 1,
+            "config_timeout_s": self.config_timeout_s > 0,
+            "keepalive_s": self.keepalive_s > 0,
+            "keepalive_timeout_s": self.keepalive_timeout_s > 0,
+            "max_calls_per_connection": self.max_calls_per_connection >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
+        if not bad and self.window > self.max_window:
+            raise ConfigError(
+                f"the default window {self.window} is over --max-window {self.max_window}"
+            )
         if bad:
             raise ConfigError(
                 f"invalid server settings: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}"
@@ -129,6 +204,17 @@ class ServerConfig:
     @property
     def metrics_host_port(self) -> tuple[str, int] | None:
         return None if self.metrics_address is None else parse_host_port(self.metrics_address)
+
+    @property
+    def effective_max_message_bytes(self) -> int:
+        """The gRPC message limit: given, or what the largest allowed RAW frame needs.
+
+        A client cannot make the server buffer a message bigger than any frame it may send.
+        """
+        if self.max_message_bytes is not None:
+            return self.max_message_bytes
+        side = self.max_frame_side
+        return min(side * side, self.max_frame_pixels) * 3 + MESSAGE_OVERHEAD_BYTES
 
     @property
     def effective_stream_buffer(self) -> int:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
 from client.api.v1 import stream_classifier_pb2 as pb
 from streaming.values import (
     Delivery,
@@ -13,15 +19,67 @@ from streaming.values import (
 )
 
 _PROBABILITY_FORMATS = frozenset(ProbabilityFormat)
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes are not a valid message (corrupt wire format, invalid UTF-8).
+
+    The servicers answer it with INVALID_ARGUMENT; gRPC itself would end the call with a
+    generic status and log a traceback per message.
+    """
+
+    message_type: str
+    size: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"a {self.size}-byte request is not a valid {self.message_type}: {self.reason}"
+
+
+def safe_parser(message_class: type[M]) -> Callable[[bytes], M | Undecodable]:
+    """A gRPC request deserializer that returns ``Undecodable`` instead of raising."""
+    name = message_class.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> M | Undecodable:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            # upb's message repeats the type name; the last clause says what was wrong.
+            return Undecodable(name, len(data), str(exc).rsplit(": ", 1)[-1])
+
+    return parse
 
 
 def settings_from_pb(
-    config: pb.StreamConfig, *, default_window: int, default_top_k: int, num_labels: int
+    config: pb.StreamConfig,
+    *,
+    default_window: int,
+    default_top_k: int,
+    num_labels: int,
+    max_window: int = 300,
+    max_top_k: int = 100,
+    max_name_chars: int = 1024,
 ) -> StreamSettings:
-    """Apply server defaults (0 means default) and clamp top-k to the number of labels."""
+    """Apply server defaults (0 means default), check the limits, clamp top-k to the labels.
+
+    Raises:
+        ValueError: a field is out of range; the message names it (answered INVALID_ARGUMENT).
+    """
+    for field_name in ("client_id", "source"):
+        value: str = getattr(config, field_name)
+        if len(value) > max_name_chars:
+            raise ValueError(
+                f"{field_name} has {len(value)} characters; at most {max_name_chars} are accepted"
+            )
+    if config.window > max_window:
+        raise ValueError(f"window {config.window} is over this server's limit of {max_window}")
+    if config.top_k > max_top_k:
+        raise ValueError(f"top_k {config.top_k} is over this server's limit of {max_top_k}")
     delivery = Delivery(config.delivery) if config.delivery in (0, 1) else None
     if delivery is None:
-        raise ValueError(f"unknown delivery mode {config.delivery}")
+        raise ValueError(f"unknown delivery mode {config.delivery} (0 LIVE, 1 LOSSLESS)")
     # proto3 enums are open: an unknown number arrives as-is rather than as an error.
     if config.probabilities not in _PROBABILITY_FORMATS:
         raise ValueError(

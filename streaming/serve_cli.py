@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from streaming import __version__
-from streaming.config import ModelConfig, ServerConfig
+from streaming.config import ModelConfig, SecurityConfig, ServerConfig
 from streaming.errors import ConfigError
 
 
@@ -69,8 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-msg",
         "--msg_len",
         type=int,
-        default=d.max_message_bytes,
-        help="largest gRPC message in bytes (default %(default)s)",
+        default=None,
+        help="largest gRPC message in bytes (default: what the largest allowed RAW frame needs, "
+        "from --max-frame-side and --max-frame-pixels)",
     )
     old.add_argument(
         "-wrk",
@@ -142,13 +143,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-streams",
         type=int,
         default=d.max_streams,
-        help="open streams accepted (default %(default)s)",
+        help="open streams accepted, each counted from the moment it opens (default %(default)s)",
     )
     limits.add_argument(
         "--max-frame-side",
         type=int,
         default=d.max_frame_side,
         help="largest frame width or height (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-frame-pixels",
+        type=int,
+        default=d.max_frame_pixels,
+        help="largest frame width x height, declared or decoded (default %(default)s, 8K UHD)",
+    )
+    limits.add_argument(
+        "--max-window",
+        type=int,
+        default=d.max_window,
+        help="largest window a stream may ask for (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-top-k",
+        type=int,
+        default=d.max_top_k,
+        help="largest top_k a stream may ask for (default %(default)s)",
+    )
+    limits.add_argument(
+        "--config-timeout",
+        type=float,
+        default=d.config_timeout_s,
+        help="seconds a new stream has to send its StreamConfig (default %(default)s)",
+    )
+    limits.add_argument(
+        "--keepalive",
+        type=float,
+        default=d.keepalive_s,
+        help="seconds of silence before the server pings a connection (default %(default)s)",
+    )
+    limits.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=d.keepalive_timeout_s,
+        help="seconds an unanswered ping waits before the connection is closed (default %(default)s)",
+    )
+    limits.add_argument(
+        "--max-calls-per-connection",
+        type=int,
+        default=d.max_calls_per_connection,
+        help="concurrent calls one connection may open (default %(default)s)",
+    )
+    limits.add_argument(
+        "--legacy-max-images",
+        type=int,
+        default=d.legacy_max_images,
+        help="most images in one old-API call (default %(default)s)",
+    )
+    limits.add_argument(
+        "--legacy-max-windows",
+        type=int,
+        default=d.legacy_max_windows,
+        help="old-API windows (client x position) kept in all, apart from --max-streams "
+        "(default %(default)s)",
     )
     limits.add_argument(
         "--grace",
@@ -175,6 +231,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("text", "json"),
         default=argparse.SUPPRESS,  # the front door's option: given here, it overrides that one
         help="text, or json: one JSON object per line (same as stream-classify --log-format)",
+    )
+
+    security = parser.add_argument_group("security (see SECURITY.md); SIGHUP re-reads the files")
+    security.add_argument("--tls-cert", type=Path, metavar="PEM", help="server certificate chain")
+    security.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    security.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help="require client certificates signed by this CA (mTLS)",
+    )
+    security.add_argument(
+        "--auth-tokens",
+        type=Path,
+        metavar="FILE",
+        help="accepted bearer tokens, one per line as TOKEN or NAME:TOKEN (# comments)",
+    )
+    security.add_argument(
+        "--reflection",
+        choices=("on", "off"),
+        default="on",
+        help="serve gRPC server reflection (default %(default)s)",
     )
 
     model = parser.add_argument_group("model runtime")
@@ -248,14 +326,30 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         memory_budget_bytes=args.memory_budget,
         max_streams=args.max_streams,
         max_frame_side=args.max_frame_side,
+        max_frame_pixels=args.max_frame_pixels,
         grace_s=args.grace,
         legacy_idle_s=args.legacy_idle,
         metrics_address=args.metrics_address,
+        legacy_max_images=args.legacy_max_images,
+        legacy_max_windows=args.legacy_max_windows,
+        max_window=args.max_window,
+        max_top_k=args.max_top_k,
+        config_timeout_s=args.config_timeout,
+        keepalive_s=args.keepalive,
+        keepalive_timeout_s=args.keepalive_timeout,
+        max_calls_per_connection=args.max_calls_per_connection,
+        security=SecurityConfig(
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            auth_tokens=args.auth_tokens,
+            reflection=args.reflection == "on",
+        ),
     )
 
 
 def _banner(server: object) -> None:
-    from streaming.server import StreamServer
+    from streaming.server import StreamServer, exposure_warning
 
     assert isinstance(server, StreamServer)
     d = server.classifier.description
@@ -269,13 +363,22 @@ def _banner(server: object) -> None:
         f"  labels:  {labels}\n"
         f"  input:   {d.input_width}x{d.input_height}x{d.input_channels}\n"
         f"  batch:   up to {c.max_batch} frames, wait <= {c.max_delay_ms:g} ms; window {c.window}\n"
-        f"  address: {c.address} (port {server.port})",
+        f"  address: {c.address} (port {server.port}, {_transport(c)})",
         flush=True,
     )
     if server.metrics_port is not None:
         host = c.metrics_host_port[0] if c.metrics_host_port else ""
         host = f"[{host}]" if ":" in host else host
         print(f"  metrics: http://{host}:{server.metrics_port}/metrics", flush=True)
+    warning = exposure_warning(c)
+    if warning:
+        print(f"  WARNING: {warning}", flush=True)
+
+
+def _transport(config: ServerConfig) -> str:
+    security = config.security
+    transport = "mTLS" if security.tls_client_ca else "TLS" if security.tls else "plaintext"
+    return transport + (", tokens required" if security.auth_tokens else ", no tokens")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,158 @@
+"""Property-based fuzzing of what clients send: configs, frames, raw bytes, old-API requests.
+
+Whatever arrives, the answer is a result, an in-band code 3, or INVALID_ARGUMENT: never
+UNKNOWN or INTERNAL, never a traceback in the log, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+import pytest
+
+pytest.importorskip("hypothesis")  # in the dev extra; skipped where it is not installed
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc  # noqa: E402
+from client.api.v1 import stream_classifier_pb2 as pb  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+CLASSIFY = "/streamclassify.v1.StreamClassifier/Classify"
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+ALLOWED = (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT)
+uint32 = st.integers(0, 2**32 - 1)
+int32 = st.integers(-(2**31), 2**31 - 1)
+texts = st.text(max_size=1500)  # any code point, control characters included
+
+
+def call_status(action: Any) -> tuple[grpc.StatusCode, Any]:
+    try:
+        return grpc.StatusCode.OK, action()
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details()
+
+
+def classify_bytes(address: str, messages: list[bytes]) -> tuple[grpc.StatusCode, Any]:
+    with grpc.insecure_channel(address) as channel:
+        call = channel.stream_stream(CLASSIFY, response_deserializer=pb.ClassifyResponse.FromString)
+        return call_status(lambda: list(call(iter(messages), timeout=20)))
+
+
+def good_frame(seq: int) -> bytes:
+    data = bytes([200, 10, 10]) * (32 * 24)
+    frame = pb.Frame(seq=seq, width=32, height=24, channels=3, data=data)
+    return pb.ClassifyRequest(frame=frame).SerializeToString()
+
+
+@pytest.fixture
+def fuzz_server(server_factory: Any, caplog: pytest.LogCaptureFixture) -> Any:
+    caplog.set_level(logging.INFO)
+    server = server_factory()
+    yield server
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert all(len(r.getMessage()) < 2000 for r in caplog.records), "an unbounded log line"
+
+
+@FUZZ
+@given(
+    client_id=texts,
+    source=texts,
+    window=uint32,
+    top_k=uint32,
+    delivery=int32,
+    probabilities=int32,
+)
+def test_fuzzed_configs(
+    fuzz_server: Any,
+    client_id: str,
+    source: str,
+    window: int,
+    top_k: int,
+    delivery: int,
+    probabilities: int,
+) -> None:
+    config = pb.StreamConfig(
+        client_id=client_id,
+        source=source,
+        window=window,
+        top_k=top_k,
+        delivery=delivery,  # type: ignore[arg-type]
+        probabilities=probabilities,  # type: ignore[arg-type]
+    )
+    first = pb.ClassifyRequest(config=config).SerializeToString()
+    code, outcome = classify_bytes(fuzz_server.address, [first, good_frame(0)])
+    assert code in ALLOWED, (code, outcome)
+    if code == grpc.StatusCode.OK:
+        assert [r.seq for r in outcome] == [0] and not outcome[0].HasField("error")
+
+
+@FUZZ
+@given(
+    frames=st.lists(
+        st.builds(
+            pb.Frame,
+            seq=st.integers(0, 2**64 - 1),
+            encoding=st.integers(0, 6),
+            width=st.integers(0, 70000),
+            height=st.integers(0, 70000),
+            channels=st.integers(0, 5),
+            data=st.one_of(
+                st.binary(max_size=3000),
+                st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xc0\x00\x11\x08"]).flatmap(
+                    lambda head: st.binary(max_size=200).map(lambda tail: head + tail)
+                ),
+            ),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_fuzzed_frames_are_answered_in_band(fuzz_server: Any, frames: list[pb.Frame]) -> None:
+    messages = [pb.ClassifyRequest(config=pb.StreamConfig(delivery=1)).SerializeToString()]
+    messages += [pb.ClassifyRequest(frame=f).SerializeToString() for f in frames]
+    messages.append(good_frame(7))
+    code, outcome = classify_bytes(fuzz_server.address, messages)
+    assert code == grpc.StatusCode.OK, (code, outcome)
+    assert len(outcome) == len(frames) + 1
+    assert all(r.error.code in (0, 3) for r in outcome)
+    assert outcome[-1].seq == 7 and not outcome[-1].HasField("error")
+
+
+@FUZZ
+@given(messages=st.lists(st.binary(max_size=300), min_size=1, max_size=4))
+def test_fuzzed_raw_bytes(fuzz_server: Any, messages: list[bytes]) -> None:
+    code, outcome = classify_bytes(fuzz_server.address, messages)
+    assert code in ALLOWED, (code, outcome)
+    code, outcome = classify_bytes(
+        fuzz_server.address, [pb.ClassifyRequest(config=pb.StreamConfig()).SerializeToString()]
+    )
+    assert code == grpc.StatusCode.OK  # and the server still serves
+
+
+@FUZZ
+@given(
+    request=st.builds(
+        sc_service_pb2.server_input,
+        imgs=st.binary(max_size=3000),
+        batch=int32,
+        width=int32,
+        height=int32,
+        channel=int32,
+        data_type=st.one_of(st.sampled_from(["uint8", "float32", "<f8", "int16", ""]), texts),
+        client_id=texts,
+    )
+)
+def test_fuzzed_legacy_requests(fuzz_server: Any, request: sc_service_pb2.server_input) -> None:
+    with grpc.insecure_channel(fuzz_server.address) as channel:
+        stub = sc_service_pb2_grpc.sc_serviceStub(channel)
+        code, outcome = call_status(lambda: stub.inference(request, timeout=20))
+    assert code in ALLOWED, (code, outcome)
