@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streaming.batch_stats import BatcherStats
-from streaming.decode import check_frame, decode_frame
+from streaming.decode import decode_frame
 from streaming.durations import DurationEstimates
 from streaming.errors import FrameError, InferenceError
 from streaming.model import Classifier
@@ -147,7 +147,6 @@ class BatchRunner:
 
     def _try_decode(self, item: QueuedFrame) -> np.ndarray | FrameError:
         try:
-            check_frame(item.frame, self._max_side)
             return decode_frame(item.frame, self._channels, self._max_side)
         except FrameError as exc:
             return exc

@@ -54,7 +54,9 @@ class Batcher:
         self._scheduler = Scheduler(
             SchedulingPolicy.from_config(config), clock, durations, self.stats
         )
-        self._intake = FrameIntake(classifier.description, config.max_frame_side, config.workers)
+        self._intake = FrameIntake(
+            classifier.description, config.max_frame_side, config.max_frame_pixels, config.workers
+        )
         runner = BatchRunner(classifier, config.max_frame_side, durations, self.stats, clock)
         self._pipeline = BatchPipeline(
             self._scheduler,

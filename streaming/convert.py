@@ -18,7 +18,8 @@ from streaming.values import (
     StreamSettings,
 )
 
-_PROBABILITY_FORMATS = frozenset(ProbabilityFormat)
+_PROBABILITY_FORMATS = frozenset(int(f) for f in ProbabilityFormat)
+_DELIVERIES = frozenset(int(d) for d in Delivery)
 M = TypeVar("M", bound=Message)
 
 
@@ -77,11 +78,10 @@ def settings_from_pb(
         raise ValueError(f"window {config.window} is over this server's limit of {max_window}")
     if config.top_k > max_top_k:
         raise ValueError(f"top_k {config.top_k} is over this server's limit of {max_top_k}")
-    delivery = Delivery(config.delivery) if config.delivery in (0, 1) else None
-    if delivery is None:
-        raise ValueError(f"unknown delivery mode {config.delivery} (0 LIVE, 1 LOSSLESS)")
     # proto3 enums are open: an unknown number arrives as-is rather than as an error.
-    if config.probabilities not in _PROBABILITY_FORMATS:
+    if int(config.delivery) not in _DELIVERIES:
+        raise ValueError(f"unknown delivery mode {config.delivery} (0 LIVE, 1 LOSSLESS)")
+    if int(config.probabilities) not in _PROBABILITY_FORMATS:
         raise ValueError(
             f"unknown probabilities format {config.probabilities} "
             "(0 PROBABILITIES_REPEATED, 1 PROBABILITIES_PACKED, 2 PROBABILITIES_NONE)"
@@ -90,7 +90,7 @@ def settings_from_pb(
         client_id=config.client_id,
         source=config.source,
         window=config.window or default_window,
-        delivery=delivery,
+        delivery=Delivery(config.delivery),
         top_k=min(config.top_k or default_top_k, num_labels),
         probabilities=ProbabilityFormat(config.probabilities),
     )

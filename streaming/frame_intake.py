@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from streaming.decode import check_frame, decode_frame
+from streaming.decode import decode_frame
 from streaming.errors import FrameError
 from streaming.values import Encoding, FrameData, ModelDescription
 
@@ -30,11 +30,18 @@ _RAW = frozenset((Encoding.RAW_RGB, Encoding.RAW_BGR))
 class FrameIntake:
     """Turns received frames into model-sized uint8 images in a bounded thread pool."""
 
-    def __init__(self, description: ModelDescription, max_frame_side: int, workers: int) -> None:
+    def __init__(
+        self,
+        description: ModelDescription,
+        max_frame_side: int,
+        max_frame_pixels: int,
+        workers: int,
+    ) -> None:
         self._width = description.input_width
         self._height = description.input_height
         self._channels = description.input_channels
         self._max_side = max_frame_side
+        self._max_pixels = max_frame_pixels
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sc-decode")
 
     def needs_decoding(self, frame: FrameData) -> bool:
@@ -51,8 +58,16 @@ class FrameIntake:
     def decode_now(self, frame: FrameData) -> np.ndarray | FrameError:
         """``decode`` on the calling thread."""
         try:
-            check_frame(frame, self._max_side)
-            return self._resized(decode_frame(frame, self._channels, self._max_side))
+            # decode_frame checks the declared size first; JPEGs decode at the smallest DCT
+            # scale that still covers the model input.
+            image = decode_frame(
+                frame,
+                self._channels,
+                self._max_side,
+                max_pixels=self._max_pixels,
+                target_size=(self._width, self._height),
+            )
+            return self._resized(image)
         except FrameError as exc:
             return exc
         except Exception as exc:  # a decoder bug must not take the stream down

@@ -20,7 +20,9 @@ def intake() -> Iterator[Callable[..., FrameIntake]]:
 
     def make(width: int = 32, height: int = 24, channels: int = 3) -> FrameIntake:
         description = ModelDescription(("a", "b"), width, height, channels, "m", "cpu")
-        made.append(FrameIntake(description, max_frame_side=8192, workers=2))
+        made.append(
+            FrameIntake(description, max_frame_side=8192, max_frame_pixels=8192 * 8192, workers=2)
+        )
         return made[-1]
 
     yield make
