@@ -31,6 +31,7 @@ from camera_tools.watch.outputs import ConsoleLines
 from camera_tools.watch.report import format_summary
 from camera_tools.watch.runner import Watcher
 from client import Delivery
+from client.connection_args import add_connection_arguments, connection_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         default=DEFAULT_SERVER,
-        metavar="HOST:PORT",
-        help="classification server (default %(default)s)",
+        metavar="TARGET",
+        help="classification server: HOST:PORT or any gRPC target, e.g. dns:///host:port or "
+        "ipv4:10.0.0.1:1234,10.0.0.2:1234 (default %(default)s)",
     )
     parser.add_argument("--client-id", default="", help="name of this client in the server's logs")
     parser.add_argument(
@@ -195,10 +197,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one; "
         "needs prometheus-client); default: off",
     )
+    add_connection_arguments(parser)
 
 
 def build_config(args: argparse.Namespace) -> WatchConfig:
-    """Turn parsed flags into a :class:`WatchConfig`."""
+    """Turn parsed flags into a :class:`WatchConfig`.
+
+    Raises:
+        ValueError: A bad setting, or a TLS file that is missing or unreadable.
+    """
+    connection = connection_from_args(args)
     return WatchConfig(
         sources=tuple(args.sources),
         server=args.server,
@@ -220,6 +228,9 @@ def build_config(args: argparse.Namespace) -> WatchConfig:
         segments_path=args.segments,
         record_path=args.record,
         display=args.display,
+        credentials=connection["credentials"],
+        token=connection["token"],
+        load_balancing=connection["load_balancing"],
     )
 
 

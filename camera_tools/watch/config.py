@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from camera_tools.backoff import BackoffPolicy
 from camera_tools.capture import CaptureOptions
 from camera_tools.redact import redact_url
@@ -18,7 +20,8 @@ class WatchConfig:
 
     Attributes:
         sources: Source specs (webcam index, URL, video file, image folder or glob).
-        server: ``host:port`` of the classification server.
+        server: ``host:port`` of the classification server, or any gRPC target
+            (``dns:///host:port``, ``ipv4:a:p,b:p``...).
         window: Frames averaged per answer; 0 = the server default.
         delivery: Force LIVE or LOSSLESS; ``None`` = LIVE for live sources, LOSSLESS otherwise.
         skip: Classify every (skip+1)-th frame.
@@ -40,6 +43,10 @@ class WatchConfig:
         record_path: Annotated video; one file per source (``<stem>-<source><suffix>``) when
             there are several.
         display: Show each source in an OpenCV window.
+        credentials: TLS credentials for the server; ``None`` for plaintext.
+        token: Bearer token sent on every call (never shown in the config's repr).
+        load_balancing: The channel's load-balancing policy (``round_robin``...); ``None`` is
+            gRPC's pick_first.
     """
 
     sources: tuple[str, ...]
@@ -65,6 +72,9 @@ class WatchConfig:
     segments_path: Path | None = None
     record_path: Path | None = None
     display: bool = False
+    credentials: grpc.ChannelCredentials | None = field(default=None, repr=False, compare=False)
+    token: str | None = field(default=None, repr=False)
+    load_balancing: str | None = None
 
     def __post_init__(self) -> None:
         if not self.sources:
