@@ -88,10 +88,22 @@ class LiveOutputs:
     def active(self) -> bool:
         return any(x is not None for x in (self.web, self.restreamer, self.monitor))
 
-    def on_frame(self, source: str, image: np.ndarray, classification: Classification) -> None:
-        """A classified frame (raw, not annotated: each output draws its own overlay)."""
+    @property
+    def wants_images(self) -> bool:
+        """Whether an output shows video (alerts alone need only the labels)."""
+        return self.web is not None or self.restreamer is not None
+
+    def on_frame(
+        self, source: str, image: np.ndarray | None, classification: Classification
+    ) -> None:
+        """A classified frame (raw, not annotated: each output draws its own overlay).
+
+        ``image`` may be ``None`` only when no output shows video (see :attr:`wants_images`).
+        """
         if self.monitor is not None:
             self.monitor.observe_label(source, classification.label)
+        if image is None:
+            return
         if self.web is not None:
             self.web.hub.publish_frame(source, image, classification)
         if self.restreamer is not None:

@@ -325,9 +325,16 @@ class OverlayPainter:
         fps: float | None = None,
         extra: Sequence[str] = (),
         observe: bool = True,
+        at: float | None = None,
+        timestamp: float | None = None,
     ) -> np.ndarray:
-        """Return a copy of ``image`` with the overlay (and record ``label`` when ``observe``)."""
-        now = self._clock()
+        """Return a copy of ``image`` with the overlay (and record ``label`` when ``observe``).
+
+        ``at`` places the frame on the strip's time axis (default: the clock): a recording of a
+        file passes its position in the video, so the strip spans seconds of video, not of
+        processing. ``timestamp`` is the wall-clock time shown (default: ``at``).
+        """
+        now = self._clock() if at is None else at
         if observe and label is not None:
             self.observe(source, label, now)
         return draw_overlay(
@@ -335,7 +342,7 @@ class OverlayPainter:
             label=label,
             score=score,
             source=source,
-            timestamp=now,
+            timestamp=now if timestamp is None else timestamp,
             fps=fps,
             extra=extra,
             strip=self.strip(source, now),

@@ -1,9 +1,10 @@
 """`make demo`: serve the embedded broadcast monitor, watch the sample clip, check the segments.
 
 Starts `stream-classify serve` (embedded model) on a free loopback port, runs `stream-classify watch`
-on `demo/broadcast_sample.mp4` with every file output under `demo-output/`, prints the segments next to
-the clip's real cuts, then stops the server with SIGTERM. Exits 1 if a cut is missed by more than
-`--tolerance` seconds.
+on `demo/broadcast_sample.mp4` with every file output under `demo-output/` and the live web view on a
+free loopback port (watch prints its URL), prints the segments next to the clip's real cuts, writes
+the timeline report (`report.html`, `report.png`), then stops the server with SIGTERM. Exits 1 if a
+cut is missed by more than `--tolerance` seconds.
 """
 
 from __future__ import annotations
@@ -92,6 +93,17 @@ def compare(segments_path: Path, tolerance: float) -> bool:
     return ok
 
 
+def write_timeline_report(output: Path) -> None:
+    """The timeline report of the run's segments: one timeline per source, HTML and PNG."""
+    from camera_tools.sinks.segments import read_segments
+    from camera_tools.timeline_report import build_timelines, write_report
+
+    timelines = build_timelines(read_segments(output / "segments.csv"))
+    html, png = output / "report.html", output / "report.png"
+    write_report(timelines, html, png_path=png, title="make demo: broadcast_sample.mp4")
+    print(f"timeline report of {len(timelines)} source(s): {html} (picture: {png.name})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
@@ -126,9 +138,10 @@ def main() -> int:
             "--csv", str(args.output / "frames.csv"),
             "--segments", str(args.output / "segments.csv"),
             "--record", str(args.output / "annotated.mp4"),
+            "--web", "127.0.0.1:0",
         ]  # fmt: skip
         print(
-            f"$ stream-classify watch {CLIP.relative_to(ROOT)} --server {address} --csv ... --segments ... --record ...",
+            f"$ stream-classify watch {CLIP.relative_to(ROOT)} --server {address} --csv ... --segments ... --record ... --web 127.0.0.1:0",
             flush=True,
         )
         result = subprocess.run(watch, env=env, timeout=300)
@@ -136,6 +149,7 @@ def main() -> int:
             print(f"watch exited with status {result.returncode}", file=sys.stderr)
             return result.returncode
         matched = compare(args.output / "segments.csv", args.tolerance)
+        write_timeline_report(args.output)
         print(
             f"outputs: {', '.join(sorted(p.name for p in args.output.iterdir()))} in {args.output}"
         )

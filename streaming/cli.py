@@ -26,6 +26,8 @@ COMMANDS = {
     ),
     "report": ("camera_tools.report_cli", "write a timeline report (HTML, PNG) from segment files"),
     "bench": ("streaming.bench.cli", "measure the server against the model and transport limits"),
+    "train": ("streaming.training.train_cli", "train a model for your own classes"),
+    "evaluate": ("streaming.training.evaluate_cli", "score a model on labelled frames or videos"),
 }
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -60,7 +60,7 @@ class ServerConfig:
         address: where to listen (old ``-ip``).
         window: default frames per window-averaged prediction (old ``-scw``).
         max_message_bytes: largest gRPC message in either direction (old ``-msg``).
-        workers: threads that decode frames of a batch (old ``-wrk``).
+        workers: threads that decode and resize frames as they arrive (old ``-wrk``).
         max_batch: most frames in one model call.
         max_delay_ms: longest the first frame of a batch waits for the batch to fill.
         top_k: default number of labels in a response's ``top_k``.
@@ -69,6 +69,12 @@ class ServerConfig:
             the server stops reading it, so gRPC flow control slows the client; 0 = 3 × max_batch.
         frame_budget: frames all streams together may hold before readers of streams holding two
             or more wait (bounds memory with many streams); 0 = 8 × max_batch.
+        memory_budget_bytes: frame bytes all streams together may hold (received payloads
+            waiting to be decoded, decoded images, batches); past it, streams holding two or
+            more frames wait (LOSSLESS) or drop (LIVE, counted). 1 GiB by default: frames are
+            resized to the model input on arrival (224x224 RGB is 150 KB, so eight batches of
+            32 take ~40 MB), so the budget binds only when large RAW or encoded payloads pile
+            up, and 1 GiB beside TensorFlow's own ~1 GiB fits a 4 GiB container.
         max_streams: open streams (bidi streams and old-API windows) the server accepts.
         max_frame_side: largest width or height accepted, before or after decoding.
         grace_s: how long shutdown waits for received frames to be answered.
@@ -88,6 +94,7 @@ class ServerConfig:
     live_depth: int = 1
     stream_buffer: int = 0
     frame_budget: int = 0
+    memory_budget_bytes: int = 1 << 30
     max_streams: int = 4096
     max_frame_side: int = 8192
     grace_s: float = 10.0
@@ -105,6 +112,7 @@ class ServerConfig:
             "live_depth": self.live_depth >= 1,
             "stream_buffer": self.stream_buffer >= 0,
             "frame_budget": self.frame_budget >= 0,
+            "memory_budget_bytes": self.memory_budget_bytes >= 1,
             "max_streams": self.max_streams >= 1,
             "max_frame_side": self.max_frame_side >= 1,
             "grace_s": self.grace_s >= 0,

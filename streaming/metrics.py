@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -194,8 +194,8 @@ class ServerMetrics:
     def frames_answered(self, delivery: Delivery, n: int = 1) -> None:
         self._answered[delivery].inc(n)
 
-    def frame_dropped(self, reason: DropReason) -> None:
-        self._dropped[reason].inc()
+    def frame_dropped(self, reason: DropReason, n: int = 1) -> None:
+        self._dropped[reason].inc(n)
 
     def frame_failed(self, reason: FailReason) -> None:
         self._failed[reason].inc()
@@ -233,6 +233,22 @@ class ServerMetrics:
 
     def set_busy(self, ratio: float) -> None:
         self._busy.set(min(1.0, max(0.0, ratio)))
+
+    def watch(
+        self,
+        *,
+        busy: Callable[[], float],
+        held_frames: Callable[[], float],
+        held_bytes: Callable[[], float],
+        frame_budget: int,
+        memory_budget: int,
+    ) -> None:
+        """Read the load gauges from the server when scraped (always current, nothing per frame)."""
+        self._busy.set_function(lambda: min(1.0, max(0.0, busy())))
+        self._held_frames.set_function(held_frames)
+        self._held_bytes.set_function(held_bytes)
+        self._frame_budget.set(frame_budget)
+        self._memory_budget.set(memory_budget)
 
     def set_held(self, frames: int, bytes_: int, frame_budget: int, memory_budget: int) -> None:
         self._held_frames.set(frames)

@@ -117,7 +117,7 @@ class TensorFlowClassifier:
             forward, input_shape = _load_model(tf, path)
             height, width, channels = _input_size(input_shape, config.input_size, path)
             self._size = (height, width)
-            self._preprocess = _make_preprocess(tf, config, height, width, channels)
+            self._preprocess = make_preprocess(tf, config, height, width, channels)
             num_outputs, is_probability = _probe_outputs(
                 tf, forward, self._preprocess, height, width, channels
             )
@@ -245,7 +245,9 @@ def _input_size(
     return int(height), int(width), int(channels)
 
 
-def _make_preprocess(tf: Any, config: ModelConfig, height: int, width: int, channels: int) -> Any:
+def make_preprocess(tf: Any, config: ModelConfig, height: int, width: int, channels: int) -> Any:
+    """uint8 ``(n, h, w, c)`` frames of any size to the model's float input (``streaming.training``
+    uses it too, so a model is trained on frames resized exactly as the server resizes them)."""
     mean = tf.constant(config.mean[:channels] if channels == 1 else config.mean, tf.float32)
     std = tf.constant(config.std[:channels] if channels == 1 else config.std, tf.float32)
     if config.scaling == "meanstd" and len(config.mean) not in (1, channels):

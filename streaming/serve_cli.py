@@ -14,7 +14,6 @@ from pathlib import Path
 from streaming import __version__
 from streaming.config import ModelConfig, ServerConfig
 from streaming.errors import ConfigError
-from streaming.logformat import LOG_FORMATS, use_log_format
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -23,6 +22,24 @@ def _size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
     return width, height
+
+
+_BYTE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _byte_size(text: str) -> int:
+    """``512M``, ``2G``, ``1.5G`` or plain bytes (binary units; a trailing ``B``/``iB`` is fine)."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = cleaned[-1:] if cleaned[-1:] in _BYTE_UNITS else ""
+    try:
+        value = float(cleaned[: len(cleaned) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 512M or 2G, got {text!r}"
+        ) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a size must be positive and finite, got {text!r}")
+    return int(value * _BYTE_UNITS[unit])
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -106,6 +123,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames all streams together hold before flow control (default 8 x max batch)",
     )
     batching.add_argument(
+        "--memory-budget",
+        type=_byte_size,
+        default=d.memory_budget_bytes,
+        metavar="SIZE",
+        help="frame bytes all streams together hold before flow control (LOSSLESS) or drops "
+        "(LIVE), e.g. 512M or 2G (default 1G)",
+    )
+    batching.add_argument(
         "--stream-buffer",
         type=int,
         default=d.stream_buffer,
@@ -147,9 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     ops.add_argument(
         "--log-format",
-        choices=LOG_FORMATS,
-        default="text",
-        help="text, or json: one JSON object per line (default %(default)s)",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,  # the front door's option: given here, it overrides that one
+        help="text, or json: one JSON object per line (same as stream-classify --log-format)",
     )
 
     model = parser.add_argument_group("model runtime")
@@ -220,6 +245,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         live_depth=args.live_depth,
         stream_buffer=args.stream_buffer,
         frame_budget=args.frame_budget,
+        memory_budget_bytes=args.memory_budget,
         max_streams=args.max_streams,
         max_frame_side=args.max_frame_side,
         grace_s=args.grace,
@@ -255,7 +281,6 @@ def _banner(server: object) -> None:
 def run(args: argparse.Namespace) -> int:
     from streaming.server import serve
 
-    use_log_format(args.log_format)
     try:
         config = serve_config(args)
         asyncio.run(serve(config, on_started=_banner))

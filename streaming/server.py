@@ -66,7 +66,7 @@ class StreamServer:
             # Loading TensorFlow and the model takes seconds: keep the loop responsive meanwhile.
             self._classifier = await loop.run_in_executor(None, load_classifier, self.config.model)
         description = self._classifier.description
-        self.batcher = Batcher(self._classifier, self.config)
+        self.batcher = Batcher(self._classifier, self.config, self.metrics)
         await self.batcher.start()
         limit = self.config.max_message_bytes
         server = grpc.aio.server(

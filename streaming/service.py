@@ -14,11 +14,12 @@ import numpy as np
 from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
-from streaming.batcher import Batcher, ServerDraining, Stream, TooManyStreams
+from streaming.batcher import Batcher, ServerDraining, TooManyStreams
 from streaming.config import ServerConfig
 from streaming.convert import frame_from_pb, model_info_to_pb, result_to_pb, settings_from_pb
 from streaming.errors import FrameError
 from streaming.metrics import ServerMetrics
+from streaming.stream_state import StreamState
 from streaming.values import (
     Delivery,
     Encoding,
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 async def _open(
     batcher: Batcher, settings: StreamSettings, context: grpc.aio.ServicerContext
-) -> Stream:
+) -> StreamState:
     try:
         return batcher.open_stream(settings)
     except ServerDraining as exc:
@@ -60,7 +61,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         self._info = model_info_to_pb(
             description, default_window=config.window, max_batch=config.max_batch
         )
-        self._readers: dict[Stream, asyncio.Task[str | None]] = {}
+        self._readers: dict[StreamState, asyncio.Task[str | None]] = {}
 
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
@@ -122,7 +123,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             )
 
     async def _read(
-        self, requests: AsyncIterator[pb.ClassifyRequest], stream: Stream
+        self, requests: AsyncIterator[pb.ClassifyRequest], stream: StreamState
     ) -> str | None:
         """Feed frames to the batcher; returns a protocol violation message, if any."""
         try:
@@ -150,7 +151,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
 @dataclass
 class _LegacyClient:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    windows: list[Stream] = field(default_factory=list)
+    windows: list[StreamState] = field(default_factory=list)
     last_used: float = 0.0
     seq: int = 0
 

@@ -1,9 +1,13 @@
 """Train the embedded "broadcast signal monitor" model from scratch on generated frames.
 
+The generator (``training/synth.py``) makes the frames; fitting is ``streaming.training``'s, the
+same trainer as ``stream-classify train`` (small network, best epoch by validation loss). The
+generator already applies broadcast-chain degradations, so the trainer's own augmentation is off.
+
 Usage::
 
     python -m training.train_default_model            # writes streaming/default_model/
-    python -m training.train_default_model --per-class 2000 --epochs 3 --out /tmp/m  # quick try
+    python -m training.train_default_model --per-class 200 --epochs 1 --out /tmp/m  # quick try
 
 Needs the ``train`` extra (scikit-image, scikit-learn, matplotlib) for the bundled photos.
 Deterministic for a given ``--seed`` up to TensorFlow's CPU kernel non-determinism.
@@ -15,6 +19,8 @@ import argparse
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -28,6 +34,7 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "streaming" / "default_model"
 MODEL_NAME = "broadcast_monitor.keras"
+INPUT_SIZE = 96
 
 
 def _generate_chunk(args: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +76,6 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.monotonic()
     # Generate before importing TensorFlow so the forked workers don't inherit its thread pools.
-    from training.model_def import INPUT_SIZE, build_model
-
     x, y = generate(args.per_class, INPUT_SIZE, args.seed, args.workers)
     x_val, y_val = generate(args.val_per_class, INPUT_SIZE, args.seed + 1, args.workers)
     t_data = time.monotonic() - t0
@@ -78,54 +83,49 @@ def main(argv: list[str] | None = None) -> None:
         "generated %d training + %d validation frames in %.0f s", len(x), len(x_val), t_data
     )
 
-    import keras
-    import tensorflow as tf
+    from streaming.training.backbones import Backbone
+    from streaming.training.pipeline import Augmentation
+    from streaming.training.trainer import FitSettings, fit
+    from streaming.training.values import FrameSet
 
-    keras.utils.set_random_seed(args.seed)
-    tf.config.threading.set_inter_op_parallelism_threads(args.workers)
-    tf.config.threading.set_intra_op_parallelism_threads(args.workers)
+    def frame_set(images: np.ndarray, ids: np.ndarray, name: str) -> FrameSet:
+        # Every generated frame is independent: one group each.
+        names = tuple(f"{name}/{i}" for i in range(len(ids)))
+        return FrameSet(images, tuple(CLASSES[i] for i in ids), names, names)
 
-    model = build_model(len(CLASSES))
-    steps = args.epochs * int(np.ceil(len(x) / args.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
-    # Frames stay uint8 in memory (a quarter of float32); batches are cast on the fly.
-    order = np.random.default_rng(args.seed).permutation(len(x))
-    train = (
-        tf.data.Dataset.from_tensor_slices((x[order], y[order]))
-        .shuffle(4096, seed=args.seed, reshuffle_each_iteration=True)
-        .batch(args.batch_size)
-        .map(lambda a, b: (tf.cast(a, tf.float32), b))
-        .prefetch(2)
-    )
-    history = model.fit(
-        train,
+    settings = FitSettings(
+        backbone=Backbone("small"),
         epochs=args.epochs,
-        validation_data=(x_val.astype(np.float32), y_val),
+        batch_size=args.batch_size,
+        learning_rate=2e-3,
+        patience=args.epochs,  # the schedule runs to the end; the best epoch is kept
+        seed=args.seed,
+        augmentation=Augmentation.none(),
         verbose=2,
     )
-    t_total = time.monotonic() - t0
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    model_path = args.out / MODEL_NAME
-    # Save an uncompiled copy: no optimizer state (a third of the file) and nothing to deserialize.
-    shipped = build_model(len(CLASSES))
-    shipped.set_weights(model.get_weights())
-    shipped.save(model_path)
-    (args.out / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    with tempfile.TemporaryDirectory() as work:
+        result = fit(
+            frame_set(x, y, "train"),
+            frame_set(x_val, y_val, "val"),
+            Path(work),
+            settings,
+            labels=CLASSES,
+        )
+        t_total = time.monotonic() - t0
+        args.out.mkdir(parents=True, exist_ok=True)
+        model_path = args.out / MODEL_NAME
+        shutil.copyfile(result.model_path, model_path)
+        shutil.copyfile(result.labels_path, args.out / "labels.txt")
+        history = json.loads((Path(work) / "checkpoint" / "state.json").read_text())["history"]
     report = {
         "seed": args.seed,
         "per_class": args.per_class,
         "epochs": args.epochs,
+        "best_epoch": result.best_epoch,
         "input_size": INPUT_SIZE,
-        "params": model.count_params(),
         "data_seconds": round(t_data),
         "total_seconds": round(t_total),
-        "val_accuracy": [round(float(v), 4) for v in history.history["val_accuracy"]],
+        "val_accuracy": [round(float(epoch["val_accuracy"]), 4) for epoch in history],
         "size_bytes": model_path.stat().st_size,
     }
     (args.out / "training_report.json").write_text(json.dumps(report, indent=2))

@@ -11,6 +11,8 @@ client; nothing in the library imports it. Modules:
 * :mod:`~camera_tools.watch.outputs`: the built-in outputs (sinks, console lines).
 * :mod:`~camera_tools.watch.report`: counters, summary per source, the summary table.
 * :mod:`~camera_tools.watch.metrics`: :class:`WatchMetrics`, Prometheus metrics of a run.
+* :mod:`~camera_tools.watch.live_observer`: :class:`LiveObserver`, the web view, re-stream and
+  alerts (:class:`~camera_tools.live.LiveOutputs`) as an observer.
 * :mod:`~camera_tools.watch.cli`: ``stream-classify watch``.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from camera_tools.watch.config import WatchConfig, source_ids
 from camera_tools.watch.errors import MetricsUnavailableError, ServerUnavailableError, WatchError
+from camera_tools.watch.live_observer import LiveObserver
 from camera_tools.watch.metrics import WatchMetrics
 from camera_tools.watch.observers import ClassifiedFrame, ObserverGroup, WatchObserver
 from camera_tools.watch.outputs import ConfiguredOutputs, ConsoleLines, record_paths
@@ -34,6 +37,7 @@ __all__ = [
     "ClassifiedFrame",
     "ConfiguredOutputs",
     "ConsoleLines",
+    "LiveObserver",
     "MetricsUnavailableError",
     "ObserverGroup",
     "ServerUnavailableError",

@@ -23,8 +23,11 @@ from pathlib import Path
 
 from camera_tools.backoff import BackoffPolicy
 from camera_tools.errors import CameraToolsError, DisplayUnavailableError
-from camera_tools.watch.config import WatchConfig
+from camera_tools.live import LiveOutputs, add_live_arguments
+from camera_tools.watch.config import WatchConfig, source_ids
+from camera_tools.watch.connection import server_id
 from camera_tools.watch.errors import ServerUnavailableError
+from camera_tools.watch.live_observer import LiveObserver
 from camera_tools.watch.metrics import WatchMetrics, parse_metrics_address
 from camera_tools.watch.observers import WatchObserver
 from camera_tools.watch.outputs import ConsoleLines
@@ -197,6 +200,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one; "
         "needs prometheus-client); default: off",
     )
+    add_live_arguments(parser)
     add_connection_arguments(parser)
 
 
@@ -255,6 +259,15 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _announce(live: LiveOutputs, config: WatchConfig) -> None:
+    """Print where the web view and the re-streams are (ports may have been picked: port 0)."""
+    if live.web is not None:
+        print(f"web view: {live.web.url}", flush=True)
+    if live.restreamer is not None:
+        for source in source_ids(config.sources):
+            print(f"re-stream of {source}: {live.restreamer.url(source)}", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``watch`` with parsed flags; returns the exit status."""
     try:
@@ -263,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"watch: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
     observers: list[WatchObserver] = [ConsoleLines(sys.stdout, verbose=args.verbose)]
+    metrics: WatchMetrics | None = None
     if args.metrics_address is not None:
         try:  # before connecting: a missing package or a busy port is a start-up error
             metrics = WatchMetrics(config)
@@ -271,6 +285,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"watch: {exc}", file=sys.stderr)
             return EXIT_CANNOT_START
         observers.append(metrics)
+    try:  # before connecting: a busy port or a missing GStreamer is a start-up error
+        live = LiveOutputs.from_args(args, source_ids(config.sources), console=sys.stdout)
+    except (CameraToolsError, ValueError) as exc:
+        if metrics is not None:
+            metrics.close()
+        print(f"watch: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    if live.active:
+        _announce(live, config)
+        observers.append(LiveObserver(live, server_id=server_id(config.server)))
     watcher = Watcher(config, observers=observers)
     try:
         with _stop_on_signals(watcher.stop):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from camera_tools.overlay import draw_overlay
+from camera_tools.overlay import OverlayPainter
 from camera_tools.sinks import (
     CsvFrameLog,
     DisplaySink,
@@ -82,6 +82,7 @@ class ConfiguredOutputs(WatchObserver):
         self.display: DisplaySink | None = None
         self._recorders: dict[str, VideoRecorder] = {}
         self._fps: dict[str, tuple[float, float]] = {}  # source -> (last answer time, smoothed fps)
+        self._painter = OverlayPainter()  # the same badge, name and strip as the web view
         self._record_paths = (
             record_paths(config.record_path, config.sources)
             if config.record_path is not None
@@ -109,14 +110,16 @@ class ConfiguredOutputs(WatchObserver):
             sink.write(result)
         if frame.image is None or not self.wants_images:
             return
-        image = draw_overlay(
+        image = self._painter.paint(
             frame.image,
+            source=result.source_id,
             label=result.label,
             score=result.score,
-            source=result.source_id,
-            timestamp=result.captured_at,
             fps=self._measure_fps(result.source_id),
             extra=() if result.position_s is None else (f"t={result.position_s:.2f}s",),
+            # A file's strip spans seconds of video, however fast it is classified.
+            at=result.captured_at if result.position_s is None else result.position_s,
+            timestamp=result.captured_at,
         )
         if self._config.record_path is not None:
             recorder = self._recorders.get(result.source_id)

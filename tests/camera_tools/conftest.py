@@ -1,16 +1,20 @@
-"""Fixtures for camera_tools tests: small real videos, image folders and scripted fake sources."""
+"""Fixtures for camera_tools tests: small real videos, image folders, scripted fake sources, a real
+RTSP server, a real server with the embedded model and a real headless browser."""
 
 from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -167,14 +171,15 @@ def rtsp_server_available() -> bool:
 class RtspServer:
     """Starts, kills and restarts ``rtsp_server.py`` on one port."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
         self.port = 0
+        self.options = options  # more rtsp_server.py flags, e.g. "--pattern", "smpte"
         self.process: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 15.0) -> None:
         self._close_pipe()
         self.process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port)],
+            [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port), *self.options],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -221,19 +226,90 @@ class RtspServer:
         return f"rtsp://{credentials}127.0.0.1:{self.port}/test"
 
 
-@pytest.fixture
-def rtsp_server() -> Iterable[RtspServer]:
-    """A running RTSP server; skips the test when GStreamer's RTSP server is not installed."""
+def _running_rtsp_server(*options: str) -> Iterator[RtspServer]:
     if not rtsp_server_available():
         pytest.skip(
             "no GStreamer RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0"
         )
-    server = RtspServer()
+    server = RtspServer(*options)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspServer]:
+    """A running RTSP server; skips the test when GStreamer's RTSP server is not installed."""
+    yield from _running_rtsp_server()
+
+
+COLOUR_BARS_OPTIONS = ("--pattern", "smpte", "--scroll", "2", "--width", "320", "--height", "240")
+
+
+@pytest.fixture
+def rtsp_colour_bars() -> Iterator[RtspServer]:
+    """A running RTSP server of SMPTE colour bars, scrolling so that frames differ."""
+    yield from _running_rtsp_server(*COLOUR_BARS_OPTIONS)
+
+
+# -- a real server with the embedded broadcast-monitor model (knows black, color_bars...) --------
+
+
+@pytest.fixture(scope="session")
+def embedded_classifier() -> Any:
+    """The embedded model, loaded once (it costs seconds)."""
+    from streaming.config import ModelConfig
+    from streaming.model import load_classifier
+
+    return load_classifier(ModelConfig())
+
+
+@pytest.fixture
+def embedded_server(server_factory: Callable[..., Any], embedded_classifier: Any) -> Any:
+    """A real server on 127.0.0.1:0 with the embedded model; ``.address`` is its address."""
+    from streaming.config import ModelConfig
+
+    return server_factory(classifier=embedded_classifier, model=ModelConfig())
+
+
+# -- a real headless Chromium (Debian's chromium and chromedriver, through Selenium) ------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A headless Chromium WebDriver (1280x900); skips without Debian's chromium packages."""
+    from selenium import webdriver
+
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("no browser: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:

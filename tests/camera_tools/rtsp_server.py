@@ -6,7 +6,7 @@ Run with Debian's ``/usr/bin/python3`` (it needs ``python3-gi`` and
     /usr/bin/python3 tests/camera_tools/rtsp_server.py --port 0 --path /test
 
 It prints ``READY <port>`` on stdout once it listens, then serves an H.264
-``videotestsrc`` stream until it gets SIGTERM/SIGINT.
+``videotestsrc`` stream (``--pattern smpte`` for colour bars) until it gets SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -29,11 +29,15 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--height", type=int, default=120)
     parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--pattern", default="ball", help="videotestsrc pattern, e.g. smpte")
+    parser.add_argument(
+        "--scroll", type=int, default=0, help="pixels per frame the picture scrolls sideways"
+    )
     args = parser.parse_args()
 
     Gst.init(None)
     launch = (
-        f"( videotestsrc is-live=true pattern=ball "
+        f"( videotestsrc is-live=true pattern={args.pattern} horizontal-speed={args.scroll} "
         f"! video/x-raw,width={args.width},height={args.height},framerate={args.fps}/1 "
         f"! videoconvert ! video/x-raw,format=I420 "
         # Short GOP so a client that (re)connects gets a keyframe quickly.

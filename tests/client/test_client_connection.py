@@ -7,8 +7,7 @@ import argparse
 import json
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,11 @@ from client import (
     channel_credentials,
     connection_from_args,
 )
-from client.api.v1 import stream_classifier_pb2 as pb
-from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from client.classify import cli as classify_cli
 from client.inference_client import sc_client
 
-from .flavours import Flavour, LoopThread
+from .flavours import Flavour
+from .grpc_servers import TokenInterceptor, aio_server, server_credentials
 from .tls_material import TlsMaterial, make_tls_material
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,96 +36,9 @@ TOKEN_VARIABLE = "STREAM_CLASSIFY_TOKEN"
 FRAME = np.full((8, 8, 3), 200, np.uint8)
 
 
-class _AnsweringServicer(pb_grpc.StreamClassifierServicer):
-    """Answers every frame with label "ok": enough to see frames cross a TLS channel."""
-
-    async def GetModelInfo(
-        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelInfo:
-        return pb.ModelInfo(labels=["ok"], input_width=8, input_height=8, input_channels=3)
-
-    async def Classify(
-        self,
-        request_iterator: AsyncIterator[pb.ClassifyRequest],
-        context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[pb.ClassifyResponse]:
-        async for request in request_iterator:
-            if request.HasField("frame"):
-                yield pb.ClassifyResponse(
-                    seq=request.frame.seq, label="ok", score=1.0, frame_label="ok", window_frames=1
-                )
-
-
-async def _deny_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing token")
-
-
-async def _deny_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing token")
-    yield  # pragma: no cover - makes this an async generator, as a streaming handler must be
-
-
-class _TokenInterceptor(grpc.aio.ServerInterceptor):
-    """Records each call's ``authorization`` metadata; refuses calls without ``required``."""
-
-    def __init__(self, required: str | None = None) -> None:
-        self.required = required
-        self.seen: list[tuple[str, str | None]] = []
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        authorization = metadata.get("authorization")
-        self.seen.append((handler_call_details.method.rsplit("/", 1)[-1], authorization))
-        handler = await continuation(handler_call_details)
-        if self.required is None or authorization == f"Bearer {self.required}":
-            return handler
-        if handler.request_streaming:
-            return grpc.stream_stream_rpc_method_handler(_deny_stream)
-        return grpc.unary_unary_rpc_method_handler(_deny_unary)
-
-
-@contextmanager
-def aio_server(
-    *,
-    credentials: grpc.ServerCredentials | None = None,
-    interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
-) -> Iterator[str]:
-    """A real grpc.aio server on 127.0.0.1:0 in a thread of its own; yields its address."""
-    loop = LoopThread()
-
-    async def start() -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server(interceptors=interceptors)
-        pb_grpc.add_StreamClassifierServicer_to_server(_AnsweringServicer(), server)
-        if credentials is None:
-            port = server.add_insecure_port("127.0.0.1:0")
-        else:
-            port = server.add_secure_port("127.0.0.1:0", credentials)
-        await server.start()
-        return server, port
-
-    server, port = loop.run(start())
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        loop.run(server.stop(0))
-        loop.stop()
-
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
     return make_tls_material(tmp_path_factory.mktemp("tls"))
-
-
-def server_credentials(tls: TlsMaterial, *, mutual: bool) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials(
-        [(tls.server.key.read_bytes(), tls.server.cert.read_bytes())],
-        root_certificates=tls.ca.read_bytes() if mutual else None,
-        require_client_auth=mutual,
-    )
 
 
 def closed_port() -> int:
@@ -149,7 +60,7 @@ def closed_port() -> int:
 def test_token_reaches_the_server_as_bearer_metadata_on_every_call(
     flavour: Flavour, token: str | None, expected: str | None
 ) -> None:
-    recorder = _TokenInterceptor()
+    recorder = TokenInterceptor()
     with aio_server(interceptors=(recorder,)) as address:
         client = flavour.connect(address, token=token)
         [prediction] = client.classify([FRAME])
@@ -162,7 +73,7 @@ def test_token_reaches_the_server_as_bearer_metadata_on_every_call(
 @pytest.mark.parametrize("token", [None, "wrong"], ids=["missing", "wrong"])
 def test_a_refused_token_is_a_clear_error(flavour: Flavour, token: str | None) -> None:
     with (
-        aio_server(interceptors=(_TokenInterceptor(required="right"),)) as address,
+        aio_server(interceptors=(TokenInterceptor(required="right"),)) as address,
         pytest.raises(ClassifierClientError) as caught,
     ):
         flavour.connect(address, token=token)
@@ -177,7 +88,7 @@ def test_a_refused_token_is_a_clear_error(flavour: Flavour, token: str | None) -
 @pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mutual-tls"])
 def test_tls_end_to_end(flavour: Flavour, tls: TlsMaterial, mutual: bool) -> None:
     # given a server that proves itself with a certificate of our CA (and asks for ours)
-    recorder = _TokenInterceptor(required="s3cret")
+    recorder = TokenInterceptor(required="s3cret")
     client_files = (tls.client.cert, tls.client.key) if mutual else (None, None)
     credentials = channel_credentials(tls.ca, *client_files)
     with aio_server(
@@ -424,7 +335,7 @@ def test_classify_cli_over_mutual_tls_with_the_token_from_the_environment(
     monkeypatch.setenv(TOKEN_VARIABLE, "s3cret")
     image = tmp_path / "photo.png"
     Image.fromarray(FRAME).save(image)
-    recorder = _TokenInterceptor(required="s3cret")
+    recorder = TokenInterceptor(required="s3cret")
     parser = argparse.ArgumentParser()
     classify_cli.add_arguments(parser)
     with aio_server(
@@ -490,7 +401,7 @@ def test_sc_client_sends_its_token_over_tls(
     monkeypatch.delenv(TOKEN_VARIABLE, raising=False)
     if environment is not None:
         monkeypatch.setenv(TOKEN_VARIABLE, environment)
-    recorder = _TokenInterceptor()
+    recorder = TokenInterceptor()
     with aio_server(
         credentials=server_credentials(tls, mutual=False), interceptors=(recorder,)
     ) as address:

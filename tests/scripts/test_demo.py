@@ -32,6 +32,15 @@ def test_demo_finds_every_cut_of_the_sample_clip(tmp_path: Path) -> None:
     with (tmp_path / "frames.csv").open() as handle:
         frames = list(csv.DictReader(handle))
     assert len(frames) == cuts[-1]["last_frame"] + 1
+    # the web view was served while watch ran, and the report has the clip's timeline
+    assert re.search(r"web view: http://127\.0\.0\.1:\d+/", result.stdout)
+    assert f"timeline report of 1 source(s): {tmp_path / 'report.html'}" in result.stdout
+    report = (tmp_path / "report.html").read_text()
+    assert report.count('<section class="source">') == 1
+    assert "broadcast_sample.mp4" in report and report.count("<svg") == 1
+    for label in {c["label"] for c in cuts}:
+        assert f"{label}</td>" in report
+    assert cv2.imread(str(tmp_path / "report.png")) is not None
     recording = cv2.VideoCapture(str(tmp_path / "annotated.mp4"))
     assert int(recording.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)
     recording.release()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streaming.config import ServerConfig, parse_host_port
 from streaming.errors import ConfigError
-from streaming.logformat import JsonFormatter
 from streaming.metrics import DropReason, FailReason, LegacyOutcome, ServerMetrics
 from streaming.values import Delivery
 
@@ -205,21 +202,3 @@ def test_server_serves_metrics_and_counts_streams(
 
 def test_server_without_metrics_address_opens_no_endpoint(server: Any) -> None:
     assert server.server.metrics_port is None
-
-
-def test_json_log_lines_are_one_object_each() -> None:
-    formatter = JsonFormatter()
-    try:
-        raise ValueError("bad\nframe")
-    except ValueError:
-        import sys
-
-        record = logging.LogRecord(
-            "streaming.x", logging.ERROR, __file__, 1, "stream %d: %s", (3, "a\nb"), sys.exc_info()
-        )
-    line = formatter.format(record)
-    assert "\n" not in line
-    entry = json.loads(line)
-    assert entry["message"] == "stream 3: a\nb"
-    assert entry["level"] == "ERROR" and entry["logger"] == "streaming.x"
-    assert "ValueError: bad" in entry["exc_info"]

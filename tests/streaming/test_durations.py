@@ -1,16 +1,16 @@
-"""The batcher's running estimates of model-call and preparation time (used to take batches late)."""
+"""The running estimates of model-call and preparation time (used to take batches late)."""
 
 from __future__ import annotations
 
 import pytest
 
-from streaming.batcher import _Durations
+from streaming.durations import DurationEstimates
 
 MS = 1_000_000
 
 
-def durations(**calls_ms: float) -> _Durations:
-    d = _Durations()
+def durations(**calls_ms: float) -> DurationEstimates:
+    d = DurationEstimates()
     for size, ms in calls_ms.items():
         d.model_call(int(size.removeprefix("b")), int(ms * MS))
     return d
@@ -31,7 +31,7 @@ def test_model_call_estimate(known: dict[str, float], size: int, expected_ms: fl
 
 
 def test_estimates_follow_recent_calls() -> None:
-    d = _Durations()
+    d = DurationEstimates()
     d.model_call(32, 50 * MS)
     for _ in range(30):
         d.model_call(32, 80 * MS)  # the machine got busier
