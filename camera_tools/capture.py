@@ -40,6 +40,7 @@ from camera_tools.states import SourceEvent, StreamState, announce_state
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.05  # supervisor tick: bounds how late a stall or stop() is noticed
+_READER_EXIT_S = 3.0  # on stop, how long the supervisor waits for a reader blocked in a read
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,9 @@ class VideoStream:
                 ).start()
                 outcome = self._watch(session)
                 if self._stop.is_set():
+                    # Let the reader leave FFmpeg and close the source: a daemon thread still
+                    # inside OpenCV when the interpreter exits aborts the whole process.
+                    session.done.wait(_READER_EXIT_S)
                     break
                 if not self._kind.reconnects:
                     # Files and folders end for good; an open failure or a dead webcam is a failure.

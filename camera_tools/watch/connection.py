@@ -4,6 +4,11 @@ Losing the server makes every source's stream fail at once; the first source loo
 calls :meth:`ServerConnection.recover`, which reconnects with capped exponential backoff while
 the others wait on its lock, so N failing streams cause one reconnect, not N. Its state changes
 are published like a source's, under :func:`server_id`.
+
+Behind a balancer (a proxy, or ``round_robin`` over several addresses) losing one replica is not
+losing the server: :meth:`~ServerConnection.recover` first asks the server, through the same
+balancer, whether it still answers, and keeps the connection (and every other source's stream)
+when it does; the caller then simply reopens its own stream.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from camera_tools.watch.errors import ServerUnavailableError
 from client import ClassifierClientError, StreamClient
 
 logger = logging.getLogger(__name__)
+
+_PROBE_TIMEOUT_S = 2.0  # a server that answers at all answers GetModelInfo well within this
 
 
 def server_id(server: str) -> str:
@@ -71,9 +78,16 @@ class ServerConnection:
             return self._client, self._generation
 
     def recover(self, generation: int, reason: str) -> None:
-        """Replace the client of ``generation`` after a failure (no-op if already replaced)."""
+        """Replace the client of ``generation`` after a failure, unless the server still answers.
+
+        A no-op when another source already replaced that client, or when the server answers a
+        probe: then only the caller's replica was lost, and the caller reopens its stream.
+        """
         with self._lock:
             if generation != self._generation or self._client is None:
+                return
+            if self._answers():
+                logger.info("%s: still answers (%s); only one replica was lost", self.name, reason)
                 return
             self._client.close()  # cancels the other sources' dead streams too
             self._client = None
@@ -103,11 +117,21 @@ class ServerConnection:
                 self._set_state(StreamState.CONNECTED, reason=_describe(client))
                 return
 
-    def _new_client(self, *, wait_for_ready: bool) -> StreamClient:
+    def _answers(self) -> bool:
+        """Whether the server, through a new channel and the balancer, answers ``GetModelInfo``."""
+        try:
+            probe = self._new_client(wait_for_ready=False, timeout=_PROBE_TIMEOUT_S)
+        except ClassifierClientError as exc:
+            logger.debug("%s: probe failed: %s", self.name, exc)
+            return False
+        probe.close()
+        return True
+
+    def _new_client(self, *, wait_for_ready: bool, timeout: float | None = None) -> StreamClient:
         config = self._config
         return StreamClient(
             config.server,
-            connect_timeout=config.connect_timeout_s,
+            connect_timeout=config.connect_timeout_s if timeout is None else timeout,
             wait_for_ready=wait_for_ready,
             client_id=config.client_id,
             credentials=config.credentials,

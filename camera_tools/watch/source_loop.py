@@ -6,11 +6,14 @@ up to ``max_in_flight`` of them unanswered, so throughput follows the server rat
 round trip. It never writes an output: it publishes each classified frame, each capture state
 change and its final summary through ``publish`` (see :mod:`camera_tools.watch.observers`).
 
-Losing the server: the stream fails, the loop asks the shared
-:class:`~camera_tools.watch.connection.ServerConnection` to recover and opens a new stream.
-Files and folders (LOSSLESS) then resend their unanswered frames, oldest first, so no frame is
-skipped (the server's window average restarts on the new stream); live sources drop what was in
-flight and carry on with the newest frame.
+Losing the stream: :func:`~camera_tools.watch.failures.failure_action` decides from its status.
+A stream whose replica went away is reopened on the same connection after this source's own
+backoff (a balancer places it on a replica that is up; the other sources' streams go on); when
+the server as a whole may be gone, the loop asks the shared
+:class:`~camera_tools.watch.connection.ServerConnection` to recover first. Either way, files and
+folders (LOSSLESS) then resend their unanswered frames, oldest first, so no frame is skipped or
+answered twice (the server's window average restarts on the new stream); live sources drop what
+was in flight and carry on with the newest frame.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from camera_tools.backoff import Backoff
 from camera_tools.capture import VideoStream
 from camera_tools.frames import Frame
 from camera_tools.sinks import Classification
@@ -32,6 +36,7 @@ from camera_tools.sources import SourceKind, create_source
 from camera_tools.states import SourceEvent, StreamState
 from camera_tools.watch.config import WatchConfig
 from camera_tools.watch.connection import ServerConnection
+from camera_tools.watch.failures import FailureAction, failure_action
 from camera_tools.watch.observers import ClassifiedFrame
 from camera_tools.watch.report import SourceOutcome, SourceSummary, SourceTally
 from client import ClassifierClientError, Delivery, Prediction, Stream
@@ -40,16 +45,6 @@ logger = logging.getLogger(__name__)
 
 _POLL_S = 0.2  # how often blocked loops recheck stop and failure flags
 _DEFAULT_FPS = 15.0  # playback rate of a live source that does not state its own
-# Errors that no reconnect can fix: the source gives up instead of retrying forever.
-_FATAL_CODES = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.FAILED_PRECONDITION,
-    }
-)
 
 Publication = ClassifiedFrame | SourceEvent | SourceSummary
 """What a source loop hands to the watcher for its observers."""
@@ -110,6 +105,8 @@ class SourceLoop:
         self._stop = stop
         self._keep_images = keep_images
         self._retry: collections.deque[_Pending] = collections.deque()
+        # Reset by every answer: only failures in a row back off further.
+        self._reopen = Backoff(config.reconnect)
         self._capture_done = False
         self.capture = VideoStream(
             spec,
@@ -219,18 +216,43 @@ class SourceLoop:
             if self._stop.is_set():
                 self.outcome = SourceOutcome.STOPPED
                 return
-            if isinstance(error, ClassifierClientError) and error.code in _FATAL_CODES:
-                self.outcome, self.reason = SourceOutcome.FAILED, str(error)
-                logger.error("%s: the server refused the stream: %s", self.source_id, error)
+            if not isinstance(error, ClassifierClientError):
+                raise error  # not a gRPC failure but a bug: _run ends the source visibly
+            if not self._after_failure(error, generation, answered=stream.received > 0):
                 return
-            logger.warning(
-                "%s: stream to the server lost (%s); %d frames to resend",
-                self.source_id,
-                error,
-                len(self._retry),
-            )
-            self.tally.server_reconnects += 1
+
+    def _after_failure(
+        self, error: ClassifierClientError, generation: int, *, answered: bool
+    ) -> bool:
+        """Act on a failed stream per :func:`failure_action`; ``False`` when the loop must end."""
+        action = failure_action(error.code, answered=answered)
+        if action is FailureAction.GIVE_UP:
+            self.outcome, self.reason = SourceOutcome.FAILED, str(error)
+            logger.error("%s: the server refused the stream: %s", self.source_id, error)
+            return False
+        logger.warning(
+            "%s: stream to the server lost (%s); %s, %d frames to resend",
+            self.source_id,
+            error,
+            action.value,
+            len(self._retry),
+        )
+        self.tally.server_reconnects += 1
+        if action is FailureAction.RECONNECT:
             self._conn.recover(generation, str(error))
+            lease = self._conn.lease()
+            if lease is None or lease[1] != generation:
+                self._reopen.reset()
+                return True  # a new connection (or none): no need to wait any longer
+        delay = self._reopen.next_delay()
+        if delay is None:
+            self.outcome = SourceOutcome.FAILED
+            self.reason = f"gave up after {self._reopen.attempt} attempts to reopen ({error})"
+            return False
+        if self._stop.wait(delay):
+            self.outcome = SourceOutcome.STOPPED
+            return False
+        return True
 
     def _stream(self, session: _Session) -> BaseException | None:
         """Run one stream to its end; return why it failed, or ``None`` when it ended normally."""
@@ -300,6 +322,7 @@ class SourceLoop:
         if entry is None:
             logger.debug("%s: answer for unknown seq %d", self.source_id, prediction.seq)
             return
+        self._reopen.reset()
         latency = now - entry.sent_at
         self.tally.answered(now, latency, ok=prediction.ok)
         if prediction.error is not None:

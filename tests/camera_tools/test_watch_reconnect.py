@@ -131,13 +131,7 @@ def test_watcher_survives_a_grpc_server_restart(
 ) -> None:
     # given a file played in real time (4 s, 40 frames) and a live stream, on one connection
     caplog.set_level("INFO", logger="camera_tools")
-    video = tmp_path / "slow.mp4"
-    writer = cv2.VideoWriter(
-        str(video), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), 10, (64, 48)
-    )
-    for i in range(40):
-        writer.write(np.full((48, 64, 3), (255, 0, 0) if i < 20 else (0, 0, 255), np.uint8))
-    writer.release()
+    video = _write_clip(tmp_path / "slow.mp4", frames=40)
     server = server_factory()
     port = int(server.address.rsplit(":", 1)[1])
     live = f"rtsp://127.0.0.1:{rtsp_server.port}/test"
@@ -182,3 +176,60 @@ def test_watcher_survives_a_grpc_server_restart(
     assert server_states[-1] is StreamState.CONNECTED and StreamState.STALLED in server_states
     gap_logs = [r.getMessage() for r in caplog.records if r.getMessage().startswith(server_name)]
     assert any("reconnecting" in m for m in gap_logs) and any("connected" in m for m in gap_logs)
+
+
+@pytest.mark.timeout(90)
+def test_losing_one_of_two_replicas_reopens_only_its_streams(
+    server_factory: Callable[..., Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    wait_for: Callable[..., bool],
+) -> None:
+    # given 6 files played in real time (4 s, 40 frames each) over round_robin on two replicas
+    caplog.set_level("INFO", logger="camera_tools")
+    videos = [_write_clip(tmp_path / f"clip{i}.mp4", frames=40) for i in range(6)]
+    first, second = server_factory(), server_factory()
+    target = f"ipv4:{first.address},{second.address}"
+    config = WatchConfig(
+        tuple(map(str, videos)), target, window=1, realtime=True, reconnect=FAST_RETRY,
+        load_balancing="round_robin", duration_s=60.0,
+    )  # fmt: skip
+    run = Run(config)
+    try:
+        assert wait_for(lambda: all(run.count(str(v)) >= 5 for v in videos), timeout=20)
+        on_first = first.server.batcher.stream_count
+        assert 0 < on_first < len(videos)  # both replicas serve some streams
+
+        # when the first replica drains and stops
+        first.stop(grace=0.5)
+
+        # then every file is classified to its end, on the replica left
+        assert wait_for(lambda: all(run.count(str(v)) >= 40 for v in videos), timeout=30)
+    finally:
+        report = run.finish()
+
+    # and no frame was skipped or answered twice
+    for video in videos:
+        frames = [
+            r.classification.frame_index
+            for _, r in run.results
+            if r.classification.source_id == str(video)
+        ]
+        assert sorted(frames) == list(range(40)), video
+    # and only the lost replica's streams were reopened; the connection was never rebuilt
+    assert sorted(s.server_reconnects > 0 for s in report.sources).count(True) == on_first
+    assert all(s.outcome is SourceOutcome.ENDED for s in report.sources)
+    server_states = run.states(f"server {target}")
+    assert server_states == [StreamState.CONNECTING, StreamState.CONNECTED]
+
+
+def _write_clip(path: Path, frames: int) -> Path:
+    writer = cv2.VideoWriter(
+        str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), 10, (64, 48)
+    )
+    for i in range(frames):
+        writer.write(
+            np.full((48, 64, 3), (255, 0, 0) if i < frames // 2 else (0, 0, 255), np.uint8)
+        )
+    writer.release()
+    return path

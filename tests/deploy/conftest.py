@@ -365,3 +365,9 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[Sequence[int]], Prometheus]
 def read_metric() -> Callable[..., float]:
     """``read_metric(metrics_port, "stream_classify_streams_opened_total")``: scrape one sample."""
     return metric_value
+
+
+@pytest.fixture
+def stop_gracefully() -> Callable[..., int]:
+    """``stop_gracefully(process, signal.SIGTERM, timeout)``: signal, wait, kill if it must; exit code."""
+    return stop_process
