@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -62,6 +63,28 @@ async def _abort(
 ) -> NoReturn:
     await context.abort(code, message, trailing_metadata=trailing_metadata)
     raise AssertionError("unreachable: abort raises")
+
+
+# How long a refused stream's first message is waited for before the refusal is sent.
+_REFUSAL_READ_S = 1.0
+
+
+async def _refuse(
+    requests: AsyncIterator[object],
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+) -> NoReturn:
+    """End a stream the server cannot take, once its StreamConfig has arrived (or briefly not).
+
+    Ending a call while the client is still writing its first message makes grpc.aio clients
+    report INTERNAL "Internal error from Core" instead of this status (grpc/grpc#36066), so
+    the config a client sends right after opening is read first. The refused call holds no
+    stream slot meanwhile.
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(anext(aiter(requests)), _REFUSAL_READ_S)
+    await _abort(context, code, message)
 
 
 async def _open(
@@ -143,9 +166,15 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.ClassifyResponse]:
         if self._draining:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+            await _refuse(
+                request_iterator,
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the server is shutting down",
+            )
         if self._calls >= self._config.max_streams:
-            await _abort(
+            await _refuse(
+                request_iterator,
                 context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the server already serves {self._calls} streams (--max-streams)",

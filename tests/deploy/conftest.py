@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -163,15 +164,19 @@ def server_processes(
                     command, stdout=subprocess.PIPE, stderr=err, bufsize=0, cwd=REPO, env=env
                 )
             pending.append((process, log))
-        for process, log in pending:
-            try:
+        try:
+            for process, log in pending:
                 banner = _read_banner(process, log, timeout)
-            except BaseException:
+                # "127.0.0.1:0 (port 40123, plaintext, no tokens)"
+                match = re.search(r"\(port (\d+)", banner["address"])
+                assert match, f"no port in the banner's address line: {banner['address']!r}"
+                metrics_port = int(banner["metrics"].rsplit(":", 1)[1].split("/")[0])
+                started.append(ServerProcess(process, int(match.group(1)), metrics_port, log))
+        except BaseException:
+            # None of this call's replicas outlives a failed start.
+            for process, _ in pending:
                 stop_process(process, signal.SIGKILL)
-                raise
-            port = int(banner["address"].rsplit("port", 1)[1].strip(" )"))
-            metrics_port = int(banner["metrics"].rsplit(":", 1)[1].split("/")[0])
-            started.append(ServerProcess(process, port, metrics_port, log))
+            raise
         return started[-count:]
 
     yield start
