@@ -139,6 +139,8 @@ class _Servers:
             str(self._model.labels_path),
             "-ip",
             f"127.0.0.1:{port}",
+            "-scw",
+            "1",  # old-API answers are per image, so an answer shifted by a call shows
             "--memory-budget",
             str(MEMORY_BUDGET),
             "--max-streams",
