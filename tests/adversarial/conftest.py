@@ -38,10 +38,11 @@ MEMORY_BUDGET = 128 * MIB
 # windows of every connection and one message being assembled per call, up to the message
 # limit: 48 MiB for a 4096x4096 RAW frame), protobuf's copy of a parsed message beside those
 # bytes, numpy/OpenCV temporaries while a frame decodes, and glibc arenas that keep freed
-# memory (one per thread that allocated). Measured on this 2-core machine: every attack but
-# large RAW frames peaks at most 170 MiB over the footprint (what an earlier attack left in
-# the arenas included), i.e. under budget + 45 MiB; 256 MiB leaves room for a more loaded
-# machine reading more streams at once. Large RAW frames break it (see test_attacks.py).
+# memory (one per thread that allocated). Measured on this 2-core machine: every attack here
+# but large RAW frames peaks at most 60 MiB over the footprint (never-reading clients; bombs,
+# floods and fuzzing 5-45 MiB), so the budget is not even reached; 256 MiB is what the copies
+# of a few messages of a few MiB each in flight per connection can take on a loaded machine.
+# Messages of tens of MiB break it (see test_attacks.py and SECURITY.md, Memory).
 MEMORY_MARGIN = 256 * MIB
 MAX_STREAMS = 16
 ATTACK_S = 5.0  # each attack's length: long enough to fill every buffer, short for the suite
@@ -96,6 +97,7 @@ class Target:
     address: str
     log_path: Path
     baseline_rss: int = 0
+    retired: bool = False
     _log_offset: int = 0
 
     def start_watching(self) -> None:
@@ -118,12 +120,12 @@ class Target:
 
 
 class _Servers:
-    """Starts the shared server; a new one when the last one died."""
+    """Starts the shared server; a new one when the last one died or was retired."""
 
     def __init__(self, model: Any, folder: Path) -> None:
         self._model = model
         self._folder = folder
-        self._stack = contextlib.ExitStack()
+        self._process: ChildProcess | None = None
         self._current: Target | None = None
         self._started = 0
 
@@ -157,9 +159,8 @@ class _Servers:
             "--log-format",
             "json",
         )
-        process = self._stack.enter_context(
-            ChildProcess(args, "address:", log_path, sample_rss=False)
-        )
+        process = ChildProcess(args, "address:", log_path, sample_rss=False).__enter__()
+        self._process = process
         target = Target(process, f"127.0.0.1:{port}", log_path)
         answer_one_frame(target.address, timeout=60.0)  # warm-up: the model has run once
         target.baseline_rss = current_rss(process.pid)
@@ -167,7 +168,10 @@ class _Servers:
         return target
 
     def close(self) -> None:
-        self._stack.close()
+        """Stop the current server (SIGTERM, then kill): the next ``get`` starts a fresh one."""
+        if self._process is not None:
+            self._process.__exit__(None, None, None)
+        self._process = self._current = None
 
 
 @pytest.fixture(scope="session")
@@ -178,11 +182,17 @@ def _servers(tiny_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture
-def target(_servers: _Servers) -> Target:
-    """The server under attack, alive and with its peak RSS reset."""
+def target(_servers: _Servers, request: pytest.FixtureRequest) -> Iterator[Target]:
+    """The server under attack, alive and with its peak RSS reset.
+
+    A test that leaves the server worse than it found it (``adversary.retire_server()``) stops
+    it afterwards, so what it leaves never counts against the next test.
+    """
     server = _servers.get()
     server.start_watching()
-    return server
+    yield server
+    if server.retired:
+        _servers.close()
 
 
 @dataclass
@@ -333,6 +343,10 @@ class Adversary:
         unexpected = [name for name in names if name not in STATUS_NAMES]
         assert not unexpected, f"the attacker failed on its own: {result.refused}"
         return names
+
+    def retire_server(self) -> None:
+        """Stop the server after this test (the next test gets a fresh one)."""
+        self.target.retired = True
 
     def report(self, text: str) -> None:
         """A line for the report (shown with -rP): what the attack did, the server's growth."""
