@@ -10,6 +10,8 @@ The attacks (issue 10):
 - ``large_raw``: 4 LOSSLESS streams of 4096x4096 RAW frames (48 MiB each).
 - ``png_bombs``: small PNG files that declare 30000x30000 (truncated) and 8192x8192 (all zero,
   a valid 200 MB image in about 200 kB), sent again and again.
+- ``jpeg_bombs``: small JPEGs whose frame header (SOF) declares 30000x30000 and 8192x8192,
+  sent again and again.
 - ``never_reading``: LOSSLESS streams that send frames and never read an answer.
 - ``no_config_flood``: thousands of streams that never send their StreamConfig.
 - ``cancel_storm``: streams opened, given a few frames, and cancelled, over and over.
@@ -58,6 +60,7 @@ LARGE_RAW_STREAMS = 4
 LARGE_RAW_SIDE = 4096
 BOMB_STREAMS = 2
 BOMB_SIDES = (30000, 8192)
+_JPEG_SOF0 = b"\xff\xc0"
 NEVER_READING_STREAMS = 8
 NO_CONFIG_STREAMS = 2000
 NO_CONFIG_CHANNELS = 8  # spread over connections, so no one HTTP/2 stream limit queues them
@@ -197,6 +200,20 @@ def png_bomb(side: int, *, rows: int | None = None) -> bytes:
     )
 
 
+def jpeg_bomb(side: int) -> bytes:
+    """A small baseline JPEG whose frame header (SOF0) declares ``side`` x ``side``.
+
+    The entropy-coded data is that of a 16x16 image: a decoder that trusts the header
+    allocates the declared size first.
+    """
+    if not 0 < side < 1 << 16:
+        raise ValueError("a JPEG side is 1..65535")
+    small = bytes(encode_frame(np.zeros((16, 16, 3), np.uint8), wire_format="jpeg").data)
+    at = small.index(_JPEG_SOF0)
+    # FFC0, 2-byte length, 1-byte precision, then height and width.
+    return small[: at + 5] + struct.pack(">HH", side, side) + small[at + 9 :]
+
+
 # -- attacks through the project's client ----------------------------------------------------
 
 
@@ -265,6 +282,17 @@ async def _png_bombs(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
         EncodedFrame(WireEncoding.PNG, png_bomb(huge, rows=64)),
         EncodedFrame(WireEncoding.PNG, png_bomb(large)),
     ]
+
+    async def work(client: AsyncStreamClient) -> None:
+        await asyncio.gather(
+            *(_push_frames(client, bombs, tally, clock) for _ in range(BOMB_STREAMS))
+        )
+
+    await _with_client(spec, clock, work)
+
+
+async def _jpeg_bombs(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
+    bombs = [EncodedFrame(WireEncoding.JPEG, jpeg_bomb(side)) for side in BOMB_SIDES]
 
     async def work(client: AsyncStreamClient) -> None:
         await asyncio.gather(
@@ -439,6 +467,7 @@ ATTACKS: dict[
 ] = {
     "large_raw": ("frames", _large_raw),
     "png_bombs": ("frames", _png_bombs),
+    "jpeg_bombs": ("frames", _jpeg_bombs),
     "never_reading": ("frames", _never_reading),
     "no_config_flood": ("streams", _no_config_flood),
     "cancel_storm": ("streams", _cancel_storm),
@@ -450,6 +479,8 @@ ATTACK_SETUPS = {
     "large_raw": f"{LARGE_RAW_STREAMS} streams of {LARGE_RAW_SIDE}x{LARGE_RAW_SIDE} RAW, LOSSLESS",
     "png_bombs": " and ".join(f"{s}x{s}" for s in BOMB_SIDES)
     + f" PNG bombs on {BOMB_STREAMS} streams, again and again",
+    "jpeg_bombs": " and ".join(f"{s}x{s}" for s in BOMB_SIDES)
+    + f" JPEG headers (SOF) on {BOMB_STREAMS} streams, again and again",
     "never_reading": f"{NEVER_READING_STREAMS} LOSSLESS streams that never read an answer",
     "no_config_flood": f"{NO_CONFIG_STREAMS} streams that never send their config",
     "cancel_storm": f"{CANCEL_WORKERS} workers: open a stream, send {CANCEL_FRAMES} frames, cancel",
