@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import signal
 import struct
 import sys
@@ -527,19 +528,22 @@ async def run_attack(spec: AttackSpec, stop: asyncio.Event | None = None) -> Att
     )
 
 
-async def _until_terminated(spec: AttackSpec) -> AttackResult:
+async def _until_terminated(spec: AttackSpec) -> None:
     """The process's attack: SIGTERM (the suite's load is done) ends it early, with a result."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    return await run_attack(spec, stop)
+    result = await run_attack(spec, stop)
+    print(result.to_json(), flush=True)  # noqa: T201 - the process's output is this JSON
+    # The result is out: channels still closing 48 MiB writes on a saturated server (or
+    # asyncio's teardown waiting for them) must not hold the process past its deadline.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="attack: %(message)s")
-    spec = AttackSpec.from_json(args[0])
-    result = asyncio.run(_until_terminated(spec))
-    print(result.to_json(), flush=True)  # noqa: T201 - the process's output is this JSON
+    asyncio.run(_until_terminated(AttackSpec.from_json(args[0])))
     return 0
 
 
