@@ -10,6 +10,7 @@ the scheduling task that sleeps until the next batch is due, and LOSSLESS back-p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -179,7 +180,9 @@ class Batcher:
             if isinstance(decoded, FrameError):
                 wake = scheduler.submit(stream, frame, error=decoded)
             else:
-                wake = scheduler.submit(stream, frame, decoded)
+                # The payload is done with: only the decoded image is queued and counted (one that
+                # is a view of the payload keeps it alive itself, at the same size).
+                wake = scheduler.submit(stream, dataclasses.replace(frame, data=b""), decoded)
         else:
             wake = scheduler.submit(stream, frame)
         if wake:

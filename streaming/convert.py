@@ -53,6 +53,105 @@ def safe_parser(message_class: type[M]) -> Callable[[bytes], M | Undecodable]:
     return parse
 
 
+class _NotPlain(Exception):
+    """The message is not one the hand parser reads; protobuf decides what it is."""
+
+
+# Frame fields by single-byte tag (field number << 3 | wire type): varints, and data (LEN).
+_FRAME_VARINT_FIELDS = {0x08: "seq", 0x10: "encoding", 0x18: "width", 0x20: "height"}
+_FRAME_VARINT_FIELDS |= {0x28: "channels", 0x38: "capture_time_us"}
+_FRAME_DATA_TAG = 0x32
+_REQUEST_FRAME_TAG = 0x12  # ClassifyRequest.frame, length-delimited
+_U64 = (1 << 64) - 1
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    """The varint at ``position`` and the position after it (at most 10 bytes, as protobuf)."""
+    byte = data[position]
+    if byte < 0x80:
+        return byte, position + 1
+    value = byte & 0x7F
+    shift = 7
+    position += 1
+    while True:
+        if shift > 63:
+            raise _NotPlain
+        byte = data[position]  # IndexError past the end: truncated, protobuf says why
+        value |= (byte & 0x7F) << shift
+        position += 1
+        if byte < 0x80:
+            break
+        shift += 7
+    if value > _U64:
+        raise _NotPlain
+    return value, position
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def _plain_frame(data: bytes) -> FrameData:
+    """A ClassifyRequest that is exactly one Frame of known fields, read without copying its data.
+
+    Raises:
+        _NotPlain: anything else (a config, unknown or repeated-oneof fields, malformed bytes).
+    """
+    size = len(data)
+    if size < 2 or data[0] != _REQUEST_FRAME_TAG:
+        raise _NotPlain
+    length, position = _varint(data, 1)
+    if position + length != size:
+        raise _NotPlain  # a second top-level field, or cut short
+    fields = {"seq": 0, "encoding": 0, "width": 0, "height": 0, "channels": 0}
+    fields["capture_time_us"] = 0
+    view: bytes | memoryview = b""
+    while position < size:
+        tag = data[position]
+        position += 1
+        name = _FRAME_VARINT_FIELDS.get(tag)
+        if name is not None:
+            fields[name], position = _varint(data, position)
+        elif tag == _FRAME_DATA_TAG:
+            length, position = _varint(data, position)
+            end = position + length
+            if end > size:
+                raise _NotPlain
+            view = memoryview(data)[position:end]
+            position = end
+        else:
+            raise _NotPlain
+    return FrameData(
+        seq=fields["seq"],
+        encoding=_signed(fields["encoding"], 32),  # an open int32 enum, as protobuf reads it
+        width=fields["width"] & 0xFFFFFFFF,
+        height=fields["height"] & 0xFFFFFFFF,
+        channels=fields["channels"] & 0xFFFFFFFF,
+        data=view,
+        capture_time_us=_signed(fields["capture_time_us"], 64),
+    )
+
+
+def classify_request_parser() -> Callable[[bytes], pb.ClassifyRequest | FrameData | Undecodable]:
+    """The Classify deserializer: a request carrying a Frame becomes ``FrameData`` directly.
+
+    Its ``data`` is a view into the received bytes, so a frame exists once in the server's Python
+    memory (protobuf would copy it when parsing and again on each ``frame.data``; at tens of MiB
+    per RAW frame those copies are what broke the memory bound). Configs and anything the hand
+    parser does not read (unknown fields, malformed bytes) go through protobuf, which decides.
+    """
+    fallback = safe_parser(pb.ClassifyRequest)
+
+    def parse(data: bytes) -> pb.ClassifyRequest | FrameData | Undecodable:
+        try:
+            return _plain_frame(data)
+        except (_NotPlain, IndexError):
+            return fallback(data)
+
+    return parse
+
+
 def settings_from_pb(
     config: pb.StreamConfig,
     *,

@@ -23,6 +23,7 @@ from streaming.batcher import Batcher, ServerDraining, TooManyStreams
 from streaming.config import DEFAULT_MAX_FRAME_PIXELS, ServerConfig
 from streaming.convert import (
     Undecodable,
+    classify_request_parser,
     frame_from_pb,
     model_info_to_pb,
     result_to_pb,
@@ -162,7 +163,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
 
     async def Classify(
         self,
-        request_iterator: AsyncIterator[pb.ClassifyRequest | Undecodable],
+        request_iterator: AsyncIterator[pb.ClassifyRequest | FrameData | Undecodable],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.ClassifyResponse]:
         if self._draining:
@@ -240,12 +241,12 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
 
     async def _read_config(
         self,
-        requests: AsyncIterator[pb.ClassifyRequest | Undecodable],
+        requests: AsyncIterator[pb.ClassifyRequest | FrameData | Undecodable],
         context: grpc.aio.ServicerContext,
     ) -> StreamSettings | None:
         """The stream's settings from its first message, or ``None`` if it ended at once."""
 
-        async def first_message() -> pb.ClassifyRequest | Undecodable:
+        async def first_message() -> pb.ClassifyRequest | FrameData | Undecodable:
             return await anext(aiter(requests))
 
         timeout = self._config.config_timeout_s
@@ -262,8 +263,12 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         if isinstance(first, Undecodable):
             logger.warning("stream from %s refused: %s", context.peer(), first.describe())
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, first.describe())
-        if first.WhichOneof("kind") != "config":
-            got = "a Frame" if first.HasField("frame") else "an empty request"
+        if isinstance(first, FrameData) or first.WhichOneof("kind") != "config":
+            got = (
+                "a Frame"
+                if isinstance(first, FrameData) or first.HasField("frame")
+                else "an empty request"
+            )
             await _abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -285,7 +290,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
 
     async def _read(
         self,
-        requests: AsyncIterator[pb.ClassifyRequest | Undecodable],
+        requests: AsyncIterator[pb.ClassifyRequest | FrameData | Undecodable],
         stream: StreamState,
         unanswered: _Unanswered,
     ) -> str | None:
@@ -297,22 +302,21 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                     logger.warning("stream %d ended: %s", stream.id, request.describe())
                     self._batcher.close_stream(stream)
                     return request.describe()
-                kind = request.WhichOneof("kind")
-                if kind != "frame":
-                    message = (
-                        "a stream takes exactly one StreamConfig, as its first message; got a second one"
-                        if kind == "config"
-                        else "a request must carry a StreamConfig or a Frame; got an empty one"
-                    )
+                frame = request if isinstance(request, FrameData) else _frame_in(request)
+                # Only the frame is kept: no second reference to a message of tens of MiB while
+                # submit waits for room, nor after the frame was queued (and maybe answered).
+                del request
+                if isinstance(frame, str):
                     self._batcher.close_stream(stream)
-                    return message
+                    return frame
                 # Counted before submit: a frame waiting for room is received, and owed an answer.
-                unanswered.received(request.frame.seq)
+                unanswered.received(frame.seq)
                 self._submitting.add(stream)
                 try:
-                    await self._batcher.submit(stream, frame_from_pb(request.frame))
+                    await self._batcher.submit(stream, frame)
                 finally:
                     self._submitting.discard(stream)
+                del frame
                 if self._draining:
                     break  # the frame in hand is queued; read no further
         finally:
@@ -572,6 +576,16 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
             self._drop(client_id)
 
 
+def _frame_in(request: pb.ClassifyRequest) -> FrameData | str:
+    """The frame a protobuf-parsed request carries, or why it is not a frame request."""
+    kind = request.WhichOneof("kind")
+    if kind == "frame":
+        return frame_from_pb(request.frame)
+    if kind == "config":
+        return "a stream takes exactly one StreamConfig, as its first message; got a second one"
+    return "a request must carry a StreamConfig or a Frame; got an empty one"
+
+
 def add_services(
     server: grpc.aio.Server,
     stream_service: StreamClassifierService,
@@ -582,7 +596,7 @@ def add_services(
         STREAM_SERVICE: {
             "Classify": grpc.stream_stream_rpc_method_handler(
                 stream_service.Classify,
-                request_deserializer=safe_parser(pb.ClassifyRequest),
+                request_deserializer=classify_request_parser(),
                 response_serializer=pb.ClassifyResponse.SerializeToString,
             ),
             "GetModelInfo": grpc.unary_unary_rpc_method_handler(

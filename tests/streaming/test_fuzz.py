@@ -14,11 +14,14 @@ import pytest
 
 pytest.importorskip("hypothesis")  # in the dev extra; skipped where it is not installed
 
+from google.protobuf.message import DecodeError  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc  # noqa: E402
 from client.api.v1 import stream_classifier_pb2 as pb  # noqa: E402
+from streaming.convert import Undecodable, classify_request_parser, frame_from_pb  # noqa: E402
+from streaming.values import FrameData  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -156,3 +159,98 @@ def test_fuzzed_legacy_requests(fuzz_server: Any, request: sc_service_pb2.server
         stub = sc_service_pb2_grpc.sc_serviceStub(channel)
         code, outcome = call_status(lambda: stub.inference(request, timeout=20))
     assert code in ALLOWED, (code, outcome)
+
+
+# The Classify deserializer reads frame requests by hand (zero copy); protobuf is the reference.
+PARSE = classify_request_parser()
+PARSER_FUZZ = settings(max_examples=400, deadline=None)
+uint64 = st.integers(0, 2**64 - 1)
+int64 = st.integers(-(2**63), 2**63 - 1)
+frames = st.builds(
+    pb.Frame,
+    seq=uint64,
+    encoding=int32,
+    width=uint32,
+    height=uint32,
+    channels=uint32,
+    data=st.binary(max_size=600),
+    capture_time_us=int64,
+)
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out + bytes([value]))
+
+
+def assert_agrees_with_protobuf(data: bytes) -> None:
+    parsed = PARSE(data)
+    try:
+        reference = pb.ClassifyRequest.FromString(data)
+    except DecodeError:
+        assert isinstance(parsed, Undecodable), (data, parsed)
+        return
+    if isinstance(parsed, FrameData):
+        assert reference.WhichOneof("kind") == "frame", (data, reference)
+        expected = frame_from_pb(reference.frame)
+        assert parsed == expected, (data, parsed, expected)
+        # a view into the received bytes, not a copy
+        assert isinstance(parsed.data, memoryview) or not parsed.data
+    else:
+        assert parsed == reference, (data, parsed, reference)
+
+
+@PARSER_FUZZ
+@given(frame=frames)
+def test_the_frame_parser_reads_valid_frames_as_protobuf_does(frame: pb.Frame) -> None:
+    data = pb.ClassifyRequest(frame=frame).SerializeToString()
+    assert isinstance(PARSE(data), FrameData)  # the hand parser took it, no fallback
+    assert_agrees_with_protobuf(data)
+
+
+@PARSER_FUZZ
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        # random Frame bodies, so the hand parser's inner loop sees the garbage
+        st.binary(max_size=300).map(lambda body: b"\x12" + varint(len(body)) + body),
+        st.tuples(st.binary(max_size=300), st.integers(0, 400)).map(
+            lambda pair: b"\x12" + varint(pair[1]) + pair[0]
+        ),
+        # valid frames cut short, extended, or with a byte changed
+        st.tuples(frames, st.integers(0, 700), st.binary(max_size=20)).map(
+            lambda t: pb.ClassifyRequest(frame=t[0]).SerializeToString()[: t[1]] + t[2]
+        ),
+        st.tuples(frames, st.integers(0, 700), st.integers(0, 255)).map(
+            lambda t: _with_byte(pb.ClassifyRequest(frame=t[0]).SerializeToString(), t[1], t[2])
+        ),
+        # a frame with overlong varints, repeated fields, or two frames merged
+        st.tuples(frames, frames).map(
+            lambda t: b"".join(pb.ClassifyRequest(frame=f).SerializeToString() for f in t)
+        ),
+        st.tuples(uint64, st.integers(0, 3)).map(
+            lambda t: b"\x12" + varint(len(_overlong(t[0], t[1])) + 1) + b"\x08" + _overlong(*t)
+        ),
+    )
+)
+def test_the_frame_parser_never_raises_and_agrees_with_protobuf(data: bytes) -> None:
+    assert_agrees_with_protobuf(data)
+
+
+def _with_byte(data: bytes, position: int, value: int) -> bytes:
+    if not data:
+        return data
+    position %= len(data)
+    return data[:position] + bytes([value]) + data[position + 1 :]
+
+
+def _overlong(value: int, padding: int) -> bytes:
+    """``value`` as a varint with ``padding`` needless zero groups (protobuf accepts them)."""
+    encoded = bytearray(varint(value))
+    for _ in range(padding):
+        encoded[-1] |= 0x80
+        encoded.append(0)
+    return bytes(encoded)
