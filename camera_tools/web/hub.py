@@ -167,8 +167,9 @@ class WebHub:
         sources: Source ids to show from the start (others appear when first published).
         max_fps: Web frames encoded per source and second, at most.
         max_total_fps: Web frames encoded per second over all watched sources: with many
-            sources open each gets a share, so the web view's cost stays bounded (about 3.5 ms
-            of CPU per 640 px frame: 40 fps is ~15% of one core).
+            sources open each gets a share, so the web view's cost stays bounded (3.5-9 ms
+            of CPU per 640 px frame depending on the CPU: 40 fps cost watch 14% of its
+            classification throughput on a slow 2-core machine, 24 fps keeps it under 10%).
         max_width: Web frames are scaled down to this width.
         jpeg_quality: JPEG quality, 0-100.
         timeline_seconds: How far back the page's timeline reaches.
@@ -182,7 +183,7 @@ class WebHub:
         sources: Iterable[str] = (),
         *,
         max_fps: float = 10.0,
-        max_total_fps: float = 40.0,
+        max_total_fps: float = 24.0,
         max_width: int = 640,
         jpeg_quality: int = 75,
         timeline_seconds: float = 600.0,
