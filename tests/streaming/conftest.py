@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,12 +104,6 @@ def make_ca(tmp_path: Path) -> Any:
     return make
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class ServeProcess:
     process: subprocess.Popen[str]
@@ -130,7 +123,7 @@ class ServeProcess:
 
 
 @pytest.fixture
-def serve(tiny_model: Any) -> Iterator[Any]:
+def serve(tiny_model: Any, free_port: Callable[[], int]) -> Iterator[Any]:
     """``serve(*flags, ready=check)``: `python -m streaming serve` on a free loopback port.
 
     ``ready(address)`` must succeed once the server answers (default: a plaintext connection).

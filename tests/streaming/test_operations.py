@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -104,49 +103,14 @@ def test_reflection_lists_every_service(server: Any) -> None:
 
 
 @pytest.fixture
-def serve_process(tiny_model: Any, free_port: Callable[[], int]) -> Iterator[Any]:
+def serve_process(serve: Any) -> Any:
     """`stream-classify serve` with the old flags verbatim, as an old launch script ran it."""
-    processes: list[subprocess.Popen[str]] = []
 
     def start(*extra: str) -> tuple[subprocess.Popen[str], str]:
-        port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "streaming",
-            "serve",
-            "-la",
-            str(tiny_model.model_path),
-            "-ohe",
-            str(tiny_model.labels_path),
-            "-ip",
-            f"127.0.0.1:{port}",
-            "-scw",
-            "3",
-            "-msg",
-            "50000000",
-            "-wrk",
-            "4",
-            *extra,
-        ]
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        processes.append(process)
-        address = f"127.0.0.1:{port}"
-        with grpc.insecure_channel(address) as channel:
-            grpc.channel_ready_future(channel).result(timeout=60)
-        return process, address
+        running = serve("-scw", "3", "-msg", "50000000", "-wrk", "4", *extra)
+        return running.process, running.address
 
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
+    return start
 
 
 def test_serve_command_takes_the_old_flags_and_prints_a_banner(serve_process: Any) -> None:
@@ -249,17 +213,15 @@ def test_serve_rejects_labels_that_do_not_fit_the_model(tiny_model: Any, tmp_pat
 
 
 def test_large_raw_frames_keep_the_server_memory_bounded(
-    serve_process: Any, run_stream: Any, frame_pb: Any
+    serve: Any, run_stream: Any, frame_pb: Any
 ) -> None:
     # given: a server (its own process, so its RSS is its own) with a 64 MiB memory budget
-    import psutil
-
-    process, address = serve_process("--memory-budget", "64M", "--max-batch", "4")
-    server = psutil.Process(process.pid)
+    running = serve("--memory-budget", "64M", "--max-batch", "4")
+    address = running.address
     small = np.zeros((24, 32, 3), np.uint8)
     assert run_stream(address, [frame_pb(0, small)], delivery=pb.DELIVERY_MODE_LOSSLESS)
-    baseline = server.memory_info().rss
-    Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # peak RSS starts again from here
+    baseline = running.rss_bytes()
+    Path(f"/proc/{running.process.pid}/clear_refs").write_text("5")  # peak RSS starts again
     # when: four LOSSLESS streams each send 24 RAW frames of 2048x2048 (1.1 GiB in all)
     big = np.zeros((2048, 2048, 3), np.uint8)
     big[:, :, 0] = 200  # red: the tiny model's first label
@@ -273,7 +235,7 @@ def test_large_raw_frames_keep_the_server_memory_bounded(
                 range(4),
             )
         )
-    peak = _peak_rss(process.pid)
+    peak = running.peak_rss_bytes()
     # then: every frame is answered, and the server's memory grew by a few frames per stream, not
     # by what was sent: frames are resized to 32x24 on arrival and a reader waits while its frame
     # decodes (before: every queued frame at full size plus float32 batches, > 1.5 GiB here).
@@ -284,11 +246,3 @@ def test_large_raw_frames_keep_the_server_memory_bounded(
         assert [r.seq for r in responses] == list(range(24))
         assert all(not r.HasField("error") and r.label == "red" for r in responses)
     assert peak - baseline < 640 * 2**20, f"RSS grew by {(peak - baseline) / 2**20:.0f} MiB"
-
-
-def _peak_rss(pid: int) -> int:
-    """The process's peak RSS (VmHWM) since it was last reset through clear_refs."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc status")
