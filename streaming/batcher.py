@@ -143,6 +143,7 @@ class Batcher:
         self._next_id += 1
         stream = StreamState(self._next_id, settings, self._num_labels, self._scheduler.released)
         self._streams[stream.id] = stream
+        self._scheduler.opened()
         logger.debug("opened %r", stream)
         return stream
 
@@ -154,12 +155,42 @@ class Batcher:
         self._check_idle()
         logger.debug("closed %r", stream)
 
+    async def ready_to_receive(self, stream: StreamState) -> None:
+        """Wait until the budget has room for the stream's next message, then reserve it.
+
+        Called before each read: gRPC takes a whole message off the network once it is asked
+        for, so this is where a stream of large frames waits (its client's sends slow down
+        under HTTP/2 flow control) instead of piling messages up in memory.
+        """
+        scheduler = self._scheduler
+        if not scheduler.may_receive(stream):
+            scheduler.wait_to_receive(stream, True)
+            try:
+                while not scheduler.may_receive(stream):
+                    await stream.wait_for_room()
+            finally:
+                scheduler.wait_to_receive(stream, False)
+        scheduler.receiving(stream)
+
+    def not_receiving(self, stream: StreamState) -> None:
+        """The stream reads no more (input ended or the reader stopped): free its reservation."""
+        self._scheduler.payload_released(stream)
+
     async def submit(self, stream: StreamState, frame: FrameData) -> None:
         """Queue a frame; waits while the stream's buffer or a budget is full (back-pressure).
 
         Frames that need decoding or resizing are decoded here, in the intake's worker pool,
-        so only this stream waits for them.
+        so only this stream waits for them. The payload counts in the byte budget from here
+        (or from ``ready_to_receive``) until only what is queued of it remains.
         """
+        scheduler = self._scheduler
+        scheduler.received(stream, len(frame.data))
+        try:
+            await self._admit_and_queue(stream, frame)
+        finally:
+            scheduler.payload_released(stream)
+
+    async def _admit_and_queue(self, stream: StreamState, frame: FrameData) -> None:
         scheduler = self._scheduler
         if self._metrics is not None:
             self._metrics.frame_received(stream.settings.delivery)
@@ -171,12 +202,11 @@ class Batcher:
             finally:
                 scheduler.wait_for_budget(stream, False)
         if self._intake.needs_decoding(frame):
-            nbytes = len(frame.data)
-            scheduler.decoding(nbytes)
+            scheduler.decoding()
             try:
                 decoded = await self._intake.decode(frame)
             finally:
-                scheduler.decoded(nbytes)
+                scheduler.decoded()
             if isinstance(decoded, FrameError):
                 wake = scheduler.submit(stream, frame, error=decoded)
             else:

@@ -105,9 +105,11 @@ class ServerConfig:
             the server stops reading it, so gRPC flow control slows the client; 0 = 3 × max_batch.
         frame_budget: frames all streams together may hold before readers of streams holding two
             or more wait (bounds memory with many streams); 0 = 8 × max_batch.
-        memory_budget_bytes: frame bytes all streams together may hold (received payloads
-            waiting to be decoded, decoded images, batches); past it, streams holding two or
-            more frames wait (LOSSLESS) or drop (LIVE, counted). 1 GiB by default: frames are
+        memory_budget_bytes: frame bytes all streams together may hold (messages being
+            received, payloads waiting to be decoded, decoded images, batches); a stream's
+            next message is read only when there is room for its largest so far, and past
+            the budget streams holding two or more frames wait (LOSSLESS) or drop (LIVE,
+            counted). 1 GiB by default: frames are
             resized to the model input on arrival (224x224 RGB is 150 KB, so eight batches of
             32 take ~40 MB), so the budget binds only when large RAW or encoded payloads pile
             up, and 1 GiB beside TensorFlow's own ~1 GiB fits a 4 GiB container.

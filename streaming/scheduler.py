@@ -6,9 +6,11 @@ the running call is about to end (less the time the next batch needs to be prepa
 taken that late are the freshest a LIVE stream has, and LOSSLESS ones arriving meanwhile still
 join the batch. A LIVE stream keeps only its newest ``live_depth`` pending frames (older ones
 are dropped and counted); a LOSSLESS stream is never dropped, its sender waits instead
-(``admits``). Two budgets bound what all streams hold together: frames, and bytes (payloads
-being decoded, decoded images, batches); past the byte budget LIVE streams drop instead of
-waiting. The whole policy is synchronous and reads time only through an injected
+(``admits``). Two budgets bound what all streams hold together: frames, and bytes (messages
+being received, payloads being decoded, decoded images, batches); past the byte budget LIVE
+streams drop instead of waiting. Bytes are gated before a message is read (``may_receive``):
+gRPC receives a whole message once a read is pending, so a message must have room before it
+is asked for, not after it is in memory. The whole policy is synchronous and reads time only through an injected
 ``Clock``, so it is tested step by step with a fake clock (``tests/streaming/test_scheduler.py``).
 """
 
@@ -47,8 +49,9 @@ class SchedulingPolicy:
         stream_buffer: frames one stream may hold in the server before its sender waits.
         frame_budget: frames all streams may hold before senders of streams holding two or
             more wait.
-        memory_budget: frame bytes all streams may hold before senders of streams holding
-            two or more frames wait (LOSSLESS) or drop (LIVE).
+        memory_budget: frame bytes all streams may hold (messages being received count from
+            the moment they are asked for); past it, readers of large messages wait and
+            senders of streams holding two or more frames wait (LOSSLESS) or drop (LIVE).
         in_flight_batches: batches taken but not yet through the model (one running, one
             being prepared), so the next batch is taken as late as possible.
     """
@@ -121,6 +124,7 @@ class Scheduler:
         # Bytes of frames being decoded, queued or in a batch (an answer no longer holds any).
         self._held_bytes = 0
         self._decoding = 0  # frames being decoded on arrival, not yet queued
+        self._open_streams = 0
         self._memory_budget = policy.memory_budget
         self._in_flight = 0  # batches taken and not yet answered
         # Batches taken and not yet through the model, oldest first.
@@ -129,6 +133,9 @@ class Scheduler:
         # (batch id, start ns) of the model call in progress, set by the model thread.
         self._running: tuple[int, int] | None = None
         self._waiting: set[StreamState] = set()
+        # Readers of large messages waiting for room, first come first served: a reader whose
+        # message was just decoded must not take the room back before those already waiting.
+        self._receive_queue: deque[StreamState] = deque()
 
     # -- counts ---------------------------------------------------------------------------------
 
@@ -152,6 +159,63 @@ class Scheduler:
         """No frame is being decoded, queued or in a batch."""
         return not self._pending and not self._in_flight and not self._decoding
 
+    # -- messages in --------------------------------------------------------------------------
+
+    def opened(self) -> None:
+        """A stream was opened: its share of the byte budget shrinks the others'."""
+        self._open_streams += 1
+
+    def may_receive(self, stream: StreamState) -> bool:
+        """Whether the stream's reader may ask gRPC for its next message now.
+
+        The next message is expected to be as large as the stream's largest so far. Within the
+        stream's fair share of the budget (half of it split over the open streams) it may always
+        be read, so small-frame streams keep moving whatever large ones hold; a larger one
+        waits until the whole budget has room for it. A stream's first message is read
+        unannounced: its size is unknown until it has arrived.
+        """
+        expected = stream.largest_payload
+        if stream.closed or expected * 2 * max(1, self._open_streams) <= self._memory_budget:
+            return True
+        queue = self._receive_queue
+        if queue and queue[0] is not stream:
+            return False
+        return self._held_bytes + expected <= self._memory_budget
+
+    def wait_to_receive(self, stream: StreamState, waiting: bool) -> None:
+        """Queue the stream's reader for room for its next message (or take it off the queue)."""
+        queue = self._receive_queue
+        if waiting:
+            if stream not in queue:
+                queue.append(stream)
+            self._waiting.add(stream)
+            return
+        self._waiting.discard(stream)
+        if queue and queue[0] is stream:
+            queue.popleft()
+            self._wake_waiting()  # the next in line may fit in what is left
+        elif stream in queue:
+            queue.remove(stream)
+
+    def receiving(self, stream: StreamState) -> None:
+        """The reader asks for the next message: room for the stream's largest is reserved."""
+        self._held_bytes += stream.largest_payload - stream.in_hand
+        stream.in_hand = stream.largest_payload
+
+    def received(self, stream: StreamState, nbytes: int) -> None:
+        """A message with a payload of ``nbytes`` arrived: it counts instead of the reservation."""
+        self._held_bytes += nbytes - stream.in_hand
+        stream.in_hand = nbytes
+        if nbytes > stream.largest_payload:
+            stream.largest_payload = nbytes
+
+    def payload_released(self, stream: StreamState) -> None:
+        """The stream's received payload (or reservation) is gone: decoded, queued or dropped."""
+        if stream.in_hand:
+            self._held_bytes -= stream.in_hand
+            stream.in_hand = 0
+            self._wake_waiting()
+
     # -- frames in ------------------------------------------------------------------------------
 
     def admits(self, stream: StreamState) -> bool:
@@ -174,16 +238,13 @@ class Scheduler:
         else:
             self._waiting.discard(stream)
 
-    def decoding(self, nbytes: int) -> None:
-        """A received payload of ``nbytes`` is being decoded: it counts in the byte budget."""
+    def decoding(self) -> None:
+        """A received payload is being decoded (its bytes count from ``received`` on)."""
         self._decoding += 1
-        self._held_bytes += nbytes
 
-    def decoded(self, nbytes: int) -> None:
+    def decoded(self) -> None:
         """The payload ``decoding`` announced is decoded (``submit`` counts what is kept)."""
         self._decoding -= 1
-        self._held_bytes -= nbytes
-        self._wake_waiting()
 
     def submit(
         self,
@@ -241,7 +302,10 @@ class Scheduler:
             self._held_bytes -= sum(item.nbytes for item in stream.pending)
             self._ready.remove(stream)
         self._held -= stream.outstanding
-        self._waiting.discard(stream)
+        self._held_bytes -= stream.in_hand
+        stream.in_hand = 0
+        self._open_streams -= 1
+        self.wait_to_receive(stream, False)
         stream.close()
         self._wake_waiting()
 

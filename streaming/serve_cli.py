@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from streaming import __version__
+from streaming.allocator import limit_malloc_arenas
 from streaming.config import ModelConfig, SecurityConfig, ServerConfig
 from streaming.errors import ConfigError
 
@@ -128,7 +129,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_byte_size,
         default=d.memory_budget_bytes,
         metavar="SIZE",
-        help="frame bytes all streams together hold before flow control (LOSSLESS) or drops "
+        help="frame bytes all streams together hold, messages being received included, before "
+        "flow control (LOSSLESS) or drops "
         "(LIVE), e.g. 512M or 2G (default 1G)",
     )
     batching.add_argument(
@@ -382,6 +384,8 @@ def _transport(config: ServerConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Before TensorFlow and gRPC start their threads (see streaming/allocator.py).
+    limit_malloc_arenas()
     from streaming.server import serve
 
     try:

@@ -71,7 +71,6 @@ _REFUSAL_READ_S = 1.0
 
 
 async def _refuse(
-    requests: AsyncIterator[object],
     context: grpc.aio.ServicerContext,
     code: grpc.StatusCode,
     message: str,
@@ -84,7 +83,7 @@ async def _refuse(
     stream slot meanwhile.
     """
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(anext(aiter(requests)), _REFUSAL_READ_S)
+        await asyncio.wait_for(context.read(), _REFUSAL_READ_S)
     await _abort(context, code, message)
 
 
@@ -168,14 +167,12 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
     ) -> AsyncIterator[pb.ClassifyResponse]:
         if self._draining:
             await _refuse(
-                request_iterator,
                 context,
                 grpc.StatusCode.UNAVAILABLE,
                 "the server is shutting down",
             )
         if self._calls >= self._config.max_streams:
             await _refuse(
-                request_iterator,
                 context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the server already serves {self._calls} streams (--max-streams)",
@@ -186,7 +183,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         unanswered = _Unanswered()
         answered = 0
         try:
-            settings = await self._read_config(request_iterator, context)
+            settings = await self._read_config(context)
             if settings is None:
                 return
             stream = await _open(self._batcher, settings, context)
@@ -207,7 +204,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 settings.probabilities.name,
             )
             reader = asyncio.create_task(
-                self._read(request_iterator, stream, unanswered), name=f"sc-reader-{stream.id}"
+                self._read(context, stream, unanswered), name=f"sc-reader-{stream.id}"
             )
             self._readers[stream] = reader
             while (result := await stream.next_result()) is not None:
@@ -239,27 +236,19 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                     "stream %d closed: %d answered, %d dropped", stream.id, answered, stream.dropped
                 )
 
-    async def _read_config(
-        self,
-        requests: AsyncIterator[pb.ClassifyRequest | FrameData | Undecodable],
-        context: grpc.aio.ServicerContext,
-    ) -> StreamSettings | None:
+    async def _read_config(self, context: grpc.aio.ServicerContext) -> StreamSettings | None:
         """The stream's settings from its first message, or ``None`` if it ended at once."""
-
-        async def first_message() -> pb.ClassifyRequest | FrameData | Undecodable:
-            return await anext(aiter(requests))
-
         timeout = self._config.config_timeout_s
         try:
-            first = await asyncio.wait_for(first_message(), timeout)
-        except StopAsyncIteration:
-            return None
+            first = await asyncio.wait_for(context.read(), timeout)
         except TimeoutError:
             await _abort(
                 context,
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"no StreamConfig within {timeout:g} s of opening the stream (--config-timeout)",
             )
+        if first is grpc.aio.EOF:
+            return None
         if isinstance(first, Undecodable):
             logger.warning("stream from %s refused: %s", context.peer(), first.describe())
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, first.describe())
@@ -290,36 +279,45 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
 
     async def _read(
         self,
-        requests: AsyncIterator[pb.ClassifyRequest | FrameData | Undecodable],
+        context: grpc.aio.ServicerContext,
         stream: StreamState,
         unanswered: _Unanswered,
     ) -> str | None:
         """Feed frames to the batcher; returns a protocol violation message, if any."""
+        batcher = self._batcher
         try:
-            async for request in requests:
+            while True:
+                # Room for the message first: once asked for, gRPC takes all of it off the wire.
+                # context.read(), not the request iterator: the iterator's generator keeps the
+                # last message alive until the next one is asked for, uncounted.
+                await batcher.ready_to_receive(stream)
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    break
                 if isinstance(request, Undecodable):
                     # Logged once: the stream ends here, whatever else the client sends.
                     logger.warning("stream %d ended: %s", stream.id, request.describe())
-                    self._batcher.close_stream(stream)
+                    batcher.close_stream(stream)
                     return request.describe()
                 frame = request if isinstance(request, FrameData) else _frame_in(request)
                 # Only the frame is kept: no second reference to a message of tens of MiB while
                 # submit waits for room, nor after the frame was queued (and maybe answered).
                 del request
                 if isinstance(frame, str):
-                    self._batcher.close_stream(stream)
+                    batcher.close_stream(stream)
                     return frame
                 # Counted before submit: a frame waiting for room is received, and owed an answer.
                 unanswered.received(frame.seq)
                 self._submitting.add(stream)
                 try:
-                    await self._batcher.submit(stream, frame)
+                    await batcher.submit(stream, frame)
                 finally:
                     self._submitting.discard(stream)
                 del frame
                 if self._draining:
                     break  # the frame in hand is queued; read no further
         finally:
+            batcher.not_receiving(stream)
             stream.finish_input()
         return None
 

@@ -34,15 +34,13 @@ from streaming.bench.processes import ChildProcess, free_port, python_module
 MIB = 2**20
 MEMORY_BUDGET = 128 * MIB
 # Peak RSS may pass model footprint + --memory-budget by this much. The budget counts frame
-# bytes the server holds; what it cannot count is gRPC's receive buffers (up to the HTTP/2
-# windows of every connection and one message being assembled per call, up to the message
-# limit: 48 MiB for a 4096x4096 RAW frame), protobuf's copy of a parsed message beside those
-# bytes, numpy/OpenCV temporaries while a frame decodes, and glibc arenas that keep freed
-# memory (one per thread that allocated). Measured on this 2-core machine: every attack here
-# but large RAW frames peaks at most 60 MiB over the footprint (never-reading clients; bombs,
-# floods and fuzzing 5-45 MiB), so the budget is not even reached; 256 MiB is what the copies
-# of a few messages of a few MiB each in flight per connection can take on a loaded machine.
-# Messages of tens of MiB break it (see test_attacks.py and SECURITY.md, Memory).
+# bytes the server holds, messages being received included (room for a stream's largest message
+# is reserved before it is read). What it cannot count: gRPC's two copies of a message while
+# handing it to Python (one message at a time, up to 2 x 48 MiB for a 4096x4096 RAW frame), a
+# stream's first message (its size is unknown until it has arrived), numpy/OpenCV temporaries
+# while a frame decodes, and what the allocator keeps of freed memory (the server runs with one
+# glibc arena: streaming/allocator.py). Measured on this 2-core machine: large RAW frames peak at
+# 240-300 MiB over the footprint, every other attack at most 60 MiB (the budget is not reached).
 MEMORY_MARGIN = 256 * MIB
 MAX_STREAMS = 16
 ATTACK_S = 5.0  # each attack's length: long enough to fill every buffer, short for the suite

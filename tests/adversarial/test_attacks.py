@@ -14,22 +14,7 @@ from streaming.bench.attacks import ATTACKS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-# What the budget does not count yet: messages being received. Four streams of 48 MiB RAW frames
-# (two in flight each) grew the server by 520-900 MiB while protobuf parsed them (a copy when
-# parsing, another on each `frame.data`). The Classify deserializer now reads frame requests by
-# hand, the frame's data a view into the received bytes, and the reader keeps only the frame:
-# 358-471 MiB in 6 runs (bound 384), the rest being gRPC core's receive buffers and its copy of
-# each message into `bytes` (whole messages received ahead of the handler's reads). Neither
-# serializing large reads through a semaphore nor turning off BDP probing lowered that part.
-_OUTSIDE_THE_BUDGET = pytest.mark.xfail(
-    strict=True,
-    reason="large RAW frames: messages being received (gRPC core buffers and its bytes copy) are "
-    "outside --memory-budget, so peak RSS grows with streams x message size",
-)
-KINDS = [
-    pytest.param(kind, marks=_OUTSIDE_THE_BUDGET) if kind == "large_raw" else kind
-    for kind in sorted(ATTACKS)
-]
+KINDS = sorted(ATTACKS)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -125,6 +125,7 @@ class Harness:
     def open(self, delivery: Delivery = LOSSLESS, window: int = 1) -> StreamState:
         settings = StreamSettings("c", f"s{len(self.streams)}", window, delivery, top_k=2)
         stream = StreamState(len(self.streams) + 1, settings, len(LABELS), self.scheduler.released)
+        self.scheduler.opened()
         self.streams.append(stream)
         return stream
 
@@ -554,18 +555,127 @@ def test_bytes_count_the_decoded_image_and_payloads_being_decoded() -> None:
     h = Harness()
     stream = h.open()
     # a large payload being decoded counts, and keeps the server from being idle
-    h.scheduler.decoding(4_000_000)
+    h.scheduler.received(stream, 4_000_000)
+    h.scheduler.decoding()
     assert h.scheduler.held_bytes == 4_000_000
     assert not h.scheduler.idle
-    h.scheduler.decoded(4_000_000)
-    assert h.scheduler.idle
+    h.scheduler.decoded()
     # what is queued is the small decoded image, not the payload
     image = np.zeros((1, 1, 3), np.uint8)
     h.scheduler.submit(stream, frame(0, width=1000), image)
+    h.scheduler.payload_released(stream)
     assert h.scheduler.held_bytes == 3
     h.drain()
     assert h.scheduler.held_bytes == 0
     assert [r.seq for r in h.collect(stream)] == [0]
+
+
+# -- messages being received: room is reserved before a read ---------------------------------
+
+MB = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("budget", "streams", "largest", "held_by_others", "may"),
+    [
+        pytest.param(100 * MB, 1, 0, 99 * MB, True, id="first-message-unannounced"),
+        pytest.param(100 * MB, 1, 48 * MB, 0, True, id="large-fits-an-empty-budget"),
+        pytest.param(100 * MB, 1, 48 * MB, 52 * MB, True, id="large-fits-exactly"),
+        pytest.param(100 * MB, 1, 48 * MB, 53 * MB, False, id="large-waits-past-the-budget"),
+        pytest.param(100 * MB, 4, 12 * MB, 95 * MB, True, id="within-its-fair-share"),
+        pytest.param(100 * MB, 5, 12 * MB, 95 * MB, False, id="share-shrinks-with-streams"),
+        pytest.param(100 * MB, 5, 12 * MB, 88 * MB, True, id="over-share-but-room"),
+        pytest.param(100 * MB, 2, 200 * MB, 0, False, id="larger-than-the-budget-waits"),
+    ],
+)
+def test_a_reader_waits_for_room_for_its_largest_message(
+    budget: int, streams: int, largest: int, held_by_others: int, may: bool
+) -> None:
+    h = Harness(policy(memory_budget=budget))
+    reader, *others = [h.open() for _ in range(streams)]
+    if held_by_others:
+        other = others[0] if others else h.open()
+        h.scheduler.received(other, held_by_others)  # another stream's payload, being decoded
+    h.scheduler.received(reader, largest)
+    h.scheduler.payload_released(reader)
+    assert reader.largest_payload == largest
+    assert h.scheduler.may_receive(reader) is may
+
+
+def test_a_reservation_counts_until_the_message_arrives_or_the_stream_closes() -> None:
+    h = Harness(policy(memory_budget=100 * MB))
+    stream, other = h.open(), h.open()
+    h.scheduler.received(stream, 40 * MB)
+    h.scheduler.payload_released(stream)
+    assert h.scheduler.held_bytes == 0
+    # the read is asked for: the stream's largest is reserved
+    h.scheduler.receiving(stream)
+    assert h.scheduler.held_bytes == 40 * MB
+    h.scheduler.received(other, 30 * MB)
+    assert h.scheduler.may_receive(other)  # a first large message is not announced
+    h.scheduler.receiving(other)  # (and reserving what it already holds changes nothing)
+    assert h.scheduler.held_bytes == 70 * MB
+    # a smaller message arrives: it counts instead of the reservation
+    h.scheduler.received(stream, 10 * MB)
+    assert h.scheduler.held_bytes == 40 * MB and stream.largest_payload == 40 * MB
+    h.scheduler.payload_released(stream)
+    h.scheduler.receiving(stream)
+    assert h.scheduler.held_bytes == 70 * MB
+    # closing frees the reservation; releasing again changes nothing
+    h.close(stream)
+    h.scheduler.payload_released(stream)
+    assert h.scheduler.held_bytes == 30 * MB
+
+
+def test_readers_waiting_for_room_are_served_first_come_first_served() -> None:
+    # given: three streams of 40 MB frames and a budget of 100 MB, two of them holding a frame
+    h = Harness(policy(memory_budget=100 * MB))
+    first, second, third = h.open(), h.open(), h.open()
+    for stream in (first, second, third):
+        h.scheduler.received(stream, 40 * MB)
+        h.scheduler.payload_released(stream)
+    h.scheduler.receiving(first)
+    h.scheduler.receiving(second)
+    # when: the third waits for room, then the first's frame is decoded and it asks again
+    assert not h.scheduler.may_receive(third)
+    h.scheduler.wait_to_receive(third, True)
+    h.scheduler.payload_released(first)
+    # then: the first cannot take the room back before the third, already waiting
+    assert not h.scheduler.may_receive(first)
+    assert h.scheduler.may_receive(third)
+    h.scheduler.wait_to_receive(third, False)
+    h.scheduler.receiving(third)
+    assert not h.scheduler.may_receive(first)  # 80 MB held: no room for another 40
+    h.scheduler.payload_released(second)
+    assert h.scheduler.may_receive(first)
+
+
+def test_a_closed_stream_leaves_the_queue_of_readers() -> None:
+    h = Harness(policy(memory_budget=100 * MB))
+    holder, waiting, behind = h.open(), h.open(), h.open()
+    for stream in (holder, waiting, behind):
+        h.scheduler.received(stream, 60 * MB)
+        h.scheduler.payload_released(stream)
+    h.scheduler.receiving(holder)
+    for stream in (waiting, behind):
+        h.scheduler.wait_to_receive(stream, True)
+    h.scheduler.payload_released(holder)
+    assert not h.scheduler.may_receive(behind)  # the head of the queue goes first
+    h.close(waiting)
+    assert h.scheduler.may_receive(behind)
+
+
+def test_a_waiting_reader_is_woken_when_bytes_are_freed() -> None:
+    h = Harness(policy(memory_budget=100 * MB))
+    big, other = h.open(), h.open()
+    h.scheduler.received(big, 60 * MB)
+    h.scheduler.payload_released(big)
+    h.scheduler.received(other, 60 * MB)
+    assert not h.scheduler.may_receive(big)
+    h.scheduler.wait_for_budget(big, True)
+    big._room.clear()  # the reader sleeps on its room event
+    h.scheduler.payload_released(other)
+    assert big._room.is_set() and h.scheduler.may_receive(big)
 
 
 def test_a_frame_that_failed_to_decode_on_arrival_is_answered_in_order() -> None:
@@ -779,9 +889,18 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @rule(stream=streams, payload=st.integers(1, 200))
     def start_decoding(self, stream: StreamState, payload: int) -> None:
-        if stream.closed or stream.id in self.decoding or not self.h.scheduler.admits(stream):
+        scheduler = self.h.scheduler
+        if stream.closed or stream.id in self.decoding or not scheduler.may_receive(stream):
             return
-        self.h.scheduler.decoding(payload)
+        scheduler.receiving(stream)
+        if stream.largest_payload * 2 * len(self.open_streams) > self.h.policy.memory_budget:
+            # past its fair share, a reader asks for a message only if the budget has room
+            assert scheduler.held_bytes <= self.h.policy.memory_budget
+        scheduler.received(stream, payload)
+        if not scheduler.admits(stream):  # the sender would wait, holding the payload
+            scheduler.payload_released(stream)
+            return
+        scheduler.decoding()
         self.decoding[stream.id] = (stream, payload)
 
     @precondition(lambda self: self.decoding)
@@ -790,14 +909,15 @@ class SchedulerMachine(RuleBasedStateMachine):
         self._finish_decoding(data.draw(st.sampled_from(sorted(self.decoding))), fails)
 
     def _finish_decoding(self, stream_id: int, fails: bool) -> None:
-        stream, payload = self.decoding.pop(stream_id)
-        self.h.scheduler.decoded(payload)
+        stream, _payload = self.decoding.pop(stream_id)
+        self.h.scheduler.decoded()
         seq = len(self.sent[stream_id])
         image = np.full((1, 2, 3), seq % 256, np.uint8)  # small: resized on arrival
         error = FrameError(f"frame {seq}: cannot decode") if fails else None
         if not stream.closed:  # queued, or (LIVE past the byte budget) dropped and counted
             self.sent[stream_id].append(seq)
         self.h.scheduler.submit(stream, frame(seq, width=50), image, error)
+        self.h.scheduler.payload_released(stream)
 
     @rule(stream=streams)
     def close(self, stream: StreamState) -> None:
@@ -842,7 +962,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         # bytes: queued frames of open streams and every batch not yet answered
         queued = sum(item.nbytes for s in open_streams for item in s.pending)
         in_batches = sum(p.batch.nbytes for p in self.h.prepared)
-        being_decoded = sum(payload for _, payload in self.decoding.values())
+        being_decoded = sum(s.in_hand for s in open_streams)
+        assert being_decoded == sum(
+            payload for s, payload in self.decoding.values() if not s.closed
+        )
         assert scheduler.held_bytes == queued + in_batches + being_decoded
         # the budget: beyond it only the two frames every stream may always hold
         assert scheduler.held_frames <= policy_.frame_budget + 2 * len(open_streams)
