@@ -239,8 +239,10 @@ def parse_host_port(text: str) -> tuple[str, int]:
     >>> parse_host_port("[::]:0")
     ('::', 0)
     """
-    host, sep, port_text = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port_text)
+    # Here, not at the top: `import client` loads grpc and numpy, and this module stays light.
+    from client.metrics_http import parse_host_port as parse
+
+    try:
+        return parse(text)  # no default host: the server's interface is always named
+    except ValueError:
+        raise ConfigError(f"expected HOST:PORT, got {text!r}") from None

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import enum
 import logging
-import threading
 from collections.abc import Callable, Sequence
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.exposition import start_http_server as _start_prometheus_http_server
 
+from client.metrics_http import MetricsEndpoint, serve_registry
 from streaming.errors import ConfigError
 from streaming.values import Delivery
 
@@ -183,8 +181,7 @@ class ServerMetrics:
         self._build = Info(
             f"{PREFIX}_build", "Version, model and device of this server.", registry=r
         )
-        self._http: WSGIServer | None = None
-        self._http_thread: threading.Thread | None = None
+        self._http: MetricsEndpoint | None = None
 
     # Frames -------------------------------------------------------------------------------
 
@@ -280,21 +277,14 @@ class ServerMetrics:
         if self._http is not None:
             raise RuntimeError("the metrics endpoint is already running")
         try:
-            server, thread = _start_prometheus_http_server(port, addr=host, registry=self.registry)
+            self._http = serve_registry(self.registry, host, port)
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
-        self._http, self._http_thread = server, thread
-        bound = int(server.server_address[1])
-        logger.info("metrics on http://%s:%d/metrics", host, bound)
-        return bound
+        logger.info("metrics on http://%s:%d/metrics", host, self._http.port)
+        return self._http.port
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the HTTP endpoint (if running) and close its socket."""
-        server, thread = self._http, self._http_thread
-        self._http = self._http_thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout)
+        endpoint, self._http = self._http, None
+        if endpoint is not None:
+            endpoint.stop(timeout)

@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 from camera_tools.states import SourceEvent, StreamState
@@ -40,10 +39,9 @@ from camera_tools.watch.connection import server_id
 from camera_tools.watch.errors import MetricsUnavailableError
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
 from camera_tools.watch.report import SourceCounters, SourceSummary
+from client.metrics_http import ANY_INTERFACE, MetricsEndpoint, parse_host_port, serve_registry
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from prometheus_client import CollectorRegistry, Counter, Gauge
 
 logger = logging.getLogger(__name__)
@@ -68,15 +66,7 @@ def parse_metrics_address(text: str) -> tuple[str, int]:
     Raises:
         ValueError: No port, or a port outside 0..65535.
     """
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port must be 0..65535, got {port}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host or "0.0.0.0", port
+    return parse_host_port(text, default_host=ANY_INTERFACE)
 
 
 class WatchMetrics(WatchObserver):
@@ -140,7 +130,7 @@ class WatchMetrics(WatchObserver):
         )  # fmt: skip
         self._labels: dict[str, str] = {}
         self._seen: dict[tuple[str, str], int] = {}  # (source, counter) -> last published total
-        self._http: tuple[WSGIServer, threading.Thread] | None = None
+        self._http: MetricsEndpoint | None = None
         self._closed = False
         # Every series of every source from the start: a missing series reads as "no data",
         # not as 0, in rate() and alerts.
@@ -164,17 +154,13 @@ class WatchMetrics(WatchObserver):
         """
         if self._http is not None:
             raise RuntimeError("metrics are already served")
-        from prometheus_client import start_http_server  # present: __init__ imported it
-
         try:
             host, port = parse_metrics_address(address)
-            httpd, thread = start_http_server(port, host, registry=self.registry)
+            self._http = serve_registry(self.registry, host, port)  # __init__ imported prometheus
         except (ValueError, OSError) as exc:
             raise MetricsUnavailableError(f"cannot serve metrics at {address}: {exc}") from exc
-        self._http = (httpd, thread)
-        bound = int(httpd.server_port)
-        logger.info("metrics at http://%s:%d/metrics", host, bound)
-        return bound
+        logger.info("metrics at http://%s:%d/metrics", host, self._http.port)
+        return self._http.port
 
     def on_frame(self, frame: ClassifiedFrame) -> None:
         result = frame.classification
@@ -216,10 +202,7 @@ class WatchMetrics(WatchObserver):
             return
         self._closed = True
         if self._http is not None:
-            httpd, thread = self._http
-            httpd.shutdown()
-            httpd.server_close()
-            thread.join(timeout=_SERVER_JOIN_S)
+            self._http.stop(timeout=_SERVER_JOIN_S)
 
     def _advance(self, counter: Counter, source: str, name: str, total: int) -> None:
         """Bring ``counter`` to ``total``: the watcher publishes running totals, not increments."""

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from client.api.v1 import stream_classifier_pb2 as pb  # noqa: E402
+from tests.strategies import frames, good_frame_request, stream_configs  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -30,30 +31,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}
-uint32 = st.integers(0, 2**32 - 1)
-int32 = st.integers(-(2**31), 2**31 - 1)
-texts = st.text(max_size=2000)  # any code point, control characters included
-frames = st.builds(
-    pb.Frame,
-    seq=st.integers(0, 2**64 - 1),
-    encoding=st.integers(0, 6),
-    width=st.integers(0, 70000),
-    height=st.integers(0, 70000),
-    channels=st.integers(0, 5),
-    data=st.one_of(
-        st.binary(max_size=4000),
-        # JPEG (SOF0) and PNG signatures with random headers after them.
-        st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xc0\x00\x11\x08"]).flatmap(
-            lambda head: st.binary(max_size=300).map(lambda tail: head + tail)
-        ),
-    ),
-)
-
-
-def _good_frame(seq: int) -> bytes:
-    data = bytes([200, 10, 10]) * (32 * 24)
-    frame = pb.Frame(seq=seq, width=32, height=24, channels=3, data=data)
-    return pb.ClassifyRequest(frame=frame).SerializeToString()
+TEXT_MAX, DATA_MAX, TAIL_MAX = 2000, 4000, 300
 
 
 class _RawCaller:
@@ -106,27 +84,10 @@ def test_fuzzed_raw_request_bytes(adversary: Any) -> None:
 def test_fuzzed_stream_configs(adversary: Any) -> None:
     def attack(call: _RawCaller) -> None:
         @FUZZ
-        @given(
-            client_id=texts,
-            source=texts,
-            window=uint32,
-            top_k=uint32,
-            delivery=int32,
-            probabilities=int32,
-        )
-        def configs(
-            client_id: str, source: str, window: int, top_k: int, delivery: int, probabilities: int
-        ) -> None:
-            config = pb.StreamConfig(
-                client_id=client_id,
-                source=source,
-                window=window,
-                top_k=top_k,
-                delivery=delivery,  # type: ignore[arg-type]  # any int32, unknown values too
-                probabilities=probabilities,  # type: ignore[arg-type]
-            )
+        @given(config=stream_configs(max_text=TEXT_MAX))
+        def configs(config: pb.StreamConfig) -> None:
             first = pb.ClassifyRequest(config=config).SerializeToString()
-            code, outcome = call([first, _good_frame(0)])
+            code, outcome = call([first, good_frame_request(0)])
             assert code in ALLOWED, (code, outcome)
             if code == grpc.StatusCode.OK:
                 assert [r.seq for r in outcome] == [0] and not outcome[0].HasField("error")
@@ -139,12 +100,12 @@ def test_fuzzed_stream_configs(adversary: Any) -> None:
 def test_fuzzed_frames_are_answered_in_band(adversary: Any) -> None:
     def attack(call: _RawCaller) -> None:
         @FUZZ
-        @given(sent=st.lists(frames, min_size=1, max_size=4))
+        @given(sent=st.lists(frames(max_data=DATA_MAX, max_tail=TAIL_MAX), min_size=1, max_size=4))
         def frame_headers(sent: list[pb.Frame]) -> None:
             config = pb.StreamConfig(delivery=pb.DELIVERY_MODE_LOSSLESS)
             messages = [pb.ClassifyRequest(config=config).SerializeToString()]
             messages += [pb.ClassifyRequest(frame=f).SerializeToString() for f in sent]
-            messages.append(_good_frame(7))
+            messages.append(good_frame_request(7))
             code, outcome = call(messages)
             assert code == grpc.StatusCode.OK, (code, outcome)
             assert len(outcome) == len(sent) + 1

@@ -22,6 +22,14 @@ from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc  # noqa: E402
 from client.api.v1 import stream_classifier_pb2 as pb  # noqa: E402
 from streaming.convert import Undecodable, classify_request_parser, frame_from_pb  # noqa: E402
 from streaming.values import FrameData  # noqa: E402
+from tests.strategies import (  # noqa: E402
+    frames,
+    good_frame_request,
+    int32,
+    stream_configs,
+    texts,
+    uint32,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -32,9 +40,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 ALLOWED = (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT)
-uint32 = st.integers(0, 2**32 - 1)
-int32 = st.integers(-(2**31), 2**31 - 1)
-texts = st.text(max_size=1500)  # any code point, control characters included
+TEXT_MAX, DATA_MAX, TAIL_MAX = 1500, 3000, 200
 
 
 def call_status(action: Any) -> tuple[grpc.StatusCode, Any]:
@@ -50,12 +56,6 @@ def classify_bytes(address: str, messages: list[bytes]) -> tuple[grpc.StatusCode
         return call_status(lambda: list(call(iter(messages), timeout=20)))
 
 
-def good_frame(seq: int) -> bytes:
-    data = bytes([200, 10, 10]) * (32 * 24)
-    frame = pb.Frame(seq=seq, width=32, height=24, channels=3, data=data)
-    return pb.ClassifyRequest(frame=frame).SerializeToString()
-
-
 @pytest.fixture
 def fuzz_server(server_factory: Any, caplog: pytest.LogCaptureFixture) -> Any:
     caplog.set_level(logging.INFO)
@@ -66,66 +66,24 @@ def fuzz_server(server_factory: Any, caplog: pytest.LogCaptureFixture) -> Any:
 
 
 @FUZZ
-@given(
-    client_id=texts,
-    source=texts,
-    window=uint32,
-    top_k=uint32,
-    delivery=int32,
-    probabilities=int32,
-)
-def test_fuzzed_configs(
-    fuzz_server: Any,
-    client_id: str,
-    source: str,
-    window: int,
-    top_k: int,
-    delivery: int,
-    probabilities: int,
-) -> None:
-    config = pb.StreamConfig(
-        client_id=client_id,
-        source=source,
-        window=window,
-        top_k=top_k,
-        delivery=delivery,  # type: ignore[arg-type]
-        probabilities=probabilities,  # type: ignore[arg-type]
-    )
+@given(config=stream_configs(max_text=TEXT_MAX))
+def test_fuzzed_configs(fuzz_server: Any, config: pb.StreamConfig) -> None:
     first = pb.ClassifyRequest(config=config).SerializeToString()
-    code, outcome = classify_bytes(fuzz_server.address, [first, good_frame(0)])
+    code, outcome = classify_bytes(fuzz_server.address, [first, good_frame_request(0)])
     assert code in ALLOWED, (code, outcome)
     if code == grpc.StatusCode.OK:
         assert [r.seq for r in outcome] == [0] and not outcome[0].HasField("error")
 
 
 @FUZZ
-@given(
-    frames=st.lists(
-        st.builds(
-            pb.Frame,
-            seq=st.integers(0, 2**64 - 1),
-            encoding=st.integers(0, 6),
-            width=st.integers(0, 70000),
-            height=st.integers(0, 70000),
-            channels=st.integers(0, 5),
-            data=st.one_of(
-                st.binary(max_size=3000),
-                st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xc0\x00\x11\x08"]).flatmap(
-                    lambda head: st.binary(max_size=200).map(lambda tail: head + tail)
-                ),
-            ),
-        ),
-        min_size=1,
-        max_size=4,
-    )
-)
-def test_fuzzed_frames_are_answered_in_band(fuzz_server: Any, frames: list[pb.Frame]) -> None:
+@given(sent=st.lists(frames(max_data=DATA_MAX, max_tail=TAIL_MAX), min_size=1, max_size=4))
+def test_fuzzed_frames_are_answered_in_band(fuzz_server: Any, sent: list[pb.Frame]) -> None:
     messages = [pb.ClassifyRequest(config=pb.StreamConfig(delivery=1)).SerializeToString()]
-    messages += [pb.ClassifyRequest(frame=f).SerializeToString() for f in frames]
-    messages.append(good_frame(7))
+    messages += [pb.ClassifyRequest(frame=f).SerializeToString() for f in sent]
+    messages.append(good_frame_request(7))
     code, outcome = classify_bytes(fuzz_server.address, messages)
     assert code == grpc.StatusCode.OK, (code, outcome)
-    assert len(outcome) == len(frames) + 1
+    assert len(outcome) == len(sent) + 1
     assert all(r.error.code in (0, 3) for r in outcome)
     assert outcome[-1].seq == 7 and not outcome[-1].HasField("error")
 
@@ -150,8 +108,10 @@ def test_fuzzed_raw_bytes(fuzz_server: Any, messages: list[bytes]) -> None:
         width=int32,
         height=int32,
         channel=int32,
-        data_type=st.one_of(st.sampled_from(["uint8", "float32", "<f8", "int16", ""]), texts),
-        client_id=texts,
+        data_type=st.one_of(
+            st.sampled_from(["uint8", "float32", "<f8", "int16", ""]), texts(TEXT_MAX)
+        ),
+        client_id=texts(TEXT_MAX),
     )
 )
 def test_fuzzed_legacy_requests(fuzz_server: Any, request: sc_service_pb2.server_input) -> None:
@@ -166,7 +126,7 @@ PARSE = classify_request_parser()
 PARSER_FUZZ = settings(max_examples=400, deadline=None)
 uint64 = st.integers(0, 2**64 - 1)
 int64 = st.integers(-(2**63), 2**63 - 1)
-frames = st.builds(
+wire_frames = st.builds(
     pb.Frame,
     seq=uint64,
     encoding=int32,
@@ -204,7 +164,7 @@ def assert_agrees_with_protobuf(data: bytes) -> None:
 
 
 @PARSER_FUZZ
-@given(frame=frames)
+@given(frame=wire_frames)
 def test_the_frame_parser_reads_valid_frames_as_protobuf_does(frame: pb.Frame) -> None:
     data = pb.ClassifyRequest(frame=frame).SerializeToString()
     assert isinstance(PARSE(data), FrameData)  # the hand parser took it, no fallback
@@ -221,14 +181,14 @@ def test_the_frame_parser_reads_valid_frames_as_protobuf_does(frame: pb.Frame) -
             lambda pair: b"\x12" + varint(pair[1]) + pair[0]
         ),
         # valid frames cut short, extended, or with a byte changed
-        st.tuples(frames, st.integers(0, 700), st.binary(max_size=20)).map(
+        st.tuples(wire_frames, st.integers(0, 700), st.binary(max_size=20)).map(
             lambda t: pb.ClassifyRequest(frame=t[0]).SerializeToString()[: t[1]] + t[2]
         ),
-        st.tuples(frames, st.integers(0, 700), st.integers(0, 255)).map(
+        st.tuples(wire_frames, st.integers(0, 700), st.integers(0, 255)).map(
             lambda t: _with_byte(pb.ClassifyRequest(frame=t[0]).SerializeToString(), t[1], t[2])
         ),
         # a frame with overlong varints, repeated fields, or two frames merged
-        st.tuples(frames, frames).map(
+        st.tuples(wire_frames, wire_frames).map(
             lambda t: b"".join(pb.ClassifyRequest(frame=f).SerializeToString() for f in t)
         ),
         st.tuples(uint64, st.integers(0, 3)).map(

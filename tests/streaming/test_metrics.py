@@ -166,7 +166,9 @@ def test_parse_host_port_good(text: str, expected: tuple[str, int]) -> None:
     assert parse_host_port(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9100", ":9100", "host:", "host:port", "host:70000", "[::1]"])
+@pytest.mark.parametrize(
+    "text", ["9100", ":9100", "host:", "host:port", "host:70000", "host:²", "[::1]"]
+)
 def test_bad_metrics_address_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError, match="HOST:PORT"):
         ServerConfig(metrics_address=text)
