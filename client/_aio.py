@@ -91,7 +91,7 @@ class CallStatus:
             return
         try:
             self._first = _result_now(_status_error(call))
-        except RuntimeError:
+        except Exception:  # noqa: BLE001 - an error here would break grpc.aio's own status handling
             logger.debug("the finished call's status could not be read at once", exc_info=True)
 
     async def error(self, raised: grpc.aio.AioRpcError) -> grpc.aio.AioRpcError | None:

@@ -21,7 +21,9 @@ _POLICY_NAME = re.compile(r"[a-z][a-z0-9_]*")
 def check_load_balancing(policy: str | None) -> None:
     """Raise ``ValueError`` unless ``policy`` is ``None`` or looks like a gRPC policy name."""
     if policy is not None and not _POLICY_NAME.fullmatch(policy):
-        raise ValueError(f"load_balancing must be a policy name such as 'round_robin', got {policy!r}")
+        raise ValueError(
+            f"load_balancing must be a policy name such as 'round_robin', got {policy!r}"
+        )
 
 
 @dataclass(frozen=True)
