@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import grpc
 import grpc.aio
@@ -31,6 +31,94 @@ from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 logger = logging.getLogger(__name__)
 
 _END: Final = object()
+_UNSET: Final = object()
+T = TypeVar("T")
+
+# What grpc.aio reports when a write loses the race with the end of the call (grpc/grpc#36066).
+_WRITE_RACE_DETAILS: Final = "Internal error from Core"
+_LATE_STATUS_WAIT_S = 1.5  # how long a server status still in flight is waited for
+_LATE_STATUS_POLL_S = 0.02
+
+
+def masks_server_status(error: grpc.aio.AioRpcError) -> bool:
+    """Whether ``error`` is grpc.aio's INTERNAL for a write that failed because the call was
+    ending, rather than a status the server (or the transport) gave."""
+    return error.code() is grpc.StatusCode.INTERNAL and error.details() == _WRITE_RACE_DETAILS
+
+
+def _result_now(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never waits (a finished call's status getters) to its end, outside
+    the event loop; raises ``RuntimeError`` if it would wait after all."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value
+    coroutine.close()
+    raise RuntimeError(f"{coroutine!r} would wait")
+
+
+async def _status_error(call: grpc.aio.Call) -> grpc.aio.AioRpcError | None:
+    """The finished ``call``'s status as the error it raises; ``None`` for OK."""
+    code = await call.code()
+    if code is grpc.StatusCode.OK:
+        return None
+    return grpc.aio.AioRpcError(
+        code,
+        await call.initial_metadata(),
+        await call.trailing_metadata(),
+        await call.details(),
+    )
+
+
+class CallStatus:
+    """The status that really ended a grpc.aio call.
+
+    When a write fails because the server ended the call (a drain, a refusal), grpc.aio sets
+    the call's status to INTERNAL "Internal error from Core" (grpc/grpc#36066): over the
+    server's status if that came first, or to be replaced by it when it comes. So the first
+    status is kept the moment it is set, and a later one is waited for, briefly.
+    """
+
+    def __init__(self, call: grpc.aio.Call, *, wait_s: float = _LATE_STATUS_WAIT_S) -> None:
+        self._call = call
+        self._wait_s = wait_s
+        self._first: object = _UNSET  # AioRpcError, None (OK) or _UNSET
+        call.add_done_callback(self._keep_first)
+
+    def _keep_first(self, call: grpc.aio.Call) -> None:
+        # Runs inside grpc.aio as the status is set, before anything can overwrite it.
+        if self._first is not _UNSET:
+            return
+        try:
+            self._first = _result_now(_status_error(call))
+        except Exception:  # noqa: BLE001 - an error here would break grpc.aio's own status handling
+            logger.debug("the finished call's status could not be read at once", exc_info=True)
+
+    async def error(self, raised: grpc.aio.AioRpcError) -> grpc.aio.AioRpcError | None:
+        """The error the call really ended with, given the one it ``raised``; ``None`` when the
+        server ended it with OK."""
+        if not masks_server_status(raised):
+            return raised
+        first = self._first
+        if first is None or (
+            isinstance(first, grpc.aio.AioRpcError) and not masks_server_status(first)
+        ):
+            logger.debug("a failed write hid the stream's status: %s", first or "OK")
+            return first
+        # The write failed first: the server's status may still be on its way, and replaces
+        # the INTERNAL one without an event to wait for, so the call is polled (bounded).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_s
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                late = await asyncio.wait_for(_status_error(self._call), remaining)
+            except asyncio.TimeoutError:
+                break
+            if late is None or not masks_server_status(late):
+                logger.debug("a failed write came before the stream's status: %s", late or "OK")
+                return late
+            await asyncio.sleep(_LATE_STATUS_POLL_S)
+        return raised
 
 
 class AsyncStreamClient(ClientCore):
@@ -219,6 +307,7 @@ class AsyncStream(StreamBase):
         self._call = stub.Classify(
             self._request_iterator(self._core.config_request()), metadata=metadata
         )
+        self._status = CallStatus(self._call)
         self._reader = asyncio.get_running_loop().create_task(
             self._read(), name=f"stream-reader-{plan.options.source}"
         )
@@ -342,7 +431,9 @@ class AsyncStream(StreamBase):
             async for response in self._call:
                 self._results.put_nowait(self._core.accept(response))
         except grpc.aio.AioRpcError as exc:
-            self._core.failed(exc)
+            error = await self._status.error(exc)
+            if error is not None:  # else the server ended the stream with OK
+                self._core.failed(error)
         except ClassifierClientError:  # a malformed answer: recorded by the core
             self._call.cancel()
         except asyncio.CancelledError:

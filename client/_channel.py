@@ -18,6 +18,14 @@ SEND_QUEUE_FRAMES = 32  # frames queued in the client before send() blocks (flow
 _POLICY_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
+def check_load_balancing(policy: str | None) -> None:
+    """Raise ``ValueError`` unless ``policy`` is ``None`` or looks like a gRPC policy name."""
+    if policy is not None and not _POLICY_NAME.fullmatch(policy):
+        raise ValueError(
+            f"load_balancing must be a policy name such as 'round_robin', got {policy!r}"
+        )
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """Everything a client needs to open its channel; invalid values raise ``ValueError``.
@@ -48,10 +56,7 @@ class ConnectionSettings:
             raise ValueError(f"connect_timeout must be > 0, got {self.connect_timeout}")
         if self.max_message_bytes < 1024:
             raise ValueError(f"max_message_bytes must be >= 1024, got {self.max_message_bytes}")
-        if self.load_balancing is not None and not _POLICY_NAME.fullmatch(self.load_balancing):
-            raise ValueError(
-                f"load_balancing must be a policy name such as 'round_robin', got {self.load_balancing!r}"
-            )
+        check_load_balancing(self.load_balancing)
 
     def channel_options(self) -> list[tuple[str, int | str]]:
         options: list[tuple[str, int | str]] = [

@@ -25,6 +25,7 @@ import grpc
 import numpy as np
 from PIL import Image
 
+from client._channel import check_load_balancing
 from client._errors import ClassifierClientError, status_from_code
 from client._frames import ImageLike, encode_frame
 from client._sync import Stream, StreamClient
@@ -52,6 +53,13 @@ class sc_client:  # noqa: N801 - the old public name
             plaintext channel, as the old client had.
         token: sent as ``authorization: Bearer <token>``; ``None`` reads the
             ``STREAM_CLASSIFY_TOKEN`` environment variable (unset: no token).
+        load_balancing: the channel's load-balancing policy, as in :class:`client.StreamClient`:
+            ``"round_robin"`` with a multi-address target (``ipv4:10.0.0.1:1234,10.0.0.2:1234``,
+            ``dns:///name:port``) spreads the positions' streams over the servers; ``None`` is
+            gRPC's pick_first, which puts every position on one server.
+
+    Raises:
+        ValueError: ``load_balancing`` is not a policy name (checked here, not on the first call).
 
     Example:
         >>> target_server = sc_client("127.0.0.1:1234")  # doctest: +SKIP
@@ -69,13 +77,16 @@ class sc_client:  # noqa: N801 - the old public name
         resize: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
         token: str | None = None,
+        load_balancing: str | None = None,
     ) -> None:
+        check_load_balancing(load_balancing)
         self.server_ip = server_ip
         self.client_name = "".join(random.choices(string.ascii_lowercase, k=id_len))
         self._connect_timeout = connect_timeout
         self._resize = resize
         self._credentials = credentials
         self._token = token or token_from_environment()
+        self._load_balancing = load_balancing
         self._client: StreamClient | None = None
         self._streams: list[Stream] = []
         self._lock = threading.Lock()
@@ -147,6 +158,7 @@ class sc_client:  # noqa: N801 - the old public name
                 client_id=self.client_name,
                 credentials=self._credentials,
                 token=self._token,
+                load_balancing=self._load_balancing,
             )
         return self._client
 

@@ -171,3 +171,43 @@ def test_unreachable_server_raises_quickly() -> None:
         target_server([tinted_image(COLOURS[0], (8, 8), 0)])
 
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize(
+    ("policy", "spread"),
+    [
+        pytest.param("round_robin", True, id="round-robin-uses-both"),
+        pytest.param(None, False, id="default-sticks-to-one"),
+    ],
+)
+def test_load_balancing_spreads_positions_over_two_real_servers(
+    server_factory: Any, policy: str | None, spread: bool
+) -> None:
+    # given two real servers behind one multi-address target, no proxy
+    servers = [server_factory(), server_factory()]
+    target = "ipv4:" + ",".join(f"127.0.0.1:{s.server.port}" for s in servers)
+    target_server = sc_client(target, load_balancing=policy)
+
+    def open_streams() -> list[int]:
+        return [s.server.batcher.stream_count for s in servers]
+
+    # when each call adds one position (its stream stays open on the server it landed on);
+    # round_robin picks among the servers that are ready, so go on until both hold one (bounded)
+    images: list[Image.Image] = []
+    for _ in range(12 if spread else 4):
+        images.append(tinted_image(COLOURS[len(images) % 3], (32, 24), seed=len(images)))
+        labels, _ = target_server(images)
+        assert labels == [("red", "green", "blue")[i % 3] for i in range(len(images))]
+        if spread and min(open_streams()) > 0:
+            break
+    counts = open_streams()
+    target_server.close()
+
+    # then every position is answered by one of the servers, and only round_robin used both
+    assert sum(counts) == len(images)
+    assert (min(counts) > 0) is spread
+
+
+def test_bad_load_balancing_policy_is_refused_when_constructed() -> None:
+    with pytest.raises(ValueError, match="load_balancing"):
+        sc_client("127.0.0.1:1", load_balancing="round robin")
