@@ -215,8 +215,25 @@ class ServerConfig:
         """
         if self.max_message_bytes is not None:
             return self.max_message_bytes
+        return self.largest_frame_bytes + MESSAGE_OVERHEAD_BYTES
+
+    @property
+    def largest_frame_bytes(self) -> int:
+        """The payload of the largest RAW RGB frame the limits allow."""
         side = self.max_frame_side
-        return min(side * side, self.max_frame_pixels) * 3 + MESSAGE_OVERHEAD_BYTES
+        return min(side * side, self.max_frame_pixels) * 3
+
+    def memory_warning(self) -> str | None:
+        """Why the memory budget is small for the frames allowed, or ``None``."""
+        largest, budget = self.largest_frame_bytes, self.memory_budget_bytes
+        if 2 * largest <= budget:
+            return None
+        return (
+            f"--memory-budget ({budget / 2**20:.0f} MiB) holds fewer than two of the largest "
+            f"frames allowed ({largest / 2**20:.0f} MiB RAW, from --max-frame-side and "
+            "--max-frame-pixels): such frames are read one at a time and can take the server "
+            "past its budget; lower the limits or raise the budget"
+        )
 
     @property
     def effective_stream_buffer(self) -> int:

@@ -10,8 +10,9 @@ are dropped and counted); a LOSSLESS stream is never dropped, its sender waits i
 being received, payloads being decoded, decoded images, batches); past the byte budget LIVE
 streams drop instead of waiting. Bytes are gated before a message is read (``may_receive``):
 gRPC receives a whole message once a read is pending, so a message must have room before it
-is asked for, not after it is in memory. The whole policy is synchronous and reads time only through an injected
-``Clock``, so it is tested step by step with a fake clock (``tests/streaming/test_scheduler.py``).
+is asked for, not after it is in memory. The whole policy is synchronous and reads time only
+through an injected ``Clock``, so it is tested step by step with a fake clock
+(``tests/streaming/test_scheduler.py``).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class Scheduler:
         waits until the whole budget has room for it. A stream's first message is read
         unannounced: its size is unknown until it has arrived.
         """
-        expected = stream.largest_payload
+        expected = self._expected(stream)
         if stream.closed or expected * 2 * max(1, self._open_streams) <= self._memory_budget:
             return True
         queue = self._receive_queue
@@ -199,8 +200,14 @@ class Scheduler:
 
     def receiving(self, stream: StreamState) -> None:
         """The reader asks for the next message: room for the stream's largest is reserved."""
-        self._held_bytes += stream.largest_payload - stream.in_hand
-        stream.in_hand = stream.largest_payload
+        expected = self._expected(stream)
+        self._held_bytes += expected - stream.in_hand
+        stream.in_hand = expected
+
+    def _expected(self, stream: StreamState) -> int:
+        # At most half the budget, so a frame larger than the budget (a -msg above it) still
+        # gets its turn once the others hold less than half, instead of blocking the queue.
+        return min(stream.largest_payload, self._memory_budget // 2)
 
     def received(self, stream: StreamState, nbytes: int) -> None:
         """A message with a payload of ``nbytes`` arrived: it counts instead of the reservation."""

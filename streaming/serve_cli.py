@@ -372,9 +372,9 @@ def _banner(server: object) -> None:
         host = c.metrics_host_port[0] if c.metrics_host_port else ""
         host = f"[{host}]" if ":" in host else host
         print(f"  metrics: http://{host}:{server.metrics_port}/metrics", flush=True)
-    warning = exposure_warning(c)
-    if warning:
-        print(f"  WARNING: {warning}", flush=True)
+    for warning in (exposure_warning(c), c.memory_warning()):
+        if warning:
+            print(f"  WARNING: {warning}", flush=True)
 
 
 def _transport(config: ServerConfig) -> str:

@@ -236,6 +236,24 @@ def test_server_options_bound_messages_keepalive_and_calls_per_connection() -> N
     assert explicit["grpc.max_receive_message_length"] == 5000
 
 
+@pytest.mark.parametrize(
+    ("budget", "side", "warned"),
+    [
+        pytest.param(2**30, 8192, False, id="defaults-hold-many-8k-frames"),
+        pytest.param(128 * 2**20, 4096, False, id="two-4k-frames-fit"),
+        pytest.param(64 * 2**20, 4096, True, id="one-4k-frame-only"),
+        pytest.param(64 * 2**20, 2048, False, id="lowered-side-fits"),
+    ],
+)
+def test_a_budget_smaller_than_two_of_the_largest_frames_is_warned_about(
+    budget: int, side: int, warned: bool
+) -> None:
+    warning = ServerConfig(memory_budget_bytes=budget, max_frame_side=side).memory_warning()
+    assert (warning is not None) is warned
+    if warning:
+        assert "--memory-budget (64 MiB)" in warning and "48 MiB RAW" in warning
+
+
 def test_a_message_over_the_derived_limit_is_refused(server_factory: Any) -> None:
     server = server_factory(max_frame_side=64)
     big = np.zeros((24, 32 * 200, 3), np.uint8)  # 460 KB: more than 64 x 64 x 3 + overhead

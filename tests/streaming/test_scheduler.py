@@ -585,7 +585,8 @@ MB = 1_000_000
         pytest.param(100 * MB, 4, 12 * MB, 95 * MB, True, id="within-its-fair-share"),
         pytest.param(100 * MB, 5, 12 * MB, 95 * MB, False, id="share-shrinks-with-streams"),
         pytest.param(100 * MB, 5, 12 * MB, 88 * MB, True, id="over-share-but-room"),
-        pytest.param(100 * MB, 2, 200 * MB, 0, False, id="larger-than-the-budget-waits"),
+        pytest.param(100 * MB, 2, 200 * MB, 50 * MB, True, id="larger-than-budget-needs-half"),
+        pytest.param(100 * MB, 2, 200 * MB, 51 * MB, False, id="larger-than-budget-waits"),
     ],
 )
 def test_a_reader_waits_for_room_for_its_largest_message(
