@@ -6,7 +6,9 @@ slices allocated on whichever of its threads read the socket, so with large fram
 those threads' arenas ends up keeping a message's worth of freed slices: four streams of
 48 MiB RAW frames grew the server by 370-500 MiB while the frames it held stayed within a
 128 MiB budget. With one arena the next message reuses what the last one freed (measured:
-230-280 MiB peak growth for the same attack, most of it the messages in flight).
+240-290 MiB peak growth for the same attack, most of it the messages in flight). The price is
+one malloc lock for every thread: ~5% on the JPEG benchmark row, where decode threads and
+TensorFlow allocate at the same time.
 
 This must run before the threads it concerns start (TensorFlow's and gRPC's), so ``serve``
 calls it first. An explicit ``MALLOC_ARENA_MAX`` in the environment wins; other C libraries
