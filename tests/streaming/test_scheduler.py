@@ -913,9 +913,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         if stream.closed or stream.id in self.decoding or not scheduler.may_receive(stream):
             return
         scheduler.receiving(stream)
-        if stream.largest_payload * 2 * len(self.open_streams) > self.h.policy.memory_budget:
+        budget = self.h.policy.memory_budget
+        expected = min(stream.largest_payload, budget // 2)  # a reservation is at most half
+        if expected * 2 * len(self.open_streams) > budget:
             # past its fair share, a reader asks for a message only if the budget has room
-            assert scheduler.held_bytes + scheduler.reserved_bytes <= self.h.policy.memory_budget
+            assert scheduler.held_bytes + scheduler.reserved_bytes <= budget
         scheduler.received(stream, payload)
         if not scheduler.admits(stream):  # the sender would wait, holding the payload
             scheduler.payload_released(stream)
