@@ -124,6 +124,10 @@ class Scheduler:
         self._held = 0  # frames of all streams in the server: queued, in a batch or unsent
         # Bytes of frames being decoded, queued or in a batch (an answer no longer holds any).
         self._held_bytes = 0
+        # Room reserved for messages asked for and not arrived yet: it gates other readers only,
+        # so a client that sends one large frame and goes quiet does not make others wait or
+        # drop as if the server were full.
+        self._reserved_bytes = 0
         self._decoding = 0  # frames being decoded on arrival, not yet queued
         self._open_streams = 0
         self._memory_budget = policy.memory_budget
@@ -156,6 +160,11 @@ class Scheduler:
         return self._held_bytes
 
     @property
+    def reserved_bytes(self) -> int:
+        """Room reserved for messages being received (asked for, not arrived yet)."""
+        return self._reserved_bytes
+
+    @property
     def idle(self) -> bool:
         """No frame is being decoded, queued or in a batch."""
         return not self._pending and not self._in_flight and not self._decoding
@@ -181,7 +190,7 @@ class Scheduler:
         queue = self._receive_queue
         if queue and queue[0] is not stream:
             return False
-        return self._held_bytes + expected <= self._memory_budget
+        return self._held_bytes + self._reserved_bytes + expected <= self._memory_budget
 
     def wait_to_receive(self, stream: StreamState, waiting: bool) -> None:
         """Queue the stream's reader for room for its next message (or take it off the queue)."""
@@ -201,8 +210,8 @@ class Scheduler:
     def receiving(self, stream: StreamState) -> None:
         """The reader asks for the next message: room for the stream's largest is reserved."""
         expected = self._expected(stream)
-        self._held_bytes += expected - stream.in_hand
-        stream.in_hand = expected
+        self._reserved_bytes += expected - stream.reserved
+        stream.reserved = expected
 
     def _expected(self, stream: StreamState) -> int:
         # At most half the budget, so a frame larger than the budget (a -msg above it) still
@@ -211,6 +220,8 @@ class Scheduler:
 
     def received(self, stream: StreamState, nbytes: int) -> None:
         """A message with a payload of ``nbytes`` arrived: it counts instead of the reservation."""
+        self._reserved_bytes -= stream.reserved
+        stream.reserved = 0
         self._held_bytes += nbytes - stream.in_hand
         stream.in_hand = nbytes
         if nbytes > stream.largest_payload:
@@ -218,9 +229,10 @@ class Scheduler:
 
     def payload_released(self, stream: StreamState) -> None:
         """The stream's received payload (or reservation) is gone: decoded, queued or dropped."""
-        if stream.in_hand:
+        if stream.in_hand or stream.reserved:
             self._held_bytes -= stream.in_hand
-            stream.in_hand = 0
+            self._reserved_bytes -= stream.reserved
+            stream.in_hand = stream.reserved = 0
             self._wake_waiting()
 
     # -- frames in ------------------------------------------------------------------------------
@@ -310,7 +322,8 @@ class Scheduler:
             self._ready.remove(stream)
         self._held -= stream.outstanding
         self._held_bytes -= stream.in_hand
-        stream.in_hand = 0
+        self._reserved_bytes -= stream.reserved
+        stream.in_hand = stream.reserved = 0
         self._open_streams -= 1
         self.wait_to_receive(stream, False)
         stream.close()

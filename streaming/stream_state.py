@@ -50,9 +50,10 @@ class StreamState:
         self.dropped = 0
         # Frames accepted whose answer the sender has not taken yet (queued, in a batch, or unsent).
         self.outstanding = 0
-        # Payload bytes of the message being received or decoded (or reserved for the next one),
-        # and the largest payload so far: what the next message is expected to need.
+        # Payload bytes of the frame received and not yet decoded or queued, room reserved for
+        # the message being received, and the largest payload so far (what the next one needs).
         self.in_hand = 0
+        self.reserved = 0
         self.largest_payload = 0
         self.closed = False
         self._on_release = on_release

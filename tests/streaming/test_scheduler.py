@@ -606,26 +606,45 @@ def test_a_reader_waits_for_room_for_its_largest_message(
 def test_a_reservation_counts_until_the_message_arrives_or_the_stream_closes() -> None:
     h = Harness(policy(memory_budget=100 * MB))
     stream, other = h.open(), h.open()
-    h.scheduler.received(stream, 40 * MB)
-    h.scheduler.payload_released(stream)
-    assert h.scheduler.held_bytes == 0
+    scheduler = h.scheduler
+    scheduler.received(stream, 40 * MB)
+    scheduler.payload_released(stream)
+    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (0, 0)
     # the read is asked for: the stream's largest is reserved
-    h.scheduler.receiving(stream)
-    assert h.scheduler.held_bytes == 40 * MB
-    h.scheduler.received(other, 30 * MB)
-    assert h.scheduler.may_receive(other)  # a first large message is not announced
-    h.scheduler.receiving(other)  # (and reserving what it already holds changes nothing)
-    assert h.scheduler.held_bytes == 70 * MB
+    scheduler.receiving(stream)
+    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (0, 40 * MB)
+    scheduler.received(other, 30 * MB)
+    assert scheduler.may_receive(other)  # a first large message is not announced
+    scheduler.receiving(other)
+    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (30 * MB, 70 * MB)
+    assert not scheduler.may_receive(stream)  # 30 held + 70 reserved: the budget is spoken for
     # a smaller message arrives: it counts instead of the reservation
-    h.scheduler.received(stream, 10 * MB)
-    assert h.scheduler.held_bytes == 40 * MB and stream.largest_payload == 40 * MB
-    h.scheduler.payload_released(stream)
-    h.scheduler.receiving(stream)
-    assert h.scheduler.held_bytes == 70 * MB
+    scheduler.received(stream, 10 * MB)
+    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (40 * MB, 30 * MB)
+    assert stream.largest_payload == 40 * MB
+    scheduler.payload_released(stream)
+    scheduler.receiving(stream)
+    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (30 * MB, 70 * MB)
     # closing frees the reservation; releasing again changes nothing
     h.close(stream)
-    h.scheduler.payload_released(stream)
-    assert h.scheduler.held_bytes == 30 * MB
+    scheduler.payload_released(stream)
+    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (30 * MB, 30 * MB)
+
+
+def test_a_quiet_streams_reservation_makes_no_one_wait_to_queue_or_drop() -> None:
+    # given: a stream that sent one 90 MB frame and now waits for its next one (90 MB reserved)
+    h = Harness(policy(memory_budget=100 * MB, live_depth=4, stream_buffer=8))
+    quiet, lossless, live = h.open(), h.open(), h.open(LIVE)
+    h.scheduler.received(quiet, 90 * MB)
+    h.scheduler.payload_released(quiet)
+    h.scheduler.receiving(quiet)
+    # when: small-frame streams send more than the two frames every stream may always hold
+    sent = [h.send(lossless, seq, width=10) for seq in range(4)]
+    for seq in range(4):
+        h.send(live, seq, width=10)
+    # then: the reservation is not memory in use: nobody waits or drops for it
+    assert sent == [True] * 4
+    assert live.dropped == 0 and len(live.pending) == 4
 
 
 def test_readers_waiting_for_room_are_served_first_come_first_served() -> None:
@@ -894,9 +913,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         if stream.closed or stream.id in self.decoding or not scheduler.may_receive(stream):
             return
         scheduler.receiving(stream)
-        if stream.largest_payload * 2 * len(self.open_streams) > self.h.policy.memory_budget:
+        budget = self.h.policy.memory_budget
+        expected = min(stream.largest_payload, budget // 2)  # a reservation is at most half
+        if expected * 2 * len(self.open_streams) > budget:
             # past its fair share, a reader asks for a message only if the budget has room
-            assert scheduler.held_bytes <= self.h.policy.memory_budget
+            assert scheduler.held_bytes + scheduler.reserved_bytes <= budget
         scheduler.received(stream, payload)
         if not scheduler.admits(stream):  # the sender would wait, holding the payload
             scheduler.payload_released(stream)
@@ -968,6 +989,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             payload for s, payload in self.decoding.values() if not s.closed
         )
         assert scheduler.held_bytes == queued + in_batches + being_decoded
+        assert scheduler.reserved_bytes == sum(s.reserved for s in open_streams) == 0
         # the budget: beyond it only the two frames every stream may always hold
         assert scheduler.held_frames <= policy_.frame_budget + 2 * len(open_streams)
         for stream in open_streams:
