@@ -19,7 +19,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from camera_tools.sinks import Classification
 from camera_tools.states import SourceEvent, StreamState
@@ -29,6 +28,7 @@ from camera_tools.watch.errors import MetricsUnavailableError
 from camera_tools.watch.metrics import WatchMetrics, parse_metrics_address
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
 from client import Prediction
+from tests.metrics_scrape import scrape_samples
 
 P = "stream_classify_watch_"
 BGR = {"red": (0, 0, 255), "blue": (255, 0, 0)}
@@ -44,18 +44,6 @@ def write_video(path: Path, labels: list[str], fps: float = 10) -> Path:
         writer.write(np.full((48, 64, 3), BGR[label], np.uint8))
     writer.release()
     return path
-
-
-def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample at ``/metrics``, keyed by name and labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert response.status == 200
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float | None:
@@ -222,7 +210,7 @@ def test_serves_on_a_free_port_and_stops_on_close() -> None:
     metrics.on_frame(frame("a.mp4", "red", 0))
 
     # then /metrics answers over HTTP with the prefixed names
-    assert value(scrape(port), "frames_classified_total", source="a.mp4") == 1.0
+    assert value(scrape_samples(port), "frames_classified_total", source="a.mp4") == 1.0
 
     # and a second server on the same port fails clearly
     other = WatchMetrics(WatchConfig(("a.mp4",), SERVER))
@@ -233,7 +221,7 @@ def test_serves_on_a_free_port_and_stops_on_close() -> None:
     metrics.close()
     metrics.close()
     with pytest.raises(urllib.error.URLError):
-        scrape(port)
+        scrape_samples(port)
 
 
 def test_without_prometheus_client_the_flag_fails_at_start_naming_the_install(
@@ -272,7 +260,7 @@ class ScrapeAtClose(WatchObserver):
         self.samples: dict[Any, float] | None = None
 
     def close(self) -> None:
-        self.samples = scrape(self.port)
+        self.samples = scrape_samples(self.port)
 
 
 @pytest.mark.timeout(90)
@@ -310,7 +298,7 @@ def test_a_watch_run_counts_every_classified_frame_of_the_csv(
     assert value(samples, "server_state", server=server.address, state="connected") == 1.0
     # and the metrics server stopped with the run
     with pytest.raises(urllib.error.URLError):
-        scrape(scraper.port)
+        scrape_samples(scraper.port)
 
 
 @pytest.mark.timeout(120)
@@ -350,7 +338,7 @@ def test_the_watch_command_serves_metrics_while_it_runs_and_logs_json(
         assert port is not None, lines
         classified = 0.0
         while classified < 1 and time.monotonic() < deadline:
-            classified = value(scrape(port), "frames_classified_total", source=str(video)) or 0.0
+            classified = value(scrape_samples(port), "frames_classified_total", source=str(video)) or 0.0
             time.sleep(0.1)
         out, err = process.communicate(timeout=60)
     finally:
