@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 
 from camera_tools.sinks import Classification
@@ -28,22 +26,11 @@ from camera_tools.watch.errors import MetricsUnavailableError
 from camera_tools.watch.metrics import WatchMetrics, parse_metrics_address
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
 from client import Prediction
+from tests.camera_tools.videos import colour_frames, write_video
 from tests.metrics_scrape import scrape_samples
 
 P = "stream_classify_watch_"
-BGR = {"red": (0, 0, 255), "blue": (255, 0, 0)}
 SERVER = "127.0.0.1:1"  # never contacted by the unit tests
-
-
-def write_video(path: Path, labels: list[str], fps: float = 10) -> Path:
-    writer = cv2.VideoWriter(
-        str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), fps, (64, 48)
-    )
-    assert writer.isOpened(), "mp4v writer unavailable"
-    for label in labels:
-        writer.write(np.full((48, 64, 3), BGR[label], np.uint8))
-    writer.release()
-    return path
 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float | None:
@@ -268,7 +255,7 @@ def test_a_watch_run_counts_every_classified_frame_of_the_csv(
     server_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     # given a 20-frame file (red then blue) watched with --csv and metrics
-    video = write_video(tmp_path / "clip.mp4", ["red"] * 10 + ["blue"] * 10)
+    video = write_video(tmp_path / "clip.mp4", colour_frames(["red"] * 10 + ["blue"] * 10), fps=10)
     server = server_factory()
     table = tmp_path / "frames.csv"
     config = WatchConfig((str(video),), server.address, window=1, csv_path=table)
@@ -309,7 +296,7 @@ def test_the_watch_command_serves_metrics_while_it_runs_and_logs_json(
     # file played in real time, in its own process
     # (its name would forge a log record if anything wrote it unescaped)
     name = 'clip "x"\n{"level": "CRITICAL", "message": "forged"}.mp4'
-    video = write_video(tmp_path / name, ["red"] * 20 + ["blue"] * 20)
+    video = write_video(tmp_path / name, colour_frames(["red"] * 20 + ["blue"] * 20), fps=10)
     server = server_factory()
     table = tmp_path / "frames.csv"
     process = subprocess.Popen(
@@ -338,7 +325,9 @@ def test_the_watch_command_serves_metrics_while_it_runs_and_logs_json(
         assert port is not None, lines
         classified = 0.0
         while classified < 1 and time.monotonic() < deadline:
-            classified = value(scrape_samples(port), "frames_classified_total", source=str(video)) or 0.0
+            classified = (
+                value(scrape_samples(port), "frames_classified_total", source=str(video)) or 0.0
+            )
             time.sleep(0.1)
         out, err = process.communicate(timeout=60)
     finally:
