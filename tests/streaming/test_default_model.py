@@ -35,7 +35,7 @@ pytestmark = pytest.mark.timeout(30)
 
 @pytest.fixture(scope="module")
 def model() -> Any:
-    # imported here, not at collection: the unit tier (-m "not slow") never loads TensorFlow
+    # imported here, not at collection: collecting the unit tier must not load TensorFlow
     keras = pytest.importorskip("keras", reason="the server extra (TensorFlow) is not installed")
     return keras.models.load_model(MODEL_PATH, compile=False)
 
