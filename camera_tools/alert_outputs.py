@@ -151,6 +151,38 @@ class BackgroundSender:
                 logger.exception("%s: could not deliver %s", self.name, event.describe())
 
 
+class BackgroundAlertOutput:
+    """An output whose delivery runs on a :class:`BackgroundSender` (``send`` never waits).
+
+    Args:
+        name: The sender's thread name and log prefix.
+        deliver: Sends one event on the sender's thread.
+        timeout_s: One delivery's bound; closing waits one second longer for it to finish.
+        max_queue: Events waiting at most.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        deliver: Callable[[AlertEvent], None],
+        *,
+        timeout_s: float,
+        max_queue: int,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self._sender = BackgroundSender(name, deliver, max_queue=max_queue)
+
+    @property
+    def sender(self) -> BackgroundSender:
+        return self._sender
+
+    def send(self, event: AlertEvent) -> None:
+        self._sender.submit(event)
+
+    def close(self) -> None:
+        self._sender.close(timeout_s=self.timeout_s + 1)
+
+
 def event_environment(event: AlertEvent) -> dict[str, str]:
     """The ``ALERT_*`` environment variables a hook command receives."""
     data = event.to_dict()
@@ -161,7 +193,7 @@ def event_environment(event: AlertEvent) -> dict[str, str]:
     return env
 
 
-class CommandAlertOutput:
+class CommandAlertOutput(BackgroundAlertOutput):
     """Runs a command per event (``--on-alert CMD``), off the caller's thread.
 
     The command line is split like a shell would (no shell runs it: wrap it in ``sh -c`` for
@@ -176,18 +208,7 @@ class CommandAlertOutput:
             raise ValueError("--on-alert needs a command")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-        self.timeout_s = timeout_s
-        self._sender = BackgroundSender("alert-command", self._run, max_queue=max_queue)
-
-    @property
-    def sender(self) -> BackgroundSender:
-        return self._sender
-
-    def send(self, event: AlertEvent) -> None:
-        self._sender.submit(event)
-
-    def close(self) -> None:
-        self._sender.close(timeout_s=self.timeout_s + 1)
+        super().__init__("alert-command", self._run, timeout_s=timeout_s, max_queue=max_queue)
 
     def _run(self, event: AlertEvent) -> None:
         try:
@@ -216,7 +237,7 @@ WEBHOOK_BACKOFF = BackoffPolicy(initial_delay=0.5, max_delay=30.0, jitter=0.2, m
 """Webhook retries: about a minute of trying before an event is given up."""
 
 
-class WebhookAlertOutput:
+class WebhookAlertOutput(BackgroundAlertOutput):
     """POSTs each event as JSON to a URL (``--webhook URL``), off the caller's thread.
 
     Failed posts (connection refused, timeout, HTTP status >= 300) are retried with
@@ -235,23 +256,15 @@ class WebhookAlertOutput:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"--webhook needs an http:// or https:// URL, got {redact_url(url)!r}")
         self.url = url
-        self.timeout_s = timeout_s
         self.backoff = backoff
         self._stop = threading.Event()
-        self._sender = BackgroundSender(
-            "alert-webhook", self._post_with_retries, max_queue=max_queue
+        super().__init__(
+            "alert-webhook", self._post_with_retries, timeout_s=timeout_s, max_queue=max_queue
         )
 
-    @property
-    def sender(self) -> BackgroundSender:
-        return self._sender
-
-    def send(self, event: AlertEvent) -> None:
-        self._sender.submit(event)
-
     def close(self) -> None:
-        self._stop.set()
-        self._sender.close(timeout_s=self.timeout_s + 1)
+        self._stop.set()  # a retry waiting out its backoff gives up at once
+        super().close()
 
     def _post_with_retries(self, event: AlertEvent) -> None:
         tracker = Backoff(self.backoff)

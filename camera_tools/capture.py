@@ -40,7 +40,6 @@ from camera_tools.states import SourceEvent, StreamState, announce_state
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.05  # supervisor tick: bounds how late a stall or stop() is noticed
-_READER_EXIT_S = 3.0  # on stop, how long the supervisor waits for a reader blocked in a read
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,8 @@ class CaptureOptions:
         stall_timeout_s: Silence after which a live source counts as stalled.
         connect_timeout_s: Time allowed from opening to the first frame.
         reconnect: Backoff between reopen attempts of network sources.
+        reader_exit_s: On stop, how long to wait for a reader blocked in a read to leave it
+            (and close its source) before leaving it behind.
     """
 
     skip: int = 0
@@ -66,6 +67,7 @@ class CaptureOptions:
     stall_timeout_s: float = 10.0
     connect_timeout_s: float = 20.0
     reconnect: BackoffPolicy = field(default_factory=BackoffPolicy)
+    reader_exit_s: float = 3.0
 
     def __post_init__(self) -> None:
         if self.skip < 0:
@@ -76,6 +78,8 @@ class CaptureOptions:
             raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
         if self.stall_timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise ValueError("stall_timeout_s and connect_timeout_s must be positive")
+        if self.reader_exit_s < 0:
+            raise ValueError(f"reader_exit_s must be >= 0, got {self.reader_exit_s}")
 
 
 @dataclass(frozen=True)
@@ -349,7 +353,7 @@ class VideoStream:
                 if self._stop.is_set():
                     # Let the reader leave FFmpeg and close the source: a daemon thread still
                     # inside OpenCV when the interpreter exits aborts the whole process.
-                    session.done.wait(_READER_EXIT_S)
+                    session.done.wait(self.options.reader_exit_s)
                     break
                 if not self._kind.reconnects:
                     # Files and folders end for good; an open failure or a dead webcam is a failure.

@@ -223,14 +223,6 @@ class ServerMetrics:
         for latency in latency_s:
             self._frame_latency.observe(latency)
 
-    def observe_latency(self, latency_s: Sequence[float]) -> None:
-        """Server-side latencies of answered frames, when they are known after the batch."""
-        for latency in latency_s:
-            self._frame_latency.observe(latency)
-
-    def set_busy(self, ratio: float) -> None:
-        self._busy.set(min(1.0, max(0.0, ratio)))
-
     def watch(
         self,
         *,
@@ -244,12 +236,6 @@ class ServerMetrics:
         self._busy.set_function(lambda: min(1.0, max(0.0, busy())))
         self._held_frames.set_function(held_frames)
         self._held_bytes.set_function(held_bytes)
-        self._frame_budget.set(frame_budget)
-        self._memory_budget.set(memory_budget)
-
-    def set_held(self, frames: int, bytes_: int, frame_budget: int, memory_budget: int) -> None:
-        self._held_frames.set(frames)
-        self._held_bytes.set(bytes_)
         self._frame_budget.set(frame_budget)
         self._memory_budget.set(memory_budget)
 

@@ -23,6 +23,7 @@ import pytest
 from camera_tools.errors import SourceError
 from camera_tools.frames import SourceProperties
 from camera_tools.sources import RawFrame, SourceKind
+from tests.camera_tools.videos import write_video
 
 
 def numbered_image(i: int, width: int = 64, height: int = 48) -> np.ndarray:
@@ -30,28 +31,23 @@ def numbered_image(i: int, width: int = 64, height: int = 48) -> np.ndarray:
     return np.full((height, width, 3), (i * 10) % 250, np.uint8)
 
 
-def write_video(path: Path, frames: int, fps: float, size: tuple[int, int] = (64, 48)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
-    assert writer.isOpened(), "mp4v writer unavailable"
-    for i in range(frames):
-        writer.write(numbered_image(i, *size))
-    writer.release()
-    return path
+def write_numbered_video(path: Path, frames: int, fps: float) -> Path:
+    return write_video(path, (numbered_image(i) for i in range(frames)), fps)
 
 
 @pytest.fixture(scope="session")
 def video_30f_10fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=30, fps=10)
+    return write_numbered_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=30, fps=10)
 
 
 @pytest.fixture(scope="session")
 def video_60f_30fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "clip30.mp4", frames=60, fps=30)
+    return write_numbered_video(tmp_path_factory.mktemp("video") / "clip30.mp4", frames=60, fps=30)
 
 
 @pytest.fixture(scope="session")
 def video_10f_20fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "clip20.mp4", frames=10, fps=20)
+    return write_numbered_video(tmp_path_factory.mktemp("video") / "clip20.mp4", frames=10, fps=20)
 
 
 @pytest.fixture

@@ -128,18 +128,19 @@ def test_command_gets_the_event_on_stdin_and_in_the_environment(
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "timeout_s", "why"),
     [
-        f"{sys.executable} -c 'import sys; sys.exit(3)'",
-        "/nonexistent/alert-hook",
-        f"{sys.executable} -c 'import time; time.sleep(60)'",
+        (f"{sys.executable} -c 'import sys; sys.exit(3)'", 10.0, "exited with 3"),
+        ("/nonexistent/alert-hook", 10.0, "cannot run alert command"),
+        # the kill is what is tested, so the timeout is kept short
+        (f"{sys.executable} -c 'import time; time.sleep(60)'", 0.3, "ran over 0.3 s"),
     ],
     ids=["fails", "missing", "hangs"],
 )
 def test_failing_or_hanging_command_is_logged_and_never_raises(
-    command: str, wait_for: WaitFor, caplog: pytest.LogCaptureFixture
+    command: str, timeout_s: float, why: str, wait_for: WaitFor, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hook = CommandAlertOutput(command, timeout_s=1.0, max_queue=2)
+    hook = CommandAlertOutput(command, timeout_s=timeout_s, max_queue=2)
     outputs = AlertOutputs([hook])
     try:
         for i in range(50):
@@ -149,6 +150,7 @@ def test_failing_or_hanging_command_is_logged_and_never_raises(
         outputs.close()
     assert hook.sender.dropped > 0
     assert "could not deliver" in caplog.text
+    assert why in caplog.text
 
 
 def test_console_and_jsonl_outputs(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from camera_tools.sources import SourceKind
 from camera_tools.states import SourceEvent, StreamState
 
 FAST_RETRY = BackoffPolicy(initial_delay=0.01, max_delay=0.05)
+# A fake reader left hanging is released when the test ends: stop() need not wait for it.
+HUNG_READER_EXIT_S = 0.05
 
 
 def drain(stream: VideoStream, timeout: float = 10.0) -> list[int]:
@@ -49,7 +51,11 @@ def test_drain_fails_when_the_stream_never_finishes(
     factory = fake_factory([script(frames=2, then="hang")], SourceKind.FILE)
     # when it is drained with a short deadline, then the helper stops and says why
     with (
-        open_source("clip.mp4", source_factory=factory) as stream,
+        open_source(
+            "clip.mp4",
+            source_factory=factory,
+            options=CaptureOptions(reader_exit_s=HUNG_READER_EXIT_S),
+        ) as stream,
         pytest.raises(pytest.fail.Exception, match=r"not finished within 0.3s.*\[0, 1\]"),
     ):
         drain(stream, timeout=0.3)
@@ -127,6 +133,7 @@ def test_rate_limiter(max_fps: float, times: list[float], allowed: list[bool]) -
         {"queue_size": 0},
         {"stall_timeout_s": 0},
         {"connect_timeout_s": -1},
+        {"reader_exit_s": -0.1},
     ],
 )
 def test_invalid_capture_options(kwargs: dict[str, Any]) -> None:
@@ -223,7 +230,7 @@ def test_network_source_reconnects_after_end_error_and_refused_open(
         ]
     )
     events: list[SourceEvent] = []
-    options = CaptureOptions(reconnect=FAST_RETRY, queue_size=100)
+    options = CaptureOptions(reconnect=FAST_RETRY, queue_size=100, reader_exit_s=HUNG_READER_EXIT_S)
     # when
     stream = open_source(
         "rtsp://user:pw@cam/live", source_factory=factory, options=options, on_event=events.append
@@ -298,7 +305,9 @@ def test_connect_timeout_covers_a_hanging_first_read(
 ) -> None:
     factory = fake_factory([script(frames=0, then="hang"), script(frames=5, then="hang")])
     events: list[SourceEvent] = []
-    options = CaptureOptions(connect_timeout_s=0.2, reconnect=FAST_RETRY)
+    options = CaptureOptions(
+        connect_timeout_s=0.2, reconnect=FAST_RETRY, reader_exit_s=HUNG_READER_EXIT_S
+    )
     stream = open_source(
         "rtsp://cam/live", source_factory=factory, options=options, on_event=events.append
     )

@@ -22,31 +22,23 @@ import pytest
 from camera_tools.watch import WatchConfig, record_paths
 from camera_tools.watch import cli as watch_cli
 from client import Delivery
+from tests.camera_tools.videos import colour_frames, for_seconds, solid, write_video
 
 FPS = 10
-# BGR colours the tiny model labels by name; (label, seconds) per stretch of the cut video.
-BGR = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0)}
+# (label, seconds) per stretch of the cut video.
 CUTS = (("red", 1.5), ("blue", 2.0), ("green", 1.5))
 WINDOW = 3
 LAG_S = (WINDOW - 1) / FPS + 1e-6  # a window-averaged label switches at most WINDOW-1 frames late
 
 
 def write_colour_video(path: Path, stretches: Sequence[tuple[str, float]], fps: float) -> Path:
-    writer = cv2.VideoWriter(
-        str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), fps, (64, 48)
-    )
-    assert writer.isOpened(), "mp4v writer unavailable"
-    for label, seconds in stretches:
-        for _ in range(round(seconds * fps)):
-            writer.write(np.full((48, 64, 3), BGR[label], np.uint8))
-    writer.release()
-    return path
+    return write_video(path, colour_frames(for_seconds(stretches, fps)), fps)
 
 
 def write_colour_folder(path: Path, labels: Sequence[str]) -> Path:
     path.mkdir()
     for i, label in enumerate(labels):
-        cv2.imwrite(str(path / f"img_{i:03d}.png"), np.full((48, 64, 3), BGR[label], np.uint8))
+        cv2.imwrite(str(path / f"img_{i:03d}.png"), solid(label))
     return path
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from camera_tools.overlay import label_color
 from camera_tools.watch import cli as watch_cli
+from tests.camera_tools.videos import for_seconds, write_video
 from tests.client.grpc_servers import TokenInterceptor, aio_server, server_credentials
 from tests.client.tls_material import TlsMaterial, make_tls_material
 
@@ -42,20 +43,14 @@ def colour_bars(width: int, height: int) -> np.ndarray:
     return image
 
 
-def write_video(path: Path, stretches: list[tuple[np.ndarray, float]]) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), FPS, SIZE)
-    assert writer.isOpened(), "mp4v writer unavailable"
-    for image, seconds in stretches:
-        for _ in range(round(seconds * FPS)):
-            writer.write(image)
-    writer.release()
-    return path
+def write_stretches(path: Path, stretches: list[tuple[np.ndarray, float]]) -> Path:
+    return write_video(path, for_seconds(stretches, FPS), FPS)
 
 
 def black_then_bars(path: Path, black_s: float, bars_s: float) -> Path:
     width, height = SIZE
     black = np.zeros((height, width, 3), np.uint8)
-    return write_video(path, [(black, black_s), (colour_bars(width, height), bars_s)])
+    return write_stretches(path, [(black, black_s), (colour_bars(width, height), bars_s)])
 
 
 def run_watch(*argv: str | Path | int) -> int:
@@ -272,7 +267,7 @@ def test_restream_through_watch_carries_the_overlay(server_factory: object, tmp_
     # given a blue clip (the tiny model's "blue") whose badge colour stands out from the scene
     server = server_factory()  # type: ignore[operator]
     scene = np.full((SIZE[1], SIZE[0], 3), (255, 0, 0), np.uint8)
-    clip = write_video(tmp_path / "blue.mp4", [(scene, 60.0)])
+    clip = write_stretches(tmp_path / "blue.mp4", [(scene, 60.0)])
     badge = label_color("blue")
     assert np.abs(np.array(badge) - scene[0, 0]).max() > 80
 
@@ -317,7 +312,7 @@ def test_recording_has_the_badge_and_the_label_strip(
     # given a green clip (the tiny model's "green")
     server = server_factory()  # type: ignore[operator]
     scene = np.full((SIZE[1], SIZE[0], 3), (0, 255, 0), np.uint8)
-    clip = write_video(tmp_path / "green.mp4", [(scene, 3.0)])
+    clip = write_stretches(tmp_path / "green.mp4", [(scene, 3.0)])
     record = tmp_path / "annotated.mp4"
 
     # when it is recorded
@@ -351,7 +346,7 @@ def test_a_stalled_viewer_never_slows_classification(
     # given watch with its web view on a clip played at its own pace
     server = server_factory()  # type: ignore[operator]
     width, height = SIZE
-    clip = write_video(tmp_path / "bars.mp4", [(colour_bars(width, height), 6.0)])
+    clip = write_stretches(tmp_path / "bars.mp4", [(colour_bars(width, height), 6.0)])
     frames = tmp_path / "frames.csv"
     process = subprocess.Popen(
         [str(STREAM_CLASSIFY), "watch", str(clip), "--server", server.address, "--realtime",

@@ -16,10 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from camera_tools.sinks import Classification
 from camera_tools.states import SourceEvent, StreamState
@@ -29,33 +26,11 @@ from camera_tools.watch.errors import MetricsUnavailableError
 from camera_tools.watch.metrics import WatchMetrics, parse_metrics_address
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
 from client import Prediction
+from tests.camera_tools.videos import colour_frames, write_video
+from tests.metrics_scrape import scrape_samples
 
 P = "stream_classify_watch_"
-BGR = {"red": (0, 0, 255), "blue": (255, 0, 0)}
 SERVER = "127.0.0.1:1"  # never contacted by the unit tests
-
-
-def write_video(path: Path, labels: list[str], fps: float = 10) -> Path:
-    writer = cv2.VideoWriter(
-        str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), fps, (64, 48)
-    )
-    assert writer.isOpened(), "mp4v writer unavailable"
-    for label in labels:
-        writer.write(np.full((48, 64, 3), BGR[label], np.uint8))
-    writer.release()
-    return path
-
-
-def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample at ``/metrics``, keyed by name and labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert response.status == 200
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float | None:
@@ -222,7 +197,7 @@ def test_serves_on_a_free_port_and_stops_on_close() -> None:
     metrics.on_frame(frame("a.mp4", "red", 0))
 
     # then /metrics answers over HTTP with the prefixed names
-    assert value(scrape(port), "frames_classified_total", source="a.mp4") == 1.0
+    assert value(scrape_samples(port), "frames_classified_total", source="a.mp4") == 1.0
 
     # and a second server on the same port fails clearly
     other = WatchMetrics(WatchConfig(("a.mp4",), SERVER))
@@ -233,7 +208,7 @@ def test_serves_on_a_free_port_and_stops_on_close() -> None:
     metrics.close()
     metrics.close()
     with pytest.raises(urllib.error.URLError):
-        scrape(port)
+        scrape_samples(port)
 
 
 def test_without_prometheus_client_the_flag_fails_at_start_naming_the_install(
@@ -272,7 +247,7 @@ class ScrapeAtClose(WatchObserver):
         self.samples: dict[Any, float] | None = None
 
     def close(self) -> None:
-        self.samples = scrape(self.port)
+        self.samples = scrape_samples(self.port)
 
 
 @pytest.mark.timeout(90)
@@ -280,7 +255,7 @@ def test_a_watch_run_counts_every_classified_frame_of_the_csv(
     server_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     # given a 20-frame file (red then blue) watched with --csv and metrics
-    video = write_video(tmp_path / "clip.mp4", ["red"] * 10 + ["blue"] * 10)
+    video = write_video(tmp_path / "clip.mp4", colour_frames(["red"] * 10 + ["blue"] * 10), fps=10)
     server = server_factory()
     table = tmp_path / "frames.csv"
     config = WatchConfig((str(video),), server.address, window=1, csv_path=table)
@@ -310,7 +285,7 @@ def test_a_watch_run_counts_every_classified_frame_of_the_csv(
     assert value(samples, "server_state", server=server.address, state="connected") == 1.0
     # and the metrics server stopped with the run
     with pytest.raises(urllib.error.URLError):
-        scrape(scraper.port)
+        scrape_samples(scraper.port)
 
 
 @pytest.mark.timeout(120)
@@ -321,7 +296,7 @@ def test_the_watch_command_serves_metrics_while_it_runs_and_logs_json(
     # file played in real time, in its own process
     # (its name would forge a log record if anything wrote it unescaped)
     name = 'clip "x"\n{"level": "CRITICAL", "message": "forged"}.mp4'
-    video = write_video(tmp_path / name, ["red"] * 20 + ["blue"] * 20)
+    video = write_video(tmp_path / name, colour_frames(["red"] * 20 + ["blue"] * 20), fps=10)
     server = server_factory()
     table = tmp_path / "frames.csv"
     process = subprocess.Popen(
@@ -350,7 +325,9 @@ def test_the_watch_command_serves_metrics_while_it_runs_and_logs_json(
         assert port is not None, lines
         classified = 0.0
         while classified < 1 and time.monotonic() < deadline:
-            classified = value(scrape(port), "frames_classified_total", source=str(video)) or 0.0
+            classified = (
+                value(scrape_samples(port), "frames_classified_total", source=str(video)) or 0.0
+            )
             time.sleep(0.1)
         out, err = process.communicate(timeout=60)
     finally:

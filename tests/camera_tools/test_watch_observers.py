@@ -7,8 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 
 from camera_tools.states import SourceEvent, StreamState
@@ -21,19 +19,7 @@ from camera_tools.watch import (
     Watcher,
     WatchObserver,
 )
-
-BGR = {"red": (0, 0, 255), "blue": (255, 0, 0)}
-
-
-def write_video(path: Path, labels: list[str], fps: float = 10) -> Path:
-    writer = cv2.VideoWriter(
-        str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), fps, (64, 48)
-    )
-    assert writer.isOpened(), "mp4v writer unavailable"
-    for label in labels:
-        writer.write(np.full((48, 64, 3), BGR[label], np.uint8))
-    writer.release()
-    return path
+from tests.camera_tools.videos import BGR, colour_frames, write_video
 
 
 class Recorder(WatchObserver):
@@ -81,7 +67,7 @@ def test_observer_sees_frames_states_counters_and_the_end(
     server_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     # given a 2 s file played in real time, and an observer that wants no images
-    video = write_video(tmp_path / "clip.mp4", ["red"] * 10 + ["blue"] * 10)
+    video = write_video(tmp_path / "clip.mp4", colour_frames(["red"] * 10 + ["blue"] * 10), fps=10)
     server = server_factory()
     config = WatchConfig(
         (str(video),), server.address, window=1, realtime=True, counters_interval_s=0.2
@@ -123,7 +109,7 @@ def test_images_are_published_only_when_an_observer_wants_them(
     server_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     # given two observers, one of which wants images
-    video = write_video(tmp_path / "clip.mp4", ["blue"] * 5)
+    video = write_video(tmp_path / "clip.mp4", colour_frames(["blue"] * 5), fps=10)
     server = server_factory()
     blind, seeing = Recorder(), Recorder(wants_images=True)
 
@@ -143,7 +129,7 @@ def test_an_observer_error_ends_the_run_and_still_closes_every_output(
     server_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     # given a CSV output and two observers, the first of which fails on the third frame
-    video = write_video(tmp_path / "clip.mp4", ["red"] * 30)
+    video = write_video(tmp_path / "clip.mp4", colour_frames(["red"] * 30), fps=10)
     server = server_factory()
     frames_csv = tmp_path / "frames.csv"
     config = WatchConfig((str(video),), server.address, realtime=True, csv_path=frames_csv)

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
@@ -24,6 +22,7 @@ from camera_tools.watch import (
     WatchObserver,
     WatchReport,
 )
+from tests.camera_tools.videos import colour_frames, write_video
 
 pytestmark = pytest.mark.slow
 
@@ -224,12 +223,6 @@ def test_losing_one_of_two_replicas_reopens_only_its_streams(
 
 
 def _write_clip(path: Path, frames: int) -> Path:
-    writer = cv2.VideoWriter(
-        str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), 10, (64, 48)
-    )
-    for i in range(frames):
-        writer.write(
-            np.full((48, 64, 3), (255, 0, 0) if i < frames // 2 else (0, 0, 255), np.uint8)
-        )
-    writer.release()
-    return path
+    """Blue for the first half, red for the rest."""
+    labels = ["blue" if i < frames // 2 else "red" for i in range(frames)]
+    return write_video(path, colour_frames(labels), fps=10)

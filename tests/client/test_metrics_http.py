@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from client.metrics_http import ANY_INTERFACE, parse_host_port, serve_registry
+from tests.metrics_scrape import scrape
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = ValueError
@@ -50,12 +51,6 @@ def test_parse_host_port(text: str, default_host: str | None, expected: object) 
         assert parse_host_port(text, default_host=default_host) == expected
 
 
-def _scrape(port: int) -> str:
-    url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return str(response.read().decode())
-
-
 def test_serves_the_registry_on_the_bound_port_until_stopped() -> None:
     # given a registry with one counted sample, served on any free port
     registry = CollectorRegistry()
@@ -64,14 +59,14 @@ def test_serves_the_registry_on_the_bound_port_until_stopped() -> None:
     try:
         # then the bound port is a real one and answers with the registry
         assert endpoint.port > 0
-        assert "probe_events_total 3.0" in _scrape(endpoint.port)
+        assert "probe_events_total 3.0" in scrape(endpoint.port)
     finally:
         # when stopped (twice: the second does nothing more)
         endpoint.stop()
         endpoint.stop()
     # then nothing listens there any more
     with pytest.raises(urllib.error.URLError):
-        _scrape(endpoint.port)
+        scrape(endpoint.port)
 
 
 def test_a_taken_port_is_an_os_error() -> None:

@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.camera_tools.videos import colour_frames, write_video
+
 # Three TensorFlow processes start on a shared 2-core machine: allow them minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -49,12 +51,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """16 copies of one short clip (distinct names: one source each); encoded once."""
     folder = tmp_path_factory.mktemp("clips")
     first = folder / "clip-00.mp4"
-    writer = cv2.VideoWriter(str(first), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"), FPS, SIZE)
-    assert writer.isOpened(), "mp4v writer unavailable"
-    for i in range(FRAMES):
-        color = (255, 0, 0) if (i // 20) % 2 == 0 else (0, 0, 255)
-        writer.write(np.full((SIZE[1], SIZE[0], 3), color, np.uint8))
-    writer.release()
+    labels = ["blue" if (i // 20) % 2 == 0 else "red" for i in range(FRAMES)]
+    write_video(first, colour_frames(labels, SIZE), FPS)
     paths = [first]
     for n in range(1, FILES):
         paths.append(folder / f"clip-{n:02d}.mp4")

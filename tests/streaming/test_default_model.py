@@ -19,9 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-keras = pytest.importorskip("keras", reason="the server extra (TensorFlow) is not installed")
-
-from streaming.default_model import LABELS_PATH, MODEL_PATH  # noqa: E402
+from streaming.default_model import LABELS_PATH, MODEL_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CLIP = REPO / "demo" / "broadcast_sample.mp4"
@@ -37,6 +35,8 @@ pytestmark = pytest.mark.timeout(30)
 
 @pytest.fixture(scope="module")
 def model() -> Any:
+    # imported here, not at collection: collecting the unit tier must not load TensorFlow
+    keras = pytest.importorskip("keras", reason="the server extra (TensorFlow) is not installed")
     return keras.models.load_model(MODEL_PATH, compile=False)
 
 
@@ -167,6 +167,7 @@ def _cases() -> list[tuple[str, str, np.ndarray]]:
     return cases
 
 
+@pytest.mark.slow  # the real embedded model, in TensorFlow
 def test_contract(model: Any, labels: list[str]) -> None:
     # given the shipped files
     assert labels == ["program", "black", "color_bars", "static"]
@@ -185,6 +186,7 @@ def test_importing_paths_does_not_import_tensorflow() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=30)
 
 
+@pytest.mark.slow  # the real embedded model, in TensorFlow
 def test_classifies_independent_frames(model: Any, labels: list[str]) -> None:
     # given frames from generators the model never saw
     cases = _cases()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from streaming.config import ServerConfig, parse_host_port
 from streaming.errors import ConfigError
 from streaming.metrics import DropReason, FailReason, LegacyOutcome, ServerMetrics
 from streaming.values import Delivery
+from tests.metrics_scrape import scrape, scrape_samples
 
 METRIC_NAMES_FILE_ORDER = (
     "stream_classify_frames_received",
@@ -33,12 +34,6 @@ METRIC_NAMES_FILE_ORDER = (
     "stream_classify_legacy_calls",
     "stream_classify_build",
 )
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert response.status == 200
-        return response.read().decode()
 
 
 def test_every_documented_metric_is_registered() -> None:
@@ -101,17 +96,39 @@ def test_observe_batch_fills_the_histograms() -> None:
     assert v("stream_classify_frame_latency_seconds_bucket", le="0.5") == 3
 
 
-def test_gauges_and_build_info() -> None:
+@dataclass
+class Load:
+    """What the server's batcher reports to ``watch()``: read at every scrape, never pushed."""
+
+    busy: float
+    held_frames: int
+    held_bytes: int
+
+
+def test_watched_gauges_read_the_load_when_scraped_and_build_info() -> None:
+    # given gauges watching a load that changes after watch() was called
     metrics = ServerMetrics()
-    metrics.set_busy(1.7)  # clamped: a ratio
-    metrics.set_held(10, 1500, 256, 40_000_000)
+    load = Load(busy=0.25, held_frames=0, held_bytes=0)
+    metrics.watch(
+        busy=lambda: load.busy,
+        held_frames=lambda: load.held_frames,
+        held_bytes=lambda: load.held_bytes,
+        frame_budget=256,
+        memory_budget=40_000_000,
+    )
     metrics.set_build_info(version="0.1.0", model="tiny", device="/CPU:0", labels=3)
     v = metrics.value
+    assert v("stream_classify_model_busy_ratio") == 0.25
+    # when the load changes
+    load.busy, load.held_frames, load.held_bytes = 1.7, 10, 1500
+    # then the next read sees it, the busy share clamped to a ratio
     assert v("stream_classify_model_busy_ratio") == 1.0
     assert v("stream_classify_held_frames") == 10
     assert v("stream_classify_held_bytes") == 1500
     assert v("stream_classify_frame_budget") == 256
     assert v("stream_classify_memory_budget_bytes") == 40_000_000
+    load.busy = -0.5  # clamped from below too
+    assert v("stream_classify_model_busy_ratio") == 0.0
     info = {"version": "0.1.0", "model": "tiny", "device": "/CPU:0", "labels": "3"}
     assert v("stream_classify_build_info", **info) == 1
 
@@ -129,16 +146,12 @@ def test_http_endpoint_serves_the_registry_and_stops() -> None:
     port = metrics.start_http_server("127.0.0.1", 0)
     try:
         # when
-        text = scrape(port)
+        samples = scrape_samples(port)
     finally:
         metrics.stop()
     # then
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-    assert samples[("stream_classify_frames_received_total", (("delivery", "lossless"),))] == 1
+    received = ("stream_classify_frames_received_total", frozenset({("delivery", "lossless")}))
+    assert samples[received] == 1
     with pytest.raises(OSError):
         scrape(port)  # stopped: the port is closed
 

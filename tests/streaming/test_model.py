@@ -102,6 +102,7 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.slow  # real models of each format, in TensorFlow
 @pytest.mark.parametrize("fmt", ["keras", "h5", "savedmodel", "logits", "grey"])
 def test_every_model_format_loads_and_returns_probabilities(
     variants: dict[str, Path], fmt: str
@@ -116,6 +117,7 @@ def test_every_model_format_loads_and_returns_probabilities(
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)  # logits got a softmax
 
 
+@pytest.mark.slow  # real models of each format, in TensorFlow
 def test_logits_are_left_alone_when_asked(variants: dict[str, Path]) -> None:
     out = TensorFlowClassifier(ModelConfig(model_path=variants["logits"], softmax="never")).predict(
         [images(4)]
@@ -130,6 +132,7 @@ SCALINGS = [
 ]
 
 
+@pytest.mark.slow  # real models of each format, in TensorFlow
 @pytest.mark.parametrize(("scaling", "transform"), SCALINGS)
 def test_scaling_modes_feed_the_model_what_they_say(
     variants: dict[str, Path], scaling: str, transform: Any
@@ -177,6 +180,7 @@ MODEL_ERRORS = [
 ]
 
 
+@pytest.mark.slow  # real models of each format, in TensorFlow
 @pytest.mark.parametrize(("make_config", "message"), MODEL_ERRORS)
 def test_unusable_models_fail_with_a_clear_message(
     variants: dict[str, Path], tmp_path: Path, make_config: Any, message: str
@@ -187,6 +191,7 @@ def test_unusable_models_fail_with_a_clear_message(
         TensorFlowClassifier(make_config(variants, tmp_path))
 
 
+@pytest.mark.slow  # real models of each format, in TensorFlow
 def test_any_size_model_takes_the_given_input_size(variants: dict[str, Path]) -> None:
     classifier = TensorFlowClassifier(
         ModelConfig(model_path=variants["any-size"], input_size=(40, 30))

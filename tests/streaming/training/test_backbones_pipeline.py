@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
+import pytest
 
 from streaming.training.backbones import Backbone, serving_copy, small_network
 from streaming.training.pipeline import Augmentation, training_dataset
 
+# Real networks in TensorFlow: the end-to-end tier. TensorFlow is imported inside the tests, so
+# collecting the unit tier (-m "not slow") never loads it.
+pytestmark = pytest.mark.slow
+
 
 def test_serving_copy_of_a_mixed_precision_model_is_float32() -> None:
+    import keras
+
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         model = small_network(3, 32, 32)
@@ -26,6 +31,8 @@ def test_serving_copy_of_a_mixed_precision_model_is_float32() -> None:
 
 
 def test_broadcast_backbone_keeps_the_embedded_trunk() -> None:
+    import keras
+
     backbone = Backbone("broadcast")
     assert backbone.input_size(None) == (96, 96) and backbone.pretrained
     model = backbone.build(5, (96, 96))
@@ -40,6 +47,8 @@ def test_broadcast_backbone_keeps_the_embedded_trunk() -> None:
 
 
 def first_batch(seed: int) -> np.ndarray:
+    import tensorflow as tf
+
     images = np.random.default_rng(1).integers(0, 255, (12, 24, 24, 3), dtype=np.uint8)
     data = training_dataset(
         tf, images, np.arange(12) % 3, batch_size=4, seed=seed, augmentation=Augmentation()

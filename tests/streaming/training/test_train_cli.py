@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import keras
 import numpy as np
 import pytest
 
@@ -24,6 +23,8 @@ def test_folder_input_trains_then_resumes(
     colour_folders: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    import keras  # here, not at collection: collecting a slow module must not load TensorFlow
+
     # given three colour label folders
     data = colour_folders(tmp_path / "data", per_label=12)
     out = tmp_path / "model"
@@ -73,6 +74,8 @@ def test_resume_without_checkpoint_is_a_clear_error(
 def test_base_model_gets_a_new_head_and_val_inputs_validate(
     tmp_path: Path, cli: Callable[..., int], colour_folders: Callable[..., Path], tiny_model: Any
 ) -> None:
+    import keras  # here, not at collection: collecting a slow module must not load TensorFlow
+
     # given the tests' tiny colour model (32x24 input), folders with a fourth colour, and
     # separate validation folders (one with a label the training data lacks)
     data = colour_folders(tmp_path / "data", per_label=9)
