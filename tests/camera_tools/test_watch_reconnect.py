@@ -155,8 +155,9 @@ def test_watcher_survives_a_grpc_server_restart(
         assert wait_for(lambda: run.count(live, since=restarted) >= 5, timeout=20), run.states(
             server_name
         )
-        # ... and the file is classified to its end
+        # ... and the file is classified to its end (and its source has finished on its own)
         assert wait_for(lambda: run.count(str(video)) >= 40, timeout=20)
+        assert wait_for(lambda: [s.source for s in run.finished] == [str(video)], timeout=20)
     finally:
         report = run.finish()
 
@@ -204,6 +205,9 @@ def test_losing_one_of_two_replicas_reopens_only_its_streams(
 
         # then every file is classified to its end, on the replica left
         assert wait_for(lambda: all(run.count(str(v)) >= 40 for v in videos), timeout=30)
+        # (and each source has finished on its own: stopping it right after its last answer
+        # would end it as STOPPED, a race on a loaded machine)
+        assert wait_for(lambda: len(run.finished) == len(videos), timeout=30)
     finally:
         report = run.finish()
 
