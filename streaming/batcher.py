@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 from streaming.answers import AnswerAssembler, Answers
 from streaming.batch_metrics import BatchMetrics
@@ -164,12 +165,7 @@ class Batcher:
         """
         scheduler = self._scheduler
         if not scheduler.may_receive(stream):
-            scheduler.wait_to_receive(stream, True)
-            try:
-                while not scheduler.may_receive(stream):
-                    await stream.wait_for_room()
-            finally:
-                scheduler.wait_to_receive(stream, False)
+            await _wait_for_room(stream, scheduler.may_receive, scheduler.wait_to_receive)
         scheduler.receiving(stream)
 
     def not_receiving(self, stream: StreamState) -> None:
@@ -195,12 +191,7 @@ class Batcher:
         if self._metrics is not None:
             self._metrics.frame_received(stream.settings.delivery)
         if not scheduler.admits(stream):
-            scheduler.wait_for_budget(stream, True)
-            try:
-                while not scheduler.admits(stream):
-                    await stream.wait_for_room()
-            finally:
-                scheduler.wait_for_budget(stream, False)
+            await _wait_for_room(stream, scheduler.admits, scheduler.wait_for_budget)
         if self._intake.needs_decoding(frame):
             scheduler.decoding()
             try:
@@ -264,6 +255,20 @@ class Batcher:
     def _check_idle(self) -> None:
         if self._scheduler.idle:
             self._idle.set()
+
+
+async def _wait_for_room(
+    stream: StreamState,
+    ready: Callable[[StreamState], bool],
+    waiting: Callable[[StreamState, bool], None],
+) -> None:
+    """Sleep until ``ready(stream)``, marked as ``waiting`` meanwhile (so frees wake it)."""
+    waiting(stream, True)
+    try:
+        while not ready(stream):
+            await stream.wait_for_room()
+    finally:
+        waiting(stream, False)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

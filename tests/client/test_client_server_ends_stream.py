@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from client import ClassifierClientError
 from client._aio import CallStatus
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from tests.classifiers import SlowClassifier
 
 from .flavours import Flavour, StreamLike
 
@@ -58,25 +58,6 @@ def final_error(stream: StreamLike) -> ClassifierClientError | None:
     except ClassifierClientError as exc:
         return exc
     return None
-
-
-class SlowClassifier:
-    """The tiny model, but every batch takes ``delay_s``: frames are still unanswered at cut-off."""
-
-    def __init__(self, inner: Any, delay_s: float) -> None:
-        self._inner = inner
-        self._delay_s = delay_s
-
-    @property
-    def description(self) -> Any:
-        return self._inner.description
-
-    def predict(self, groups: Any) -> np.ndarray:
-        time.sleep(self._delay_s)
-        return self._inner.predict(groups)
-
-    def warm_up(self, max_batch: int) -> None:
-        self._inner.warm_up(max_batch)
 
 
 def test_refused_stream_reports_resource_exhausted_while_the_client_writes(

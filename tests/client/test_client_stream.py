@@ -25,6 +25,7 @@ from client import (
     StreamClient,
     encode_frame,
 )
+from tests.classifiers import SlowClassifier
 
 from .flavours import ClientLike, Flavour
 
@@ -220,30 +221,11 @@ def test_jpeg_wire_format_gives_the_same_labels(client: ClientLike) -> None:
     )
 
 
-class _SlowClassifier:
-    """The tiny model, but every batch takes at least ``delay_s``."""
-
-    def __init__(self, inner: Any, delay_s: float) -> None:
-        self._inner = inner
-        self._delay_s = delay_s
-
-    @property
-    def description(self) -> Any:
-        return self._inner.description
-
-    def predict(self, groups: Any) -> np.ndarray:
-        time.sleep(self._delay_s)
-        return self._inner.predict(groups)
-
-    def warm_up(self, max_batch: int) -> None:
-        self._inner.warm_up(max_batch)
-
-
 def test_live_stream_drops_stale_frames_and_does_not_wait_for_them(
     server_factory: Callable[..., Any], tiny_classifier: Any, flavour: Flavour
 ) -> None:
     # given a server whose model takes 50 ms a batch
-    server = server_factory(classifier=_SlowClassifier(tiny_classifier, 0.05))
+    server = server_factory(classifier=SlowClassifier(tiny_classifier, 0.05))
     with (
         flavour.connect(server.address) as client,
         client.open_stream("cam0", delivery=Delivery.LIVE) as stream,

@@ -8,7 +8,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -23,6 +23,7 @@ from streaming.config import ServerConfig
 from streaming.decode import decode_frame, read_header
 from streaming.errors import FrameError
 from streaming.values import Encoding, FrameData
+from tests.classifiers import GatedClassifier
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -281,26 +282,6 @@ def wait_until(condition: Any, timeout: float = 10.0) -> None:
 # -- old API ---------------------------------------------------------------------------------
 
 
-class GatedClassifier:
-    """The real classifier, whose calls wait while ``gate`` is closed (to make a call time out)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.description = inner.description
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()  # a call is waiting at the closed gate
-
-    def predict(self, groups: Sequence[np.ndarray]) -> np.ndarray:
-        if not self.gate.is_set():
-            self.entered.set()
-        self.gate.wait(30)
-        return self._inner.predict(groups)
-
-    def warm_up(self, max_batch: int) -> None:
-        self._inner.warm_up(max_batch)
-
-
 def legacy_labels(stub: Any, colours: list[tuple[int, int, int]], timeout: float = 10) -> list[str]:
     batch = np.empty((len(colours), 24, 32, 3), np.uint8)
     for image, rgb in zip(batch, colours, strict=True):
@@ -321,7 +302,7 @@ def test_legacy_answers_stay_correct_after_a_timed_out_or_cancelled_call(
     server_factory: Any, tiny_classifier: Any, ending: str
 ) -> None:
     # given: window 1, so each answer is its own image's label
-    gated = GatedClassifier(tiny_classifier)
+    gated = GatedClassifier(tiny_classifier, open_=True)
     server = server_factory(classifier=gated, window=1)
     with grpc.insecure_channel(server.address) as channel:
         stub = sc_service_pb2_grpc.sc_serviceStub(channel)

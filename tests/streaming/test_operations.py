@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,29 +21,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from tests.classifiers import GatedClassifier
 
 pytestmark = pytest.mark.timeout(120)
 
 SERVICES = ["", "streamclassify.v1.StreamClassifier", "sc_service"]
-
-
-class GatedClassifier:
-    """The real classifier, held inside its call until the test opens the gate."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.description = inner.description
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-
-    def predict(self, groups: Sequence[np.ndarray]) -> np.ndarray:
-        self.entered.set()
-        if not self.gate.wait(timeout=30):
-            raise RuntimeError("the test never opened the gate")
-        return self._inner.predict(groups)
-
-    def warm_up(self, max_batch: int) -> None:
-        self._inner.warm_up(max_batch)
 
 
 def health_status(address: str, service: str) -> Any:

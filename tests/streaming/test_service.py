@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from tests.classifiers import FailingClassifier, SlowClassifier
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,35 +31,6 @@ def colour_sequence(count: int, seed: int = 0) -> list[np.ndarray]:
         frame[..., rng.integers(0, 3)] += 150
         frames.append(frame)
     return frames
-
-
-class SlowClassifier:
-    """The real TensorFlow classifier, made slow: the camera outpaces the model."""
-
-    def __init__(self, inner: Any, delay_s: float) -> None:
-        self._inner = inner
-        self._delay_s = delay_s
-        self.description = inner.description
-
-    def predict(self, groups: Sequence[np.ndarray]) -> np.ndarray:
-        time.sleep(self._delay_s)
-        return self._inner.predict(groups)
-
-    def warm_up(self, max_batch: int) -> None:
-        self._inner.warm_up(max_batch)
-
-
-class FailingClassifier(SlowClassifier):
-    """Fails every call while ``failing`` is set."""
-
-    def __init__(self, inner: Any) -> None:
-        super().__init__(inner, 0.0)
-        self.failing = True
-
-    def predict(self, groups: Sequence[np.ndarray]) -> np.ndarray:
-        if self.failing:
-            raise RuntimeError("device lost")
-        return self._inner.predict(groups)
 
 
 def test_model_info_describes_the_model(server: Any, tiny_model: Any) -> None:
