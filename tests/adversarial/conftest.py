@@ -40,7 +40,7 @@ MEMORY_BUDGET = 128 * MIB
 # stream's first message (its size is unknown until it has arrived), numpy/OpenCV temporaries
 # while a frame decodes, and what the allocator keeps of freed memory (the server runs with one
 # glibc arena: streaming/allocator.py). Measured on this 2-core machine: large RAW frames peak at
-# 240-300 MiB over the footprint, every other attack at most 60 MiB (the budget is not reached).
+# 210-300 MiB over the footprint, every other attack at most 60 MiB (the budget is not reached).
 MEMORY_MARGIN = 256 * MIB
 MAX_STREAMS = 16
 ATTACK_S = 5.0  # each attack's length: long enough to fill every buffer, short for the suite
