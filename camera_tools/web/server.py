@@ -34,6 +34,7 @@ _STATIC = {
 }
 _BOUNDARY = "frame"
 _WAIT_S = 1.0  # how often a streaming handler rechecks for shutdown
+_POLL_S = 0.05  # how often the accept loop checks for shutdown (the stdlib default is 0.5 s)
 _KEEPALIVE_S = 15.0  # SSE comment interval, so proxies and browsers keep the connection
 _SOCKET_TIMEOUT_S = 30.0  # a viewer that reads nothing for this long is dropped
 
@@ -191,8 +192,12 @@ class WebServer:
             raise WebServerError(f"cannot serve the web view on {host}:{port}: {exc}") from exc
         self.host = host
         self.port = int(self._server.server_address[1])
+        # A short poll: close() (watch exiting) waits for serve_forever to notice the shutdown.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="web-server", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": _POLL_S},
+            name="web-server",
+            daemon=True,
         )
         self._thread.start()
         logger.info("web view on %s", self.url)
