@@ -22,7 +22,7 @@ proto: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy streaming client camera_tools
+	$(BIN)/mypy streaming client camera_tools default_model_data
 
 # The whole suite (CI runs this): the gates first, then every tier.
 test: lint

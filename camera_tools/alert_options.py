@@ -93,7 +93,7 @@ def build_alerts(
 
     Raises:
         ValueError: A bad ``--on-alert`` or ``--webhook`` value.
-        camera_tools.errors.SinkError: The events file cannot be opened.
+        camera_tools.camera_errors.SinkError: The events file cannot be opened.
     """
     rules = AlertRules(tuple(args.alerts), args.alert_down)
     if rules.empty:

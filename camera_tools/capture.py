@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from camera_tools.backoff import Backoff, BackoffPolicy
-from camera_tools.errors import SourceError
-from camera_tools.frames import Frame, SourceProperties
+from camera_tools.camera_errors import SourceError
 from camera_tools.redact import redact_url
 from camera_tools.sources import FrameSource, RawFrame, SourceFactory, SourceKind, create_source
 from camera_tools.states import SourceEvent, StreamState, announce_state
+from camera_tools.video_frames import Frame, SourceProperties
 
 logger = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ class LiveOutputs:
         Raises:
             camera_tools.web.WebServerError: The web address cannot be bound.
             camera_tools.restream.RestreamUnavailableError: No GStreamer RTSP server.
-            camera_tools.errors.SinkError, ValueError: Bad alert outputs.
+            camera_tools.camera_errors.SinkError, ValueError: Bad alert outputs.
         """
         web = restreamer = None
         try:

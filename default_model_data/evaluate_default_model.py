@@ -4,7 +4,7 @@ Three sets:
 
 * ``independent`` - ffmpeg lavfi test sources, ffmpeg noise/geq, ffmpeg drawtext on black and
   held-out photos scaled/cropped by ffmpeg, each also as JPEG q30 and half-size JPEG q60
-  (see ``training/independent.py``). Needs ``ffmpeg`` on PATH.
+  (see ``default_model_data/independent.py``). Needs ``ffmpeg`` on PATH.
 * ``synthetic-holdout`` - the training generator with a fresh seed; ``program`` uses only the
   held-out photos.
 * ``demo`` - every frame of ``demo/broadcast_sample.mp4`` against its cuts file, raw and with a
@@ -12,7 +12,7 @@ Three sets:
 
 Usage::
 
-    python -m training.evaluate_default_model [--model PATH] [--json training/evaluation_report.json]
+    python -m default_model_data.evaluate_default_model [--model PATH] [--json default_model_data/evaluation_report.json]
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from training.independent import have_ffmpeg, independent_frames, to_input
-from training.photos import load_photos
-from training.synth import CLASSES, make_program_holdout, sample
+from default_model_data.independent import have_ffmpeg, independent_frames, to_input
+from default_model_data.photos import load_photos
+from default_model_data.synth import CLASSES, make_program_holdout, sample
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Frames made independently of ``training/synth.py``: ffmpeg test sources, ffmpeg noise and
+"""Frames made independently of ``default_model_data/synth.py``: ffmpeg test sources, ffmpeg noise and
 text rendering (DejaVu via libfreetype), and held-out photos scaled/cropped by ffmpeg.
 
 None of these generators or photos is used in training, so accuracy on them measures

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from training.photos import load_photos
+from default_model_data.photos import load_photos
 
 CLASSES: tuple[str, ...] = ("program", "black", "color_bars", "static")
 

@@ -1,13 +1,13 @@
 """Train the embedded "broadcast signal monitor" model from scratch on generated frames.
 
-The generator (``training/synth.py``) makes the frames; fitting is ``streaming.training``'s, the
+The generator (``default_model_data/synth.py``) makes the frames; fitting is ``streaming.training``'s, the
 same trainer as ``stream-classify train`` (small network, best epoch by validation loss). The
 generator already applies broadcast-chain degradations, so the trainer's own augmentation is off.
 
 Usage::
 
-    python -m training.train_default_model            # writes streaming/default_model/
-    python -m training.train_default_model --per-class 200 --epochs 1 --out /tmp/m  # quick try
+    python -m default_model_data.train_default_model            # writes streaming/default_model/
+    python -m default_model_data.train_default_model --per-class 200 --epochs 1 --out /tmp/m  # quick try
 
 Needs the ``train`` extra (scikit-image, scikit-learn, matplotlib) for the bundled photos.
 Deterministic for a given ``--seed`` up to TensorFlow's CPU kernel non-determinism.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.synth import CLASSES, sample
+from default_model_data.synth import CLASSES, sample
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     from streaming.training.backbones import Backbone
-    from streaming.training.pipeline import Augmentation
+    from streaming.training.input_pipeline import Augmentation
     from streaming.training.trainer import FitSettings, fit
-    from streaming.training.values import FrameSet
+    from streaming.training.training_values import FrameSet
 
     def frame_set(images: np.ndarray, ids: np.ndarray, name: str) -> FrameSet:
         # Every generated frame is independent: one group each.

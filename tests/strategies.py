@@ -1,8 +1,8 @@
 """Hypothesis strategies for what a client may send on the wire: StreamConfig and Frame messages
 with any value protobuf can carry, and the well-formed frame request that follows them.
 
-Shared by the in-process fuzzing (``tests/streaming/test_fuzz.py``) and the fuzzing of a separate
-server process (``tests/adversarial/test_fuzzed_input.py``); sizes are parameters because each
+Shared by the in-process fuzzing (``tests/streaming/server/test_fuzz.py``) and the fuzzing of a separate
+server process (``tests/streaming/server/adversarial/test_fuzzed_input.py``); sizes are parameters because each
 suite bounds them for its own budget.
 
 Imported as ``tests.strategies``: pytest's importlib mode (``pyproject.toml``) imports test files

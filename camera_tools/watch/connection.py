@@ -21,8 +21,8 @@ from collections.abc import Callable
 from camera_tools.backoff import Backoff
 from camera_tools.redact import redact_url
 from camera_tools.states import SourceEvent, StreamState, announce_state
-from camera_tools.watch.config import WatchConfig
-from camera_tools.watch.errors import ServerUnavailableError
+from camera_tools.watch.watch_config import WatchConfig
+from camera_tools.watch.watch_errors import ServerUnavailableError
 from client import ClassifierClientError, StreamClient
 
 logger = logging.getLogger(__name__)

@@ -62,7 +62,7 @@ import numpy as np
 
 from camera_tools.sinks import Classification
 from camera_tools.states import SourceEvent
-from camera_tools.watch.report import SourceCounters, SourceSummary
+from camera_tools.watch.source_summary import SourceCounters, SourceSummary
 from client import Prediction
 
 logger = logging.getLogger(__name__)

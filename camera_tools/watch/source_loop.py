@@ -30,15 +30,15 @@ import grpc
 
 from camera_tools.backoff import Backoff
 from camera_tools.capture import VideoStream
-from camera_tools.frames import Frame
 from camera_tools.sinks import Classification
 from camera_tools.sources import SourceKind, create_source
 from camera_tools.states import SourceEvent, StreamState
-from camera_tools.watch.config import WatchConfig
+from camera_tools.video_frames import Frame
 from camera_tools.watch.connection import ServerConnection
 from camera_tools.watch.failures import FailureAction, failure_action
 from camera_tools.watch.observers import ClassifiedFrame
-from camera_tools.watch.report import SourceOutcome, SourceSummary, SourceTally
+from camera_tools.watch.source_summary import SourceOutcome, SourceSummary, SourceTally
+from camera_tools.watch.watch_config import WatchConfig
 from client import ClassifierClientError, Delivery, Prediction, Stream
 
 logger = logging.getLogger(__name__)

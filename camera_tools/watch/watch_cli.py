@@ -22,17 +22,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from camera_tools.backoff import BackoffPolicy
-from camera_tools.errors import CameraToolsError, DisplayUnavailableError
+from camera_tools.camera_errors import CameraToolsError, DisplayUnavailableError
 from camera_tools.live import LiveOutputs, add_live_arguments
-from camera_tools.watch.config import WatchConfig, source_ids
 from camera_tools.watch.connection import server_id
-from camera_tools.watch.errors import ServerUnavailableError
 from camera_tools.watch.live_observer import LiveObserver
-from camera_tools.watch.metrics import WatchMetrics, parse_metrics_address
 from camera_tools.watch.observers import WatchObserver
 from camera_tools.watch.outputs import ConsoleLines
-from camera_tools.watch.report import format_summary
 from camera_tools.watch.runner import Watcher
+from camera_tools.watch.source_summary import format_summary
+from camera_tools.watch.watch_config import WatchConfig, source_ids
+from camera_tools.watch.watch_errors import ServerUnavailableError
+from camera_tools.watch.watch_metrics import WatchMetrics, parse_metrics_address
 from client import Delivery
 from client.connection_args import add_connection_arguments, connection_from_args
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from camera_tools.errors import CameraToolsError
+from camera_tools.camera_errors import CameraToolsError
 
 
 class WatchError(CameraToolsError):

@@ -34,11 +34,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from camera_tools.states import SourceEvent, StreamState
-from camera_tools.watch.config import WatchConfig, source_ids
 from camera_tools.watch.connection import server_id
-from camera_tools.watch.errors import MetricsUnavailableError
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
-from camera_tools.watch.report import SourceCounters, SourceSummary
+from camera_tools.watch.source_summary import SourceCounters, SourceSummary
+from camera_tools.watch.watch_config import WatchConfig, source_ids
+from camera_tools.watch.watch_errors import MetricsUnavailableError
 from client.metrics_http import ANY_INTERFACE, MetricsEndpoint, parse_host_port, serve_registry
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from camera_tools.errors import CameraToolsError
+from camera_tools.camera_errors import CameraToolsError
 from camera_tools.web.hub import WebHub
 
 logger = logging.getLogger(__name__)

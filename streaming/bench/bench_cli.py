@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from streaming.config import ServerConfig
+from streaming.server.serve_config import ServerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streaming.bench import report
+    from streaming.bench import bench_report
     from streaming.bench.processes import BenchError
     from streaming.bench.settings import ALL_ROWS, ATTACK_ROW, BenchSettings
     from streaming.bench.suite import Suite
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     )
     # Overload runs twice as long as the others: a growing p99 needs time to show.
     settings = replace(settings, overload_s=2 * settings.duration_s)
-    busy = report.busy_processes()
+    busy = bench_report.busy_processes()
     if busy:
         logger.warning("other processes are using the CPU; numbers will be low: %s", busy)
     try:
@@ -136,9 +136,9 @@ def run(args: argparse.Namespace) -> int:
     except BenchError as exc:
         logger.error("benchmark failed: %s", exc)
         return 1
-    targets = report.evaluate(result)
-    machine = report.machine_info(busy)
-    report.write(result, targets, machine, args.markdown, args.json)
-    print(report.markdown_block(result, targets, machine))
+    targets = bench_report.evaluate(result)
+    machine = bench_report.machine_info(busy)
+    bench_report.write(result, targets, machine, args.markdown, args.json)
+    print(bench_report.markdown_block(result, targets, machine))
     print(f"\nwrote {args.markdown} and {args.json} (logs in {args.work_dir})")
     return 0 if not result.failures else 1

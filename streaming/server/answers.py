@@ -6,10 +6,10 @@ import logging
 
 import numpy as np
 
-from streaming.batch_runner import ModelFailure, ModelOutcome, PreparedBatch
-from streaming.batch_stats import BatcherStats
-from streaming.stream_state import QueuedFrame, StreamState
-from streaming.values import FrameErrorInfo, FrameResult, StatusCode
+from streaming.server.batch_runner import ModelFailure, ModelOutcome, PreparedBatch
+from streaming.server.batch_stats import BatcherStats
+from streaming.server.server_values import FrameErrorInfo, FrameResult, StatusCode
+from streaming.server.stream_state import QueuedFrame, StreamState
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import grpc
 
-from streaming.config import SecurityConfig
-from streaming.errors import ConfigError
-from streaming.logsafe import shown
+from streaming.server.logsafe import shown
+from streaming.server.serve_config import SecurityConfig
+from streaming.server.server_errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from streaming.answers import Answers
-from streaming.batch_stats import BatcherStats
-from streaming.metrics import DropReason, FailReason, ServerMetrics
-from streaming.scheduler import Scheduler, TakenBatch
-from streaming.values import Delivery, StatusCode
+from streaming.server.answers import Answers
+from streaming.server.batch_stats import BatcherStats
+from streaming.server.scheduler import Scheduler, TakenBatch
+from streaming.server.server_metrics import DropReason, FailReason, ServerMetrics
+from streaming.server.server_values import Delivery, StatusCode
 
 # The busy share is the model's share of the last 5 to 10 seconds of wall time.
 _BUSY_WINDOW_NS = 5_000_000_000

@@ -14,10 +14,10 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from streaming.answers import AnswerAssembler, Answers
-from streaming.batch_runner import BatchRunner, ModelOutcome, PreparedBatch
-from streaming.model import Classifier
-from streaming.scheduler import Scheduler, TakenBatch
+from streaming.server.answers import AnswerAssembler, Answers
+from streaming.server.batch_runner import BatchRunner, ModelOutcome, PreparedBatch
+from streaming.server.model import Classifier
+from streaming.server.scheduler import Scheduler, TakenBatch
 
 logger = logging.getLogger(__name__)
 

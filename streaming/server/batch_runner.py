@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streaming.batch_stats import BatcherStats
-from streaming.decode import decode_frame
-from streaming.durations import DurationEstimates
-from streaming.errors import FrameError, InferenceError
-from streaming.model import Classifier
-from streaming.scheduler import Clock, TakenBatch
-from streaming.stream_state import QueuedFrame
+from streaming.server.batch_stats import BatcherStats
+from streaming.server.durations import DurationEstimates
+from streaming.server.frame_decode import decode_frame
+from streaming.server.model import Classifier
+from streaming.server.scheduler import Clock, TakenBatch
+from streaming.server.server_errors import FrameError, InferenceError
+from streaming.server.stream_state import QueuedFrame
 
 logger = logging.getLogger(__name__)
 

@@ -15,20 +15,20 @@ import logging
 import time
 from collections.abc import Callable
 
-from streaming.answers import AnswerAssembler, Answers
-from streaming.batch_metrics import BatchMetrics
-from streaming.batch_runner import BatchRunner
-from streaming.batch_stats import BatcherStats
-from streaming.config import ServerConfig
-from streaming.durations import DurationEstimates
-from streaming.errors import FrameError, StreamingError
-from streaming.frame_intake import FrameIntake
-from streaming.metrics import ServerMetrics
-from streaming.model import Classifier
-from streaming.pipeline import BatchPipeline
-from streaming.scheduler import Scheduler, SchedulingPolicy, TakenBatch
-from streaming.stream_state import StreamState
-from streaming.values import FrameData, StreamSettings
+from streaming.server.answers import AnswerAssembler, Answers
+from streaming.server.batch_metrics import BatchMetrics
+from streaming.server.batch_pipeline import BatchPipeline
+from streaming.server.batch_runner import BatchRunner
+from streaming.server.batch_stats import BatcherStats
+from streaming.server.durations import DurationEstimates
+from streaming.server.frame_intake import FrameIntake
+from streaming.server.model import Classifier
+from streaming.server.scheduler import Scheduler, SchedulingPolicy, TakenBatch
+from streaming.server.serve_config import ServerConfig
+from streaming.server.server_errors import FrameError, StreamingError
+from streaming.server.server_metrics import ServerMetrics
+from streaming.server.server_values import FrameData, StreamSettings
+from streaming.server.stream_state import StreamState
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streaming.config import DEFAULT_MAX_FRAME_PIXELS
-from streaming.errors import FrameError
-from streaming.values import Encoding, FrameData
+from streaming.server.serve_config import DEFAULT_MAX_FRAME_PIXELS
+from streaming.server.server_errors import FrameError
+from streaming.server.server_values import Encoding, FrameData
 
 _RAW = (Encoding.RAW_RGB, Encoding.RAW_BGR)
 _ENCODED = (Encoding.JPEG, Encoding.PNG)

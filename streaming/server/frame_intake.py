@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from streaming.decode import decode_frame
-from streaming.errors import FrameError
-from streaming.values import Encoding, FrameData, ModelDescription
+from streaming.server.frame_decode import decode_frame
+from streaming.server.server_errors import FrameError
+from streaming.server.server_values import Encoding, FrameData, ModelDescription
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from streaming import __version__
-from streaming.auth import Credentials
-from streaming.batcher import Batcher
-from streaming.config import ServerConfig
-from streaming.errors import ConfigError
-from streaming.metrics import ServerMetrics
-from streaming.model import Classifier, load_classifier
-from streaming.service import (
+from streaming.server.auth import Credentials
+from streaming.server.batcher import Batcher
+from streaming.server.model import Classifier, load_classifier
+from streaming.server.serve_config import ServerConfig
+from streaming.server.server_errors import ConfigError
+from streaming.server.server_metrics import ServerMetrics
+from streaming.server.stream_service import (
     LEGACY_SERVICE,
     STREAM_SERVICE,
     LegacyInferenceService,

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from streaming.errors import LabelsError
+from streaming.server.server_errors import LabelsError
 
 logger = logging.getLogger(__name__)
 

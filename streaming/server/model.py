@@ -14,10 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from streaming.config import ModelConfig
-from streaming.errors import ConfigError, InferenceError, ModelLoadError
-from streaming.labels import load_labels, match_labels
-from streaming.values import ModelDescription
+from streaming.server.labels import load_labels, match_labels
+from streaming.server.serve_config import ModelConfig
+from streaming.server.server_errors import ConfigError, InferenceError, ModelLoadError
+from streaming.server.server_values import ModelDescription
 
 logger = logging.getLogger(__name__)
 

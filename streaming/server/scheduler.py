@@ -12,7 +12,7 @@ streams drop instead of waiting. Bytes are gated before a message is read (``may
 gRPC receives a whole message once a read is pending, so a message must have room before it
 is asked for, not after it is in memory. The whole policy is synchronous and reads time only
 through an injected ``Clock``, so it is tested step by step with a fake clock
-(``tests/streaming/test_scheduler.py``).
+(``tests/streaming/server/test_scheduler.py``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streaming.batch_stats import BatcherStats
-from streaming.config import ServerConfig
-from streaming.durations import DurationEstimates
-from streaming.errors import FrameError
-from streaming.stream_state import QueuedFrame, StreamState
-from streaming.values import Delivery, FrameData, FrameResult
+from streaming.server.batch_stats import BatcherStats
+from streaming.server.durations import DurationEstimates
+from streaming.server.serve_config import ServerConfig
+from streaming.server.server_errors import FrameError
+from streaming.server.server_values import Delivery, FrameData, FrameResult
+from streaming.server.stream_state import QueuedFrame, StreamState
 
 Clock = Callable[[], int]
 """Monotonic time in nanoseconds (``time.perf_counter_ns`` in the server, a fake in tests)."""

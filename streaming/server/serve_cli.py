@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 
 from streaming import __version__
-from streaming.allocator import limit_malloc_arenas
-from streaming.config import ModelConfig, SecurityConfig, ServerConfig
-from streaming.errors import ConfigError
+from streaming.server.allocator import limit_malloc_arenas
+from streaming.server.serve_config import ModelConfig, SecurityConfig, ServerConfig
+from streaming.server.server_errors import ConfigError
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -351,7 +351,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
 
 
 def _banner(server: object) -> None:
-    from streaming.server import StreamServer, exposure_warning
+    from streaming.server.grpc_server import StreamServer, exposure_warning
 
     assert isinstance(server, StreamServer)
     d = server.classifier.description
@@ -384,9 +384,9 @@ def _transport(config: ServerConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Before TensorFlow and gRPC start their threads (see streaming/allocator.py).
+    # Before TensorFlow and gRPC start their threads (see streaming/server/allocator.py).
     limit_malloc_arenas()
-    from streaming.server import serve
+    from streaming.server.grpc_server import serve
 
     try:
         config = serve_config(args)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from streaming.errors import ConfigError
+from streaming.server.server_errors import ConfigError
 
 # 8K UHD (7680 x 4320): the largest frame a camera sends; a declared size beyond it is an attack.
 DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320

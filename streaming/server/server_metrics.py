@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from client.metrics_http import MetricsEndpoint, serve_registry
-from streaming.errors import ConfigError
-from streaming.values import Delivery
+from streaming.server.server_errors import ConfigError
+from streaming.server.server_values import Delivery
 
 logger = logging.getLogger(__name__)
 

@@ -18,23 +18,13 @@ import numpy as np
 from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
-from streaming.auth import Credentials
-from streaming.batcher import Batcher, ServerDraining, TooManyStreams
-from streaming.config import DEFAULT_MAX_FRAME_PIXELS, ServerConfig
-from streaming.convert import (
-    Undecodable,
-    classify_request_parser,
-    frame_from_pb,
-    model_info_to_pb,
-    result_to_pb,
-    safe_parser,
-    settings_from_pb,
-)
-from streaming.errors import FrameError
-from streaming.logsafe import shown
-from streaming.metrics import LegacyOutcome, ServerMetrics
-from streaming.stream_state import StreamState
-from streaming.values import (
+from streaming.server.auth import Credentials
+from streaming.server.batcher import Batcher, ServerDraining, TooManyStreams
+from streaming.server.logsafe import shown
+from streaming.server.serve_config import DEFAULT_MAX_FRAME_PIXELS, ServerConfig
+from streaming.server.server_errors import FrameError
+from streaming.server.server_metrics import LegacyOutcome, ServerMetrics
+from streaming.server.server_values import (
     Delivery,
     Encoding,
     FrameData,
@@ -42,6 +32,16 @@ from streaming.values import (
     ModelDescription,
     StatusCode,
     StreamSettings,
+)
+from streaming.server.stream_state import StreamState
+from streaming.server.wire import (
+    Undecodable,
+    classify_request_parser,
+    frame_from_pb,
+    model_info_to_pb,
+    result_to_pb,
+    safe_parser,
+    settings_from_pb,
 )
 
 logger = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streaming.errors import FrameError
-from streaming.values import FrameData, FrameResult, StreamSettings
-from streaming.window import SlidingWindow
+from streaming.server.server_errors import FrameError
+from streaming.server.server_values import FrameData, FrameResult, StreamSettings
+from streaming.server.window import SlidingWindow
 
 
 @dataclass(slots=True, eq=False)

@@ -9,7 +9,7 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError, Message
 
 from client.api.v1 import stream_classifier_pb2 as pb
-from streaming.values import (
+from streaming.server.server_values import (
     Delivery,
     FrameData,
     FrameResult,

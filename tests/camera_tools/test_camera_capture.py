@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
+from camera_tools.camera_errors import SourceError
 from camera_tools.capture import CaptureOptions, RateLimiter, VideoStream, open_source
-from camera_tools.errors import SourceError
 from camera_tools.sources import SourceKind
 from camera_tools.states import SourceEvent, StreamState
 

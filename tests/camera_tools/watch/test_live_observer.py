@@ -16,7 +16,7 @@ from camera_tools.sinks.base import Classification
 from camera_tools.states import SourceEvent
 from camera_tools.watch.live_observer import LiveObserver, stats_from_counters
 from camera_tools.watch.observers import ClassifiedFrame
-from camera_tools.watch.report import SourceCounters
+from camera_tools.watch.source_summary import SourceCounters
 from client import Prediction
 
 CAM = "rtsp://***@cam.local/live"

@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camera_tools.watch import WatchConfig, record_paths
-from camera_tools.watch import cli as watch_cli
+from camera_tools.watch import WatchConfig, record_paths, watch_cli
 from client import Delivery
 from tests.camera_tools.videos import colour_frames, for_seconds, solid, write_video
 

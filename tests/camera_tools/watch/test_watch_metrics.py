@@ -20,11 +20,17 @@ import pytest
 
 from camera_tools.sinks import Classification
 from camera_tools.states import SourceEvent, StreamState
-from camera_tools.watch import SourceCounters, SourceOutcome, SourceSummary, WatchConfig, Watcher
-from camera_tools.watch import cli as watch_cli
-from camera_tools.watch.errors import MetricsUnavailableError
-from camera_tools.watch.metrics import WatchMetrics, parse_metrics_address
+from camera_tools.watch import (
+    SourceCounters,
+    SourceOutcome,
+    SourceSummary,
+    WatchConfig,
+    Watcher,
+    watch_cli,
+)
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
+from camera_tools.watch.watch_errors import MetricsUnavailableError
+from camera_tools.watch.watch_metrics import WatchMetrics, parse_metrics_address
 from client import Prediction
 from tests.camera_tools.videos import colour_frames, write_video
 from tests.metrics_scrape import scrape_samples

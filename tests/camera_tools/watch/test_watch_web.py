@@ -20,12 +20,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .conftest import RtspServer
-from .screens import png_image
+from ..conftest import RtspServer
+from ..screens import png_image
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CLIP = ROOT / "demo" / "broadcast_sample.mp4"
 DEMO_OUTPUT = ROOT / "demo-output"
 STREAM_CLASSIFY = Path(sys.executable).with_name("stream-classify")

@@ -14,13 +14,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 from camera_tools.sinks.base import Classification
 from camera_tools.web import SourceStats, WebHub, WebServer
 
-from .screens import png_image
+from ..screens import png_image
 
 pytestmark = pytest.mark.slow
 
 BARS = "rtsp://***@studio.local:8554/bars"
 CLIP = "/srv/clips/evening-news.mp4"
-DEMO_OUTPUT = Path(__file__).resolve().parents[2] / "demo-output"
+DEMO_OUTPUT = Path(__file__).resolve().parents[3] / "demo-output"
 BAR_COLOURS = [(192, 192, 192), (0, 192, 192), (192, 192, 0), (0, 192, 0), (192, 0, 192),
                (0, 0, 192), (192, 0, 0)]  # fmt: skip
 

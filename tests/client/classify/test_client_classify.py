@@ -19,7 +19,7 @@ from client import Prediction, ScoredLabel, encode_frame
 from client.classify import (
     ClassifySettings,
     Progress,
-    cli,
+    classify_cli,
     describe_failure,
     discover_images,
     load_image,
@@ -38,10 +38,10 @@ def run_cli(
     monkeypatch: Any = None,
 ) -> tuple[int, str, str]:
     parser = argparse.ArgumentParser(prog="stream-classify classify")
-    cli.add_arguments(parser)
+    classify_cli.add_arguments(parser)
     if stdin is not None:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = cli.run(parser.parse_args(argv))
+    code = classify_cli.run(parser.parse_args(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -75,7 +75,7 @@ def photo_folder(tmp_path: Path) -> tuple[Path, list[tuple[str, str]]]:
 
 def test_help_says_window_defaults_to_one(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="stream-classify classify")
-    cli.add_arguments(parser)
+    classify_cli.add_arguments(parser)
 
     help_text = " ".join(parser.format_help().split())
 
@@ -364,10 +364,10 @@ def test_a_reader_that_leaves_stops_the_run_quietly(
 
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     parser = argparse.ArgumentParser(prog="stream-classify classify")
-    cli.add_arguments(parser)
+    classify_cli.add_arguments(parser)
 
     # when
-    code = cli.run(parser.parse_args([str(photo_folder[0]), "--server", server.address]))
+    code = classify_cli.run(parser.parse_args([str(photo_folder[0]), "--server", server.address]))
 
     # then: no traceback, a non-zero status
     assert code == 1

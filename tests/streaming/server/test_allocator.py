@@ -1,4 +1,4 @@
-"""The server's malloc arena cap (streaming/allocator.py), in fresh interpreters: it changes the
+"""The server's malloc arena cap (streaming/server/allocator.py), in fresh interpreters: it changes the
 process's allocator for good."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
-_PROBE = "from streaming.allocator import limit_malloc_arenas; print(limit_malloc_arenas())"
+_PROBE = "from streaming.server.allocator import limit_malloc_arenas; print(limit_malloc_arenas())"
 
 
 @pytest.mark.parametrize(

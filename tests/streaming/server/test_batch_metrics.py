@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from streaming.batch_metrics import BatchMetrics
-from streaming.batch_stats import BatcherStats
-from streaming.config import ServerConfig
-from streaming.durations import DurationEstimates
-from streaming.metrics import ServerMetrics
-from streaming.scheduler import Scheduler, SchedulingPolicy
+from streaming.server.batch_metrics import BatchMetrics
+from streaming.server.batch_stats import BatcherStats
+from streaming.server.durations import DurationEstimates
+from streaming.server.scheduler import Scheduler, SchedulingPolicy
+from streaming.server.serve_config import ServerConfig
+from streaming.server.server_metrics import ServerMetrics
 
 DROPPED = "stream_classify_frames_dropped_total"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streaming.durations import DurationEstimates
+from streaming.server.durations import DurationEstimates
 
 MS = 1_000_000
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming.errors import FrameError
-from streaming.frame_intake import FrameIntake
-from streaming.values import Encoding, FrameData, ModelDescription
+from streaming.server.frame_intake import FrameIntake
+from streaming.server.server_errors import FrameError
+from streaming.server.server_values import Encoding, FrameData, ModelDescription
 
 
 @pytest.fixture

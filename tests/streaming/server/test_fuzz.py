@@ -20,8 +20,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc  # noqa: E402
 from client.api.v1 import stream_classifier_pb2 as pb  # noqa: E402
-from streaming.convert import Undecodable, classify_request_parser, frame_from_pb  # noqa: E402
-from streaming.values import FrameData  # noqa: E402
+from streaming.server.server_values import FrameData  # noqa: E402
+from streaming.server.wire import Undecodable, classify_request_parser, frame_from_pb  # noqa: E402
 from tests.strategies import (  # noqa: E402
     frames,
     good_frame_request,

@@ -19,10 +19,10 @@ import pytest
 from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
-from streaming.config import ServerConfig
-from streaming.decode import decode_frame, read_header
-from streaming.errors import FrameError
-from streaming.values import Encoding, FrameData
+from streaming.server.frame_decode import decode_frame, read_header
+from streaming.server.serve_config import ServerConfig
+from streaming.server.server_errors import FrameError
+from streaming.server.server_values import Encoding, FrameData
 from tests.classifiers import GatedClassifier
 
 pytestmark = pytest.mark.timeout(120)
@@ -226,7 +226,7 @@ def test_unconfigured_streams_count_against_max_streams(
 
 
 def test_server_options_bound_messages_keepalive_and_calls_per_connection() -> None:
-    from streaming.server import grpc_options
+    from streaming.server.grpc_server import grpc_options
 
     options = dict(grpc_options(ServerConfig(max_frame_side=1000, keepalive_s=7)))
     assert options["grpc.max_receive_message_length"] == 1000 * 1000 * 3 + 64 * 1024

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streaming.config import ModelConfig
-from streaming.errors import LabelsError, ModelLoadError
-from streaming.labels import load_labels
-from streaming.model import NullClassifier, TensorFlowClassifier, load_classifier
+from streaming.server.labels import load_labels
+from streaming.server.model import NullClassifier, TensorFlowClassifier, load_classifier
+from streaming.server.serve_config import ModelConfig
+from streaming.server.server_errors import LabelsError, ModelLoadError
 
 pytestmark = pytest.mark.timeout(120)
 

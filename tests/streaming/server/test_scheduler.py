@@ -25,14 +25,13 @@ from hypothesis.stateful import (
     rule,
 )
 
-from streaming.answers import AnswerAssembler, Answers
-from streaming.batch_runner import BatchRunner, PreparedBatch
-from streaming.batch_stats import BatcherStats
-from streaming.durations import DurationEstimates
-from streaming.errors import FrameError
-from streaming.scheduler import Scheduler, SchedulingPolicy, TakenBatch
-from streaming.stream_state import StreamState
-from streaming.values import (
+from streaming.server.answers import AnswerAssembler, Answers
+from streaming.server.batch_runner import BatchRunner, PreparedBatch
+from streaming.server.batch_stats import BatcherStats
+from streaming.server.durations import DurationEstimates
+from streaming.server.scheduler import Scheduler, SchedulingPolicy, TakenBatch
+from streaming.server.server_errors import FrameError
+from streaming.server.server_values import (
     Delivery,
     Encoding,
     FrameData,
@@ -41,6 +40,7 @@ from streaming.values import (
     StatusCode,
     StreamSettings,
 )
+from streaming.server.stream_state import StreamState
 
 MS = 1_000_000
 LABELS = ("a", "b", "c", "d")

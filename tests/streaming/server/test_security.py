@@ -18,11 +18,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
-from streaming.auth import parse_tokens
-from streaming.config import SecurityConfig, ServerConfig
-from streaming.errors import ConfigError
-from streaming.logsafe import shown
-from streaming.server import BackgroundServer, exposure_warning
+from streaming.server.auth import parse_tokens
+from streaming.server.grpc_server import BackgroundServer, exposure_warning
+from streaming.server.logsafe import shown
+from streaming.server.serve_config import SecurityConfig, ServerConfig
+from streaming.server.server_errors import ConfigError
 
 pytestmark = pytest.mark.timeout(120)
 

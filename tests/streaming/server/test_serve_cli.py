@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from streaming.config import ServerConfig
-from streaming.serve_cli import add_arguments, serve_config
+from streaming.server.serve_cli import add_arguments, serve_config
+from streaming.server.serve_config import ServerConfig
 
 
 def parse(*argv: str) -> ServerConfig:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streaming.config import ServerConfig, parse_host_port
-from streaming.errors import ConfigError
-from streaming.metrics import DropReason, FailReason, LegacyOutcome, ServerMetrics
-from streaming.values import Delivery
+from streaming.server.serve_config import ServerConfig, parse_host_port
+from streaming.server.server_errors import ConfigError
+from streaming.server.server_metrics import DropReason, FailReason, LegacyOutcome, ServerMetrics
+from streaming.server.server_values import Delivery
 from tests.metrics_scrape import scrape, scrape_samples
 
 METRIC_NAMES_FILE_ORDER = (

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streaming.window import SlidingWindow
+from streaming.server.window import SlidingWindow
 
 CASES = [
     pytest.param(1, 4, id="window-1"),

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from client.api.v1 import stream_classifier_pb2 as pb
-from streaming.convert import result_to_pb, settings_from_pb
-from streaming.values import FrameErrorInfo, FrameResult, ProbabilityFormat, StatusCode
+from streaming.server.server_values import (
+    FrameErrorInfo,
+    FrameResult,
+    ProbabilityFormat,
+    StatusCode,
+)
+from streaming.server.wire import result_to_pb, settings_from_pb
 
 VECTOR = np.array([0.125, 0.6, 0.275], np.float32)
 DEFAULTS: dict[str, Any] = {"default_window": 5, "default_top_k": 5, "num_labels": 3}

@@ -39,7 +39,7 @@ MEMORY_BUDGET = 128 * MIB
 # handing it to Python (one message at a time, up to 2 x 48 MiB for a 4096x4096 RAW frame), a
 # stream's first message (its size is unknown until it has arrived), numpy/OpenCV temporaries
 # while a frame decodes, and what the allocator keeps of freed memory (the server runs with one
-# glibc arena: streaming/allocator.py). Measured on this 2-core machine: large RAW frames peak at
+# glibc arena: streaming/server/allocator.py). Measured on this 2-core machine: large RAW frames peak at
 # 210-300 MiB over the footprint, every other attack at most 60 MiB (the budget is not reached).
 MEMORY_MARGIN = 256 * MIB
 MAX_STREAMS = 16
