@@ -37,7 +37,7 @@ from camera_tools.sources import (
     classify_spec,
     create_source,
 )
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
 from camera_tools.video_frames import Frame, SourceProperties
 
 __all__ = [
@@ -60,7 +60,7 @@ __all__ = [
     "SourceFactory",
     "SourceKind",
     "SourceProperties",
-    "StreamState",
+    "SourceState",
     "VideoStream",
     "classify_spec",
     "create_source",

@@ -18,7 +18,7 @@ import numpy as np
 from camera_tools.alert_options import add_alert_arguments, build_alerts
 from camera_tools.alert_outputs import AlertOutputs
 from camera_tools.alerts import AlertMonitor
-from camera_tools.capture import StreamState
+from camera_tools.capture import SourceState
 from camera_tools.restream import RtspRestreamer, add_restream_arguments
 from camera_tools.sinks.base import Classification
 from camera_tools.web import DOWN_STATES, SourceStats, WebHub, WebServer, add_web_arguments
@@ -109,7 +109,7 @@ class LiveOutputs:
         if self.restreamer is not None:
             self.restreamer.publish_frame(source, image, classification)
 
-    def on_state(self, source: str, state: StreamState, detail: str = "") -> None:
+    def on_state(self, source: str, state: SourceState, detail: str = "") -> None:
         """The source's capture state changed (redacted ``detail``, e.g. the reason)."""
         if self.monitor is not None:
             self.monitor.observe_state(source, up=state.value not in DOWN_STATES, reason=detail)

@@ -9,7 +9,7 @@ redacted), so their number is bounded by the command line. Names (prefix
 * ``reconnects_total{cause="source"|"server"}``: reopens of the source itself, and of its
   stream after losing the server.
 * ``classification_latency_seconds``: histogram of send-to-answer time.
-* ``source_state{state}``: 1 for the source's current :class:`~camera_tools.states.StreamState`,
+* ``source_state{state}``: 1 for the source's current :class:`~camera_tools.states.SourceState`,
   0 for the others (enum style); all 0 before the first state change.
 * ``label{label}``: 1 for the source's current window-averaged label (one series per source:
   the previous label's series is removed when it changes); ``label_score``: its score.
@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
 from camera_tools.watch.connection import server_id
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
 from camera_tools.watch.source_summary import SourceCounters, SourceSummary
@@ -212,6 +212,6 @@ class WatchMetrics(WatchObserver):
             self._seen[(source, name)] = total
 
     @staticmethod
-    def _set_state(gauge: Gauge, owner: str, state: StreamState | None) -> None:
-        for candidate in StreamState:
+    def _set_state(gauge: Gauge, owner: str, state: SourceState | None) -> None:
+        for candidate in SourceState:
             gauge.labels(owner, candidate.value).set(1 if candidate is state else 0)

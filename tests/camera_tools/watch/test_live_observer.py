@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camera_tools.capture import StreamState
+from camera_tools.capture import SourceState
 from camera_tools.live import LiveOutputs, add_live_arguments
 from camera_tools.sinks.base import Classification
 from camera_tools.states import SourceEvent
@@ -36,7 +36,7 @@ def frame(index: int, label: str, image: np.ndarray | None = IMAGE) -> Classifie
     return ClassifiedFrame(classification, prediction, image, 0.01, True, 10.0)
 
 
-def state(source: str, new: StreamState) -> SourceEvent:
+def state(source: str, new: SourceState) -> SourceEvent:
     return SourceEvent(source, new, None, time.time(), reason="why")
 
 
@@ -50,19 +50,19 @@ def test_late_answers_do_not_bring_a_down_source_back_up(tmp_path: Path) -> None
     assert observer.wants_images
     hub = observer.live.web.hub  # type: ignore[union-attr]
     try:
-        observer.on_state(state(CAM, StreamState.CONNECTED))
+        observer.on_state(state(CAM, SourceState.CONNECTED))
         observer.on_frame(frame(0, "program"))
         # when the source goes down and answers to frames sent before still arrive
-        observer.on_state(state(CAM, StreamState.RECONNECTING))
+        observer.on_state(state(CAM, SourceState.RECONNECTING))
         observer.live.monitor.tick()  # type: ignore[union-attr]
         observer.on_frame(frame(1, "program"))
         (down,) = hub.snapshot()["sources"]
         # and then it is back
-        observer.on_state(state(CAM, StreamState.CONNECTED))
+        observer.on_state(state(CAM, SourceState.CONNECTED))
         observer.on_frame(frame(2, "black"))
         (up,) = hub.snapshot()["sources"]
         # and the server connection's own states are not a source
-        observer.on_state(state(SERVER, StreamState.RECONNECTING))
+        observer.on_state(state(SERVER, SourceState.RECONNECTING))
         sources = hub.snapshot()["sources"]
     finally:
         observer.close()

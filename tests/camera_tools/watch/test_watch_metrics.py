@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from camera_tools.sinks import Classification
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
 from camera_tools.watch import (
     SourceCounters,
     SourceOutcome,
@@ -54,7 +54,7 @@ def frame(source: str, label: str, index: int, latency_s: float = 0.02) -> Class
     )
 
 
-def event(source: str, state: StreamState, previous: StreamState | None = None) -> SourceEvent:
+def event(source: str, state: SourceState, previous: SourceState | None = None) -> SourceEvent:
     return SourceEvent(source, state, previous, time.time())
 
 
@@ -91,31 +91,31 @@ def test_state_gauges_follow_each_source_and_the_server_enum_style() -> None:
     cam = "rtsp://***@cam/live"  # the watcher's redacted id is the label, never the password
     for source in ("a.mp4", cam):
         assert [
-            get(P + "source_state", {"source": source, "state": s.value}) for s in StreamState
-        ] == [0.0] * len(StreamState)
+            get(P + "source_state", {"source": source, "state": s.value}) for s in SourceState
+        ] == [0.0] * len(SourceState)
 
     # when the sources and the server connection change state
-    metrics.on_state(event("server " + SERVER, StreamState.CONNECTING))
-    metrics.on_state(event("server " + SERVER, StreamState.CONNECTED, StreamState.CONNECTING))
-    metrics.on_state(event(cam, StreamState.CONNECTING))
-    metrics.on_state(event(cam, StreamState.CONNECTED, StreamState.CONNECTING))
-    metrics.on_state(event(cam, StreamState.STALLED, StreamState.CONNECTED))
-    metrics.on_state(event(cam, StreamState.RECONNECTING, StreamState.STALLED))
-    metrics.on_state(event("a.mp4", StreamState.CONNECTING))
-    metrics.on_state(event("a.mp4", StreamState.ENDED, StreamState.CONNECTING))
+    metrics.on_state(event("server " + SERVER, SourceState.CONNECTING))
+    metrics.on_state(event("server " + SERVER, SourceState.CONNECTED, SourceState.CONNECTING))
+    metrics.on_state(event(cam, SourceState.CONNECTING))
+    metrics.on_state(event(cam, SourceState.CONNECTED, SourceState.CONNECTING))
+    metrics.on_state(event(cam, SourceState.STALLED, SourceState.CONNECTED))
+    metrics.on_state(event(cam, SourceState.RECONNECTING, SourceState.STALLED))
+    metrics.on_state(event("a.mp4", SourceState.CONNECTING))
+    metrics.on_state(event("a.mp4", SourceState.ENDED, SourceState.CONNECTING))
 
     # then exactly the current state of each is 1, and the server is not taken for a source
     def states(metric: str, **labels: str) -> dict[str, float | None]:
-        return {s.value: get(P + metric, {**labels, "state": s.value}) for s in StreamState}
+        return {s.value: get(P + metric, {**labels, "state": s.value}) for s in SourceState}
 
     assert states("source_state", source=cam) == {
-        s.value: float(s is StreamState.RECONNECTING) for s in StreamState
+        s.value: float(s is SourceState.RECONNECTING) for s in SourceState
     }
     assert states("source_state", source="a.mp4") == {
-        s.value: float(s is StreamState.ENDED) for s in StreamState
+        s.value: float(s is SourceState.ENDED) for s in SourceState
     }
     assert states("server_state", server=SERVER) == {
-        s.value: float(s is StreamState.CONNECTED) for s in StreamState
+        s.value: float(s is SourceState.CONNECTED) for s in SourceState
     }
     assert get(P + "source_state", {"source": "server " + SERVER, "state": "connected"}) is None
     metrics.close()

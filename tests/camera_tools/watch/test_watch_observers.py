@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
 from camera_tools.watch import (
     ClassifiedFrame,
     SourceCounters,
@@ -85,9 +85,9 @@ def test_observer_sees_frames_states_counters_and_the_end(
     assert all(f.playback_fps == pytest.approx(10.0) for f in observer.frames)
     # and the state changes of the source and of the server connection, with their ids
     source_states = [e.state for e in observer.events if e.source_id == str(video)]
-    assert source_states == [StreamState.CONNECTING, StreamState.CONNECTED, StreamState.ENDED]
+    assert source_states == [SourceState.CONNECTING, SourceState.CONNECTED, SourceState.ENDED]
     server_states = [e.state for e in observer.events if e.source_id == watcher.server_id]
-    assert server_states == [StreamState.CONNECTING, StreamState.CONNECTED]
+    assert server_states == [SourceState.CONNECTING, SourceState.CONNECTED]
     # and running counters that only grow, then one final summary equal to the report's
     classified = [c.classified for c in observer.counters]
     assert len(classified) >= 2 and classified == sorted(classified)

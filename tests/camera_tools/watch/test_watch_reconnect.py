@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
 from camera_tools.watch import (
     ClassifiedFrame,
     SourceCounters,
@@ -60,7 +60,7 @@ class Run(WatchObserver):
     def count(self, source: str, since: float = 0.0) -> int:
         return sum(1 for t, r in self.results if r.classification.source_id == source and t > since)
 
-    def states(self, source: str) -> list[StreamState]:
+    def states(self, source: str) -> list[SourceState]:
         return [e.state for e in self.events if e.source_id == source]
 
     def finish(self) -> WatchReport:
@@ -93,7 +93,7 @@ def test_rtsp_source_reconnects_after_camera_restart(
         # when the camera dies, stays down a moment, and comes back on the same port
         rtsp_server.kill()
         assert wait_for(
-            lambda: {StreamState.STALLED, StreamState.RECONNECTING} & set(run.states(source)),
+            lambda: {SourceState.STALLED, SourceState.RECONNECTING} & set(run.states(source)),
             timeout=15,
         ), run.states(source)
         time.sleep(1.0)
@@ -108,9 +108,9 @@ def test_rtsp_source_reconnects_after_camera_restart(
         report = run.finish()
 
     states = run.states(source)
-    gap = states.index(StreamState.CONNECTED) + 1
-    assert states[gap] in (StreamState.STALLED, StreamState.RECONNECTING)
-    assert StreamState.CONNECTED in states[gap:]
+    gap = states.index(SourceState.CONNECTED) + 1
+    assert states[gap] in (SourceState.STALLED, SourceState.RECONNECTING)
+    assert SourceState.CONNECTED in states[gap:]
     (summary,) = report.sources
     assert summary.outcome is SourceOutcome.STOPPED and not report.failed
     assert summary.source_reconnects >= 1 and summary.classified >= 10
@@ -146,7 +146,7 @@ def test_watcher_survives_a_grpc_server_restart(
         server.stop(grace=0.5)
         server_name = f"server {server.address}"
         assert run.watcher.server_id == server_name
-        assert wait_for(lambda: StreamState.RECONNECTING in run.states(server_name), timeout=10)
+        assert wait_for(lambda: SourceState.RECONNECTING in run.states(server_name), timeout=10)
         time.sleep(0.5)
         server_factory(address=f"127.0.0.1:{port}")
         restarted = time.monotonic()
@@ -172,8 +172,8 @@ def test_watcher_survives_a_grpc_server_restart(
     assert by_source[live].outcome is SourceOutcome.STOPPED
     assert all(s.server_reconnects >= 1 for s in report.sources)
     server_states = run.states(server_name)
-    assert server_states[:2] == [StreamState.CONNECTING, StreamState.CONNECTED]
-    assert server_states[-1] is StreamState.CONNECTED and StreamState.STALLED in server_states
+    assert server_states[:2] == [SourceState.CONNECTING, SourceState.CONNECTED]
+    assert server_states[-1] is SourceState.CONNECTED and SourceState.STALLED in server_states
     gap_logs = [r.getMessage() for r in caplog.records if r.getMessage().startswith(server_name)]
     assert any("reconnecting" in m for m in gap_logs) and any("connected" in m for m in gap_logs)
 
@@ -223,7 +223,7 @@ def test_losing_one_of_two_replicas_reopens_only_its_streams(
     assert sorted(s.server_reconnects > 0 for s in report.sources).count(True) == on_first
     assert all(s.outcome is SourceOutcome.ENDED for s in report.sources)
     server_states = run.states(f"server {target}")
-    assert server_states == [StreamState.CONNECTING, StreamState.CONNECTED]
+    assert server_states == [SourceState.CONNECTING, SourceState.CONNECTED]
 
 
 def _write_clip(path: Path, frames: int) -> Path:
