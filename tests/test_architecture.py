@@ -169,6 +169,7 @@ def test_the_rules_themselves(module: str, imports: str, allowed: bool) -> None:
     [
         ("client", ("streaming", "camera_tools", "tensorflow")),
         ("camera_tools", ("streaming", "tensorflow")),
+        ("streaming.server", ("tensorflow", "grpc", "camera_tools", "streaming.bench")),
         ("streaming.server.grpc_server", ("camera_tools", "streaming.bench", "streaming.cli")),
     ],
 )
