@@ -6,10 +6,7 @@ import pytest
 
 from streaming.batch_metrics import BatchMetrics
 from streaming.batch_stats import BatcherStats
-from streaming.config import ServerConfig
-from streaming.durations import DurationEstimates
 from streaming.metrics import ServerMetrics
-from streaming.scheduler import Scheduler, SchedulingPolicy
 
 DROPPED = "stream_classify_frames_dropped_total"
 
@@ -27,14 +24,16 @@ DROPPED = "stream_classify_frames_dropped_total"
 def test_drops_are_reported_by_reason(
     steps: list[tuple[int, int]], replaced: int, budget: int
 ) -> None:
-    config = ServerConfig()
     stats = BatcherStats()
-    scheduler = Scheduler(
-        SchedulingPolicy.from_config(config), lambda: 0, DurationEstimates(), stats
-    )
     metrics = ServerMetrics()
     recorder = BatchMetrics(
-        metrics, scheduler, stats, lambda: 0, frame_budget=64, memory_budget=1 << 20
+        metrics,
+        stats,
+        lambda: 0,
+        held_frames=lambda: 0,
+        held_bytes=lambda: 0,
+        frame_budget=64,
+        memory_budget=1 << 20,
     )
     for dropped, by_budget in steps:
         stats.dropped, stats.dropped_by_budget = dropped, by_budget

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming.errors import FrameError
+from streaming.errors import FrameRejected
 from streaming.frame_intake import FrameIntake
 from streaming.values import Encoding, FrameData, ModelDescription
 
@@ -105,5 +105,5 @@ def test_undecodable_frames_come_back_as_frame_errors(
     frame: FrameData, message: str, intake: Callable[..., FrameIntake]
 ) -> None:
     out = intake().decode_now(frame)
-    assert isinstance(out, FrameError)
+    assert isinstance(out, FrameRejected)
     assert message in str(out)
