@@ -4,8 +4,8 @@ Frames arrive decoded and resized (``frame_intake``), or as RAW frames at the mo
 size, whose decoding is a reshape of the received bytes done here, at batch time, by the
 intake's own ``decode_now`` (one decoder, one error handling).
 
-Both steps are synchronous; the pipeline runs them on its prepare and model threads, the
-scheduler tests run them inline with a fake ``Classifier``.
+Both steps are synchronous; the pipeline runs them on its prepare and model threads (the
+scheduler tests run those threads' steps by hand, with a fake ``Classifier``).
 """
 
 from __future__ import annotations
