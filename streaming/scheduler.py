@@ -213,7 +213,8 @@ class Scheduler:
         if held >= self.policy.stream_buffer or self._held >= self.policy.frame_budget:
             return False
         # Past the byte budget a LOSSLESS sender waits; a LIVE one goes on and drops (``submit``).
-        return not self.memory.full or stream.settings.delivery == _LIVE
+        memory = self.memory
+        return memory.held < memory.limit or stream.settings.delivery == _LIVE
 
     def wait_for_budget(self, stream: StreamState, waiting: bool) -> None:
         """Mark the stream's sender as waiting (or no longer) for room in the budgets."""
