@@ -11,14 +11,9 @@ from PIL import ExifTags, Image, ImageOps
 
 from client._frames import encode_frame
 from client._types import EncodedFrame, WireFormat
+from client.jpeg import decode_scaled, reduction_for
 
 _JPEG_END = b"\xff\xd9"
-_SCALED_COLOUR = {
-    1: cv2.IMREAD_COLOR,
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8,
-}
 
 
 def load_image(
@@ -72,10 +67,8 @@ def _decode_plain_jpeg(image: Image.Image, data: bytes, size: tuple[int, int]) -
     if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         return None
     # PIL's draft rule: the largest scale whose result still covers `size` in both directions.
-    fits = min(image.width // size[0], image.height // size[1])
-    scale = next((s for s in (8, 4, 2) if fits >= s), 1)
-    flags = _SCALED_COLOUR[scale] | cv2.IMREAD_IGNORE_ORIENTATION
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    scale = reduction_for(image.width, image.height, size)
+    bgr = decode_scaled(data, scale, keep_orientation=False)
     expected = (-(-image.height // scale), -(-image.width // scale), 3)
     if bgr is None or bgr.dtype != np.uint8 or bgr.shape != expected:
         return None  # PIL decodes it, or raises the error the user sees

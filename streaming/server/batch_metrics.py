@@ -1,4 +1,4 @@
-"""What the batcher tells the Prometheus metrics: one call per received frame, one per answered batch.
+"""What the batcher tells the Prometheus metrics per answered batch, and the load gauges it reads.
 
 Histograms (queue wait, latency, batch size, model call) are observed per batch on the event loop;
 drop counts are carried over from the scheduler's counters; the load gauges (busy share, frames
@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from streaming.server.answers import Answers
 from streaming.server.batch_stats import BatcherStats
-from streaming.server.scheduler import Scheduler, TakenBatch
+from streaming.server.scheduler import TakenBatch
 from streaming.server.server_metrics import DropReason, FailReason, ServerMetrics
-from streaming.server.server_values import Delivery, StatusCode
+from streaming.server.server_values import StatusCode
 
 # The busy share is the model's share of the last 5 to 10 seconds of wall time.
 _BUSY_WINDOW_NS = 5_000_000_000
@@ -26,10 +26,11 @@ class BatchMetrics:
     def __init__(
         self,
         metrics: ServerMetrics,
-        scheduler: Scheduler,
         stats: BatcherStats,
         clock: Callable[[], int],
         *,
+        held_frames: Callable[[], int],
+        held_bytes: Callable[[], int],
         frame_budget: int,
         memory_budget: int,
     ) -> None:
@@ -45,14 +46,11 @@ class BatchMetrics:
         self._lock = threading.Lock()
         metrics.watch(
             busy=self._busy_share,
-            held_frames=lambda: scheduler.held_frames,
-            held_bytes=lambda: scheduler.held_bytes,
+            held_frames=held_frames,
+            held_bytes=held_bytes,
             frame_budget=frame_budget,
             memory_budget=memory_budget,
         )
-
-    def frame_received(self, delivery: Delivery) -> None:
-        self._metrics.frame_received(delivery)
 
     def batch_answered(self, batch: TakenBatch, answers: Answers) -> None:
         """Observe one answered batch (event loop, after its answers reached their streams)."""

@@ -1,26 +1,27 @@
 """Running one batch through the model: group its decoded frames by size, then one model call.
 
 Frames arrive decoded and resized (``frame_intake``), or as RAW frames at the model's input
-size, whose decoding here is a reshape of the received bytes.
+size, whose decoding is a reshape of the received bytes done here, at batch time, by the
+intake's own ``decode_now`` (one decoder, one error handling).
 
-Both steps are synchronous; the pipeline runs them on its prepare and model threads, the
-scheduler tests run them inline with a fake ``Classifier``.
+Both steps are synchronous; the pipeline runs them on its prepare and model threads (the
+scheduler tests run those threads' steps by hand, with a fake ``Classifier``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from streaming.server.batch_stats import BatcherStats
 from streaming.server.durations import DurationEstimates
-from streaming.server.frame_decode import decode_frame
 from streaming.server.model import Classifier
 from streaming.server.scheduler import Clock, TakenBatch
-from streaming.server.server_errors import FrameError, InferenceError
-from streaming.server.stream_state import QueuedFrame
+from streaming.server.server_errors import FrameRejected, InferenceError
+from streaming.server.server_values import FrameData
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +64,14 @@ class BatchRunner:
     def __init__(
         self,
         classifier: Classifier,
-        max_frame_side: int,
+        decode: Callable[[FrameData], np.ndarray | FrameRejected],
         durations: DurationEstimates,
         stats: BatcherStats,
         clock: Clock,
     ) -> None:
         self._classifier = classifier
         self._num_labels = len(classifier.description.labels)
-        self._channels = classifier.description.input_channels
-        self._max_side = max_frame_side
+        self._decode = decode
         self._durations = durations
         self._stats = stats
         self._clock = clock
@@ -120,18 +120,19 @@ class BatchRunner:
 
     def _prepare(self, batch: TakenBatch) -> PreparedBatch:
         items = batch.items
+        decode = self._decode
         outcomes = [
             item.error
             if item.error is not None
             else item.image
             if item.image is not None
-            else self._try_decode(item)
+            else decode(item.frame)
             for item in items
         ]
         by_shape: dict[tuple[int, ...], list[int]] = {}
         errors: dict[int, str] = {}
         for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, FrameError):
+            if isinstance(outcome, FrameRejected):
                 errors[index] = str(outcome)
             else:
                 by_shape.setdefault(outcome.shape, []).append(index)
@@ -144,12 +145,3 @@ class BatchRunner:
                 rows[index] = row
                 row += 1
         return PreparedBatch(batch, groups, rows, errors)
-
-    def _try_decode(self, item: QueuedFrame) -> np.ndarray | FrameError:
-        try:
-            return decode_frame(item.frame, self._channels, self._max_side)
-        except FrameError as exc:
-            return exc
-        except Exception as exc:  # a decoder bug must not take the batch down
-            logger.exception("decoding frame %d failed unexpectedly", item.frame.seq)
-            return FrameError(f"frame {item.frame.seq}: cannot decode: {exc}")

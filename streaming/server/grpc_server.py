@@ -9,7 +9,6 @@ import signal
 import threading
 import time
 from collections.abc import Coroutine
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
@@ -19,16 +18,19 @@ from grpc_reflection.v1alpha import reflection
 from streaming import __version__
 from streaming.server.auth import Credentials
 from streaming.server.batcher import Batcher
+from streaming.server.legacy_service import (
+    LEGACY_SERVICE,
+    LegacyInferenceService,
+    add_legacy_service,
+)
 from streaming.server.model import Classifier, load_classifier
 from streaming.server.serve_config import ServerConfig
 from streaming.server.server_errors import ConfigError
 from streaming.server.server_metrics import ServerMetrics
 from streaming.server.stream_service import (
-    LEGACY_SERVICE,
     STREAM_SERVICE,
-    LegacyInferenceService,
     StreamClassifierService,
-    add_services,
+    add_stream_service,
 )
 
 logger = logging.getLogger(__name__)
@@ -141,13 +143,9 @@ class StreamServer:
             # Loading TensorFlow and the model takes seconds: keep the loop responsive meanwhile.
             self._classifier = await loop.run_in_executor(None, load_classifier, config.model)
         description = self._classifier.description
-        # Old-API windows are bounded apart (legacy_max_windows) and streams by the service,
-        # so the batcher's own cap is their sum.
-        self.batcher = Batcher(
-            self._classifier,
-            replace(config, max_streams=config.max_streams + config.legacy_max_windows),
-            self.metrics,
-        )
+        # The services bound the streams they open: max_streams (the streaming service) and
+        # legacy_max_windows (the old API), so the batcher has no cap of its own.
+        self.batcher = Batcher(self._classifier, config, self.metrics)
         await self.batcher.start()
         interceptors = [credentials.interceptor] if credentials.interceptor is not None else []
         server = grpc.aio.server(options=grpc_options(config), interceptors=interceptors)
@@ -157,7 +155,8 @@ class StreamServer:
         self._legacy_service = LegacyInferenceService(
             self.batcher, config, credentials, metrics=self.metrics
         )
-        add_services(server, self._stream_service, self._legacy_service)
+        add_stream_service(server, self._stream_service)
+        add_legacy_service(server, self._legacy_service)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if config.security.reflection:
             reflection.enable_server_reflection(
@@ -228,17 +227,16 @@ class StreamServer:
         deadline = time.monotonic() + grace
         logger.info("shutting down: answering received frames (grace %.1f s)", grace)
         await self._health.enter_graceful_shutdown()
-        self.batcher.begin_drain()
+        self.batcher.begin_drain()  # the one draining flag: both services read it
         stream_service, legacy_service = self.stream_service, self.legacy_service
         stream_service.drain()
-        legacy_service.drain()
         try:
             await asyncio.wait_for(self.batcher.wait_idle(), timeout=grace)
         except TimeoutError:
             ended = stream_service.cut_off()
             logger.warning(
                 "grace period over with %d frames unanswered: %d streams told to resend",
-                self.batcher.pending_count,
+                self.batcher.scheduler.pending_count,
                 ended,
             )
         legacy_service.close()

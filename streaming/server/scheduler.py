@@ -25,15 +25,16 @@ import numpy as np
 
 from streaming.server.batch_stats import BatcherStats
 from streaming.server.durations import DurationEstimates
+from streaming.server.memory_budget import MemoryBudget, StreamBytes
 from streaming.server.serve_config import ServerConfig
-from streaming.server.server_errors import FrameError
+from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import Delivery, FrameData, FrameResult
 from streaming.server.stream_state import QueuedFrame, StreamState
 
 Clock = Callable[[], int]
 """Monotonic time in nanoseconds (``time.perf_counter_ns`` in the server, a fake in tests)."""
 
-# A module constant: an enum member lookup costs ~100 ns in Python 3.11, and submit runs per frame.
+# A module constant: a global is read faster than an enum member, and submit runs per frame.
 _LIVE = Delivery.LIVE
 # Frames a stream may always hold, whatever the budget says, so every stream keeps moving.
 _ALWAYS_ADMITTED = 2
@@ -101,10 +102,18 @@ class TakenBatch:
 
 
 class Scheduler:
-    """Per-stream queues, round-robin batches, the frame budget and the model-busy estimate.
+    """Per-stream queues, round-robin batches, the frame budget, the byte budget and the model-busy estimate.
 
-    Every method runs on one thread (the event loop) except ``model_started`` and
-    ``model_stopped``, which the model thread calls (single assignments).
+    The byte budget is a ``MemoryBudget`` (``memory``) owned here: its docstring states the
+    invariant of bytes held and of the read reservations (room for a stream's largest message
+    so far, reserved before the read, at most half the budget; a fair share of half the budget
+    split over the open streams always read; larger reads first come, first served). The
+    scheduler decides with it: who may read (``may_receive``), who may queue (``admits``) and
+    which LIVE frame drops (``submit``).
+
+    The ``Batcher`` is its only caller. Every method runs on one thread (the event loop)
+    except ``model_started`` and ``model_stopped``, which the model thread calls through the
+    Batcher (single assignments).
     """
 
     def __init__(
@@ -122,15 +131,7 @@ class Scheduler:
         self._ready: deque[StreamState] = deque()  # streams with pending frames, round-robin order
         self._pending = 0
         self._held = 0  # frames of all streams in the server: queued, in a batch or unsent
-        # Bytes of frames being decoded, queued or in a batch (an answer no longer holds any).
-        self._held_bytes = 0
-        # Room reserved for messages asked for and not arrived yet: it gates other readers only,
-        # so a client that sends one large frame and goes quiet does not make others wait or
-        # drop as if the server were full.
-        self._reserved_bytes = 0
-        self._decoding = 0  # frames being decoded on arrival, not yet queued
-        self._open_streams = 0
-        self._memory_budget = policy.memory_budget
+        self.memory = MemoryBudget(policy.memory_budget)
         self._in_flight = 0  # batches taken and not yet answered
         # Batches taken and not yet through the model, oldest first.
         self._unfinished: deque[TakenBatch] = deque()
@@ -138,9 +139,6 @@ class Scheduler:
         # (batch id, start ns) of the model call in progress, set by the model thread.
         self._running: tuple[int, int] | None = None
         self._waiting: set[StreamState] = set()
-        # Readers of large messages waiting for room, first come first served: a reader whose
-        # message was just decoded must not take the room back before those already waiting.
-        self._receive_queue: deque[StreamState] = deque()
 
     # -- counts ---------------------------------------------------------------------------------
 
@@ -156,83 +154,50 @@ class Scheduler:
 
     @property
     def held_bytes(self) -> int:
-        """Bytes of frames in the server: being decoded, queued, or in a batch."""
-        return self._held_bytes
+        """Bytes of frames in the server: being received or decoded, queued, or in a batch."""
+        return self.memory.held
 
     @property
     def reserved_bytes(self) -> int:
         """Room reserved for messages being received (asked for, not arrived yet)."""
-        return self._reserved_bytes
+        return self.memory.reserved
 
     @property
     def idle(self) -> bool:
-        """No frame is being decoded, queued or in a batch."""
-        return not self._pending and not self._in_flight and not self._decoding
+        """No frame is queued or in a batch."""
+        return not self._pending and not self._in_flight
 
     # -- messages in --------------------------------------------------------------------------
 
-    def opened(self) -> None:
-        """A stream was opened: its share of the byte budget shrinks the others'."""
-        self._open_streams += 1
+    def opened(self) -> StreamBytes:
+        """A stream is opened: its part of the byte budget (its share shrinks the others')."""
+        return self.memory.open()
 
     def may_receive(self, stream: StreamState) -> bool:
-        """Whether the stream's reader may ask gRPC for its next message now.
-
-        The next message is expected to be as large as the stream's largest so far. Within the
-        stream's fair share of the budget (half of it split over the open streams) it may always
-        be read, so small-frame streams keep moving whatever large ones hold; a larger one
-        waits until the whole budget has room for it. A stream's first message is read
-        unannounced: its size is unknown until it has arrived.
-        """
-        expected = self._expected(stream)
-        if stream.closed or expected * 2 * max(1, self._open_streams) <= self._memory_budget:
-            return True
-        queue = self._receive_queue
-        if queue and queue[0] is not stream:
-            return False
-        return self._held_bytes + self._reserved_bytes + expected <= self._memory_budget
+        """Whether the stream's reader may ask gRPC for its next message now (``MemoryBudget``)."""
+        return self.memory.may_receive(stream.memory)
 
     def wait_to_receive(self, stream: StreamState, waiting: bool) -> None:
         """Queue the stream's reader for room for its next message (or take it off the queue)."""
-        queue = self._receive_queue
         if waiting:
-            if stream not in queue:
-                queue.append(stream)
+            self.memory.wait(stream.memory, True)
             self._waiting.add(stream)
             return
         self._waiting.discard(stream)
-        if queue and queue[0] is stream:
-            queue.popleft()
+        if self.memory.wait(stream.memory, False):
             self._wake_waiting()  # the next in line may fit in what is left
-        elif stream in queue:
-            queue.remove(stream)
 
     def receiving(self, stream: StreamState) -> None:
         """The reader asks for the next message: room for the stream's largest is reserved."""
-        expected = self._expected(stream)
-        self._reserved_bytes += expected - stream.reserved
-        stream.reserved = expected
-
-    def _expected(self, stream: StreamState) -> int:
-        # At most half the budget, so a frame larger than the budget (a -msg above it) still
-        # gets its turn once the others hold less than half, instead of blocking the queue.
-        return min(stream.largest_payload, self._memory_budget // 2)
+        self.memory.reserve(stream.memory)
 
     def received(self, stream: StreamState, nbytes: int) -> None:
         """A message with a payload of ``nbytes`` arrived: it counts instead of the reservation."""
-        self._reserved_bytes -= stream.reserved
-        stream.reserved = 0
-        self._held_bytes += nbytes - stream.in_hand
-        stream.in_hand = nbytes
-        if nbytes > stream.largest_payload:
-            stream.largest_payload = nbytes
+        self.memory.receive(stream.memory, nbytes)
 
     def payload_released(self, stream: StreamState) -> None:
         """The stream's received payload (or reservation) is gone: decoded, queued or dropped."""
-        if stream.in_hand or stream.reserved:
-            self._held_bytes -= stream.in_hand
-            self._reserved_bytes -= stream.reserved
-            stream.in_hand = stream.reserved = 0
+        if self.memory.release_payload(stream.memory):
             self._wake_waiting()
 
     # -- frames in ------------------------------------------------------------------------------
@@ -248,7 +213,8 @@ class Scheduler:
         if held >= self.policy.stream_buffer or self._held >= self.policy.frame_budget:
             return False
         # Past the byte budget a LOSSLESS sender waits; a LIVE one goes on and drops (``submit``).
-        return self._held_bytes < self._memory_budget or stream.settings.delivery == _LIVE
+        memory = self.memory
+        return memory.held < memory.limit or stream.settings.delivery == _LIVE
 
     def wait_for_budget(self, stream: StreamState, waiting: bool) -> None:
         """Mark the stream's sender as waiting (or no longer) for room in the budgets."""
@@ -257,32 +223,28 @@ class Scheduler:
         else:
             self._waiting.discard(stream)
 
-    def decoding(self) -> None:
-        """A received payload is being decoded (its bytes count from ``received`` on)."""
-        self._decoding += 1
-
-    def decoded(self) -> None:
-        """The payload ``decoding`` announced is decoded (``submit`` counts what is kept)."""
-        self._decoding -= 1
-
     def submit(
         self,
         stream: StreamState,
         frame: FrameData,
         image: np.ndarray | None = None,
-        error: FrameError | None = None,
+        error: FrameRejected | None = None,
     ) -> bool:
         """Queue an admitted frame (decoded, or not decodable, or RAW to decode at batch time).
+
+        What is queued counts in the byte budget instead of the payload received
+        (``received``): the decoded image, or the RAW payload itself.
 
         Returns whether the next batch may now be due sooner.
         """
         if stream.closed:
             return False
+        memory = self.memory
         pending = stream.pending
         # A LIVE stream past the byte budget keeps its newest frame only, like live_depth 1
         # (the cheap, rarely true test first: this runs for every frame).
         shed = (
-            self._held_bytes >= self._memory_budget
+            memory.held >= memory.limit
             and stream.outstanding >= _ALWAYS_ADMITTED
             and stream.settings.delivery == _LIVE
         )
@@ -291,41 +253,41 @@ class Scheduler:
                 stream.dropped += 1
                 self._stats.dropped += 1
                 self._stats.dropped_by_budget += 1
+                self.payload_released(stream)
                 return False
             self._ready.append(stream)  # joins the round-robin
         elif shed or (stream.settings.delivery == _LIVE and len(pending) >= self.policy.live_depth):
             old = pending.popleft()  # the newest frame replaces the oldest pending one
-            self._held_bytes -= old.nbytes
+            memory.free(old.nbytes)
             stream.dropped += 1
             self._stats.dropped += 1
             self._stats.dropped_by_budget += shed
             self._pending -= 1
-            stream.release(1)
+            self.released(stream, 1)
         nbytes = len(frame.data) if image is None else image.nbytes
         pending.append(QueuedFrame(stream, frame, self._clock(), image, error, nbytes))
         stream.outstanding += 1
         self._held += 1
-        self._held_bytes += nbytes
+        memory.hold(nbytes)
         self._pending += 1
+        self.payload_released(stream)
         return self._pending == 1 or self._pending == self._max_batch
 
-    def released(self, count: int) -> None:
-        """``count`` frames left the server (sent or dropped); wakes senders waiting for budget."""
+    def released(self, stream: StreamState, count: int) -> None:
+        """``count`` of the stream's frames left the server (sent or dropped); wakes waiting senders."""
         self._held -= count
+        stream.left(count)
         self._wake_waiting()
 
     def discard(self, stream: StreamState) -> None:
         """Forget a closed stream: its queued frames go; answers still in a batch are ignored."""
         if stream.pending:
             self._pending -= len(stream.pending)
-            self._held_bytes -= sum(item.nbytes for item in stream.pending)
+            self.memory.free(sum(item.nbytes for item in stream.pending))
             self._ready.remove(stream)
         self._held -= stream.outstanding
-        self._held_bytes -= stream.in_hand
-        self._reserved_bytes -= stream.reserved
-        stream.in_hand = stream.reserved = 0
-        self._open_streams -= 1
-        self.wait_to_receive(stream, False)
+        self._waiting.discard(stream)
+        self.memory.close(stream.memory)
         stream.close()
         self._wake_waiting()
 
@@ -389,18 +351,14 @@ class Scheduler:
     ) -> None:
         """Hand a batch's answers to their streams (closed streams' answers are dropped)."""
         self._in_flight -= 1
-        self._held_bytes -= batch.nbytes  # an answer holds no frame bytes
+        self.memory.free(batch.nbytes)  # an answer holds no frame bytes
         for stream, result in answers:
             if not stream.closed:
                 stream.push_result(result)
         self._wake_waiting()
 
     def _wake_waiting(self) -> None:
-        if (
-            self._waiting
-            and self._held < self.policy.frame_budget
-            and self._held_bytes < self._memory_budget
-        ):
+        if self._waiting and self._held < self.policy.frame_budget and not self.memory.full:
             for stream in self._waiting:
                 stream.make_room()
 

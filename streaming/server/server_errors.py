@@ -19,8 +19,10 @@ class LabelsError(ConfigError):
     """The labels file is unreadable, unsafe, or does not match the model."""
 
 
-class FrameError(StreamingError, ValueError):
-    """A frame cannot be classified; answered in-band with INVALID_ARGUMENT, the stream goes on."""
+class FrameRejected(StreamingError, ValueError):
+    """The server's refusal of one frame (undecodable, over a limit): answered in-band with
+    INVALID_ARGUMENT, and the stream goes on. The client's value for that answer is
+    ``client.FrameError``."""
 
 
 class InferenceError(StreamingError):

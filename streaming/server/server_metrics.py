@@ -54,7 +54,7 @@ class DropReason(enum.Enum):
     """Why the server let a frame go unanswered on purpose (LIVE streams only)."""
 
     LIVE_REPLACED = "live_replaced"  # a newer frame of the same LIVE stream took its place
-    BUDGET = "budget"  # the server-wide frame budget was full
+    BUDGET = "budget"  # the server-wide byte budget (--memory-budget) was full
 
 
 class FailReason(enum.Enum):

@@ -1,38 +1,27 @@
-"""gRPC servicers: the streaming API and the old unary ``sc_service`` API, both over one batcher."""
+"""The streaming API's gRPC servicer (``streamclassify.v1.StreamClassifier``) over the batcher.
+
+The old unary API has its own module, ``streaming.server.legacy_service``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import math
-import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import NoReturn
 
 import grpc
-import numpy as np
 
-from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from streaming.server.auth import Credentials
-from streaming.server.batcher import Batcher, ServerDraining, TooManyStreams
+from streaming.server.batcher import Batcher, ServerDraining
 from streaming.server.logsafe import shown
-from streaming.server.serve_config import DEFAULT_MAX_FRAME_PIXELS, ServerConfig
-from streaming.server.server_errors import FrameError
-from streaming.server.server_metrics import LegacyOutcome, ServerMetrics
-from streaming.server.server_values import (
-    Delivery,
-    Encoding,
-    FrameData,
-    FrameResult,
-    ModelDescription,
-    StatusCode,
-    StreamSettings,
-)
+from streaming.server.serve_config import ServerConfig
+from streaming.server.server_metrics import ServerMetrics
+from streaming.server.server_values import FrameData, ModelDescription, StreamSettings
 from streaming.server.stream_state import StreamState
 from streaming.server.wire import (
     Undecodable,
@@ -46,22 +35,18 @@ from streaming.server.wire import (
 
 logger = logging.getLogger(__name__)
 
-# "float32", "<f8", "uint16": longer strings are not dtypes the old client sent.
-_MAX_DTYPE_CHARS = 16
-
-
 STREAM_SERVICE = pb.DESCRIPTOR.services_by_name["StreamClassifier"].full_name
-LEGACY_SERVICE = sc_service_pb2.DESCRIPTOR.services_by_name["sc_service"].full_name
 # Trailing metadata of a stream ended by shutdown: the first seq the server did not answer.
 RESEND_FROM_KEY = "resend-from-seq"
 
 
-async def _abort(
+async def abort(
     context: grpc.aio.ServicerContext,
     code: grpc.StatusCode,
     message: str,
     trailing_metadata: tuple[tuple[str, str], ...] = (),
 ) -> NoReturn:
+    """End the call with ``code`` (both APIs use it; typed ``NoReturn`` for the type checker)."""
     await context.abort(code, message, trailing_metadata=trailing_metadata)
     raise AssertionError("unreachable: abort raises")
 
@@ -77,14 +62,15 @@ async def _refuse(
 ) -> NoReturn:
     """End a stream the server cannot take, once its StreamConfig has arrived (or briefly not).
 
-    Ending a call while the client is still writing its first message makes grpc.aio clients
-    report INTERNAL "Internal error from Core" instead of this status (grpc/grpc#36066), so
-    the config a client sends right after opening is read first. The refused call holds no
-    stream slot meanwhile.
+    The server side's one workaround for grpc/grpc#36066 (the client side's is
+    ``client._aio.CallStatus``): ending a call while the client is still writing its first
+    message makes grpc.aio clients report INTERNAL "Internal error from Core" instead of this
+    status, so the config a client sends right after opening is read first. The refused call
+    holds no stream slot meanwhile.
     """
     with contextlib.suppress(Exception):
         await asyncio.wait_for(context.read(), _REFUSAL_READ_S)
-    await _abort(context, code, message)
+    await abort(context, code, message)
 
 
 async def _open(
@@ -93,9 +79,7 @@ async def _open(
     try:
         return batcher.open_stream(settings)
     except ServerDraining as exc:
-        await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-    except TooManyStreams as exc:
-        await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
 
 
 class _Unanswered:
@@ -145,9 +129,9 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         self._readers: dict[StreamState, asyncio.Task[str | None]] = {}
         self._submitting: set[StreamState] = set()  # streams whose reader waits in submit()
         # Open Classify calls, configured or not: each holds a slot of max_streams from the
-        # moment it opens, so streams that never send a config cannot pile up.
+        # moment it opens, so streams that never send a config cannot pile up. The server's
+        # one max_streams check (old-API windows are bounded apart, legacy_max_windows).
         self._calls = 0
-        self._draining = False
 
     @property
     def open_calls(self) -> int:
@@ -157,7 +141,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         self, request: pb.GetModelInfoRequest | Undecodable, context: grpc.aio.ServicerContext
     ) -> pb.ModelInfo:
         if isinstance(request, Undecodable):
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         return self._info
 
     async def Classify(
@@ -165,7 +149,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         request_iterator: AsyncIterator[pb.ClassifyRequest | FrameData | Undecodable],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.ClassifyResponse]:
-        if self._draining:
+        if self._batcher.draining:
             await _refuse(
                 context,
                 grpc.StatusCode.UNAVAILABLE,
@@ -207,17 +191,18 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 self._read(context, stream, unanswered), name=f"sc-reader-{stream.id}"
             )
             self._readers[stream] = reader
-            while (result := await stream.next_result()) is not None:
+            batcher = self._batcher
+            while (result := await batcher.next_result(stream)) is not None:
                 unanswered.answered(result.seq)
                 yield result_to_pb(result, settings.probabilities)
                 answered += 1
             violation = reader.result() if reader.done() and not reader.cancelled() else None
             if violation:
-                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, violation)
-            if self._draining and unanswered.first is not None:
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, violation)
+            if self._batcher.draining and unanswered.first is not None:
                 # Shutdown came before these frames could be answered: say where to resume.
                 first = unanswered.first
-                await _abort(
+                await abort(
                     context,
                     grpc.StatusCode.UNAVAILABLE,
                     f"the server is shutting down; frames from seq {first} on were not "
@@ -242,7 +227,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         try:
             first = await asyncio.wait_for(context.read(), timeout)
         except TimeoutError:
-            await _abort(
+            await abort(
                 context,
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"no StreamConfig within {timeout:g} s of opening the stream (--config-timeout)",
@@ -251,14 +236,14 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             return None
         if isinstance(first, Undecodable):
             logger.warning("stream from %s refused: %s", context.peer(), first.describe())
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, first.describe())
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, first.describe())
         if isinstance(first, FrameData) or first.WhichOneof("kind") != "config":
             got = (
                 "a Frame"
                 if isinstance(first, FrameData) or first.HasField("frame")
                 else "an empty request"
             )
-            await _abort(
+            await abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"the first message of a Classify stream must be a StreamConfig, got {got}",
@@ -275,7 +260,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 max_name_chars=config.max_name_chars,
             )
         except ValueError as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"bad StreamConfig: {exc}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"bad StreamConfig: {exc}")
 
     async def _read(
         self,
@@ -314,7 +299,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 finally:
                     self._submitting.discard(stream)
                 del frame
-                if self._draining:
+                if batcher.draining:
                     break  # the frame in hand is queued; read no further
         finally:
             batcher.not_receiving(stream)
@@ -322,12 +307,11 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         return None
 
     def drain(self) -> None:
-        """Refuse new streams and stop reading open ones; received frames are still answered.
+        """Stop reading open streams (the batcher is draining); received frames are still answered.
 
         A reader waiting for room for a frame it holds keeps waiting (it stops after queueing
         it); the others are stopped at once.
         """
-        self._draining = True
         for stream, reader in self._readers.items():
             if stream not in self._submitting:
                 reader.cancel()
@@ -344,236 +328,6 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         return len(streams)
 
 
-@dataclass(eq=False)
-class _LegacyWindow:
-    """One image position of an old-API client: a LOSSLESS stream in the batcher."""
-
-    stream: StreamState
-    # Answers to frames of earlier calls not taken yet (those calls timed out or were cancelled).
-    unread: int = 0
-
-    async def answer(self, seq: int | None) -> FrameResult | None:
-        """The answer to frame ``seq``, skipping older answers; ``None`` once the window closed.
-
-        With ``seq=None``, only takes the answers still owed to earlier calls.
-        """
-        while self.unread or seq is not None:
-            result = await self.stream.next_result()
-            if result is None:
-                return None
-            self.unread -= 1
-            if seq is not None and result.seq == seq:
-                return result
-        return None
-
-
-@dataclass(eq=False)
-class _LegacyClient:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    windows: list[_LegacyWindow] = field(default_factory=list)
-    last_used: float = field(default_factory=time.monotonic)
-    seq: int = 0
-
-
-_LEGACY_OUTCOMES = {
-    grpc.StatusCode.INVALID_ARGUMENT: LegacyOutcome.BAD_REQUEST,
-    grpc.StatusCode.UNAVAILABLE: LegacyOutcome.REFUSED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: LegacyOutcome.REFUSED,
-}
-
-
-class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
-    """The old unary API: a batch of RGB images per call, one window per (client id, position).
-
-    Windows are bounded on their own (``legacy_max_windows``), apart from ``max_streams``, so
-    old clients cannot take the slots of streaming clients; idle ones are freed on a timer.
-    """
-
-    def __init__(
-        self,
-        batcher: Batcher,
-        config: ServerConfig,
-        credentials: Credentials | None = None,
-        *,
-        metrics: ServerMetrics | None = None,
-    ) -> None:
-        self._batcher = batcher
-        self._config = config
-        self._credentials = credentials
-        self._metrics = metrics or ServerMetrics()
-        self._clients: dict[str, _LegacyClient] = {}
-        self._window_count = 0
-        self._sweeper: asyncio.Task[None] | None = None
-        self._draining = False
-
-    @property
-    def window_count(self) -> int:
-        return self._window_count
-
-    def start(self) -> None:
-        """Start freeing idle windows on a timer (needs the running event loop)."""
-        self._sweeper = asyncio.create_task(self._sweep(), name="sc-legacy-sweeper")
-
-    async def _sweep(self) -> None:
-        period = min(max(self._config.legacy_idle_s / 2, 0.05), 30.0)
-        while True:
-            await asyncio.sleep(period)
-            self._forget_idle()
-
-    async def inference(
-        self,
-        request: sc_service_pb2.server_input | Undecodable,
-        context: grpc.aio.ServicerContext,
-    ) -> sc_service_pb2.server_output:
-        try:
-            reply = await self._inference(request, context)
-        except BaseException:
-            self._metrics.legacy_call(_LEGACY_OUTCOMES.get(context.code(), LegacyOutcome.ERROR))
-            raise
-        self._metrics.legacy_call(LegacyOutcome.OK)
-        return reply
-
-    async def _inference(
-        self,
-        request: sc_service_pb2.server_input | Undecodable,
-        context: grpc.aio.ServicerContext,
-    ) -> sc_service_pb2.server_output:
-        if isinstance(request, Undecodable):
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe())
-        if self._draining:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
-        config = self._config
-        client_id = request.client_id
-        if len(client_id) > config.max_name_chars:
-            await _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"client_id has {len(client_id)} characters; at most {config.max_name_chars} are accepted",
-            )
-        try:
-            images = legacy_images(
-                request, config.max_frame_side, config.max_frame_pixels, config.legacy_max_images
-            )
-        except FrameError as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        self._forget_idle()  # also between timer ticks, so a call never sees stale windows
-        client = self._clients.setdefault(client_id, _LegacyClient())
-        async with client.lock:
-            client.last_used = time.monotonic()
-            await self._grow(client_id, client, len(images), context)
-            client.seq += 1
-            seq = client.seq
-            windows = client.windows[: len(images)]
-            for window, image in zip(windows, images, strict=True):
-                # Answers owed to a call that timed out are taken first, so this call's
-                # answers are its own and the window's buffer has room.
-                await window.answer(None)
-                height, width, channels = image.shape
-                frame = FrameData(
-                    seq, Encoding.RAW_RGB, width, height, channels, image.reshape(-1).data
-                )
-                await self._batcher.submit(window.stream, frame)
-                window.unread += 1
-            results = [await window.answer(seq) for window in windows]
-            client.last_used = time.monotonic()
-        labels: list[str] = []
-        scores: list[float] = []
-        for position, result in enumerate(results):
-            if result is None:
-                await _abort(
-                    context, grpc.StatusCode.UNAVAILABLE, "the server stopped before answering"
-                )
-            if result.error is not None:
-                code = (
-                    grpc.StatusCode.INVALID_ARGUMENT
-                    if result.error.code == StatusCode.INVALID_ARGUMENT
-                    else grpc.StatusCode.INTERNAL
-                )
-                await _abort(context, code, f"image {position}: {result.error.message}")
-            labels.append(result.label)
-            scores.append(result.score)
-        # The old client decodes labels as '<U1' characters and scores with the sent dtype.
-        probabilities = np.asarray(scores, dtype=np.float32).reshape(-1, 1)
-        return sc_service_pb2.server_output(
-            stream_classification=np.asarray(
-                labels, dtype=f"<U{max(1, *map(len, labels))}"
-            ).tobytes(),
-            probabilities=probabilities.tobytes(),
-            data_type="float32",
-        )
-
-    async def _grow(
-        self, client_id: str, client: _LegacyClient, count: int, context: grpc.aio.ServicerContext
-    ) -> None:
-        """Give ``client`` at least ``count`` windows, freeing least recently used ones if needed."""
-        missing = count - len(client.windows)
-        if missing <= 0:
-            return
-        limit = self._config.legacy_max_windows
-        if self._window_count + missing > limit:
-            self._free_least_recent(self._window_count + missing - limit, keep=client)
-        try:
-            if self._window_count + missing > limit:
-                raise TooManyStreams(
-                    f"all {limit} old-API windows are in use (--legacy-max-windows)"
-                )
-            for _ in range(missing):
-                settings = StreamSettings(
-                    client_id=client_id,
-                    source=f"legacy:{len(client.windows)}",
-                    window=self._config.window,
-                    delivery=Delivery.LOSSLESS,
-                    top_k=1,
-                )
-                client.windows.append(_LegacyWindow(self._batcher.open_stream(settings)))
-                self._window_count += 1
-        except (ServerDraining, TooManyStreams) as exc:
-            if not client.windows:  # a refused client leaves nothing behind
-                self._clients.pop(client_id, None)
-            code = (
-                grpc.StatusCode.UNAVAILABLE
-                if isinstance(exc, ServerDraining)
-                else grpc.StatusCode.RESOURCE_EXHAUSTED
-            )
-            logger.warning("old-API client %s refused: %s", shown(client_id), exc)
-            await _abort(context, code, str(exc))
-
-    def _free_least_recent(self, needed: int, keep: _LegacyClient) -> None:
-        freed = 0
-        for client_id, client in sorted(self._clients.items(), key=lambda kv: kv[1].last_used):
-            if freed >= needed:
-                break
-            if client is keep or client.lock.locked():
-                continue
-            freed += len(client.windows)
-            self._drop(client_id)
-
-    def _forget_idle(self) -> None:
-        cutoff = time.monotonic() - self._config.legacy_idle_s
-        for client_id in [
-            k for k, c in self._clients.items() if c.last_used < cutoff and not c.lock.locked()
-        ]:
-            self._drop(client_id)
-
-    def _drop(self, client_id: str) -> None:
-        client = self._clients.pop(client_id)
-        for window in client.windows:
-            self._batcher.close_stream(window.stream)
-        self._window_count -= len(client.windows)
-        logger.debug("old-API client %s forgotten", shown(client_id))
-
-    def drain(self) -> None:
-        """Refuse new calls; calls in progress are still answered."""
-        self._draining = True
-
-    def close(self) -> None:
-        """Stop the timer and free every window; calls still waiting end with UNAVAILABLE."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for client_id in list(self._clients):
-            self._drop(client_id)
-
-
 def _frame_in(request: pb.ClassifyRequest) -> FrameData | str:
     """The frame a protobuf-parsed request carries, or why it is not a frame request."""
     kind = request.WhichOneof("kind")
@@ -584,90 +338,27 @@ def _frame_in(request: pb.ClassifyRequest) -> FrameData | str:
     return "a request must carry a StreamConfig or a Frame; got an empty one"
 
 
-def add_services(
-    server: grpc.aio.Server,
-    stream_service: StreamClassifierService,
-    legacy_service: LegacyInferenceService,
-) -> None:
-    """Register both APIs, with request parsers that never raise (see ``Undecodable``)."""
-    services: dict[str, dict[str, grpc.RpcMethodHandler]] = {
-        STREAM_SERVICE: {
+def add_stream_service(server: grpc.aio.Server, service: StreamClassifierService) -> None:
+    """Register the streaming API, with request parsers that never raise (see ``Undecodable``)."""
+    register(
+        server,
+        STREAM_SERVICE,
+        {
             "Classify": grpc.stream_stream_rpc_method_handler(
-                stream_service.Classify,
+                service.Classify,
                 request_deserializer=classify_request_parser(),
                 response_serializer=pb.ClassifyResponse.SerializeToString,
             ),
             "GetModelInfo": grpc.unary_unary_rpc_method_handler(
-                stream_service.GetModelInfo,
+                service.GetModelInfo,
                 request_deserializer=safe_parser(pb.GetModelInfoRequest),
                 response_serializer=pb.ModelInfo.SerializeToString,
             ),
         },
-        LEGACY_SERVICE: {
-            "inference": grpc.unary_unary_rpc_method_handler(
-                legacy_service.inference,
-                request_deserializer=safe_parser(sc_service_pb2.server_input),
-                response_serializer=sc_service_pb2.server_output.SerializeToString,
-            ),
-        },
-    }
-    for name, methods in services.items():
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
-        server.add_registered_method_handlers(name, methods)
+    )
 
 
-def legacy_images(
-    request: sc_service_pb2.server_input,
-    max_side: int,
-    max_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
-    max_images: int = 64,
-) -> list[np.ndarray]:
-    """Rebuild the old client's ``np.stack`` of RGB images (shape batch, width, height, channel).
-
-    The old client put the array's shape in that order, so "width" carries the rows.
-
-    Raises:
-        FrameError: the request is malformed or over a limit (answered INVALID_ARGUMENT).
-    """
-    dims = (request.batch, request.width, request.height, request.channel)
-    if min(dims) <= 0:
-        raise FrameError(f"batch, width, height and channel must be > 0, got {dims}")
-    if request.batch > max_images:
-        raise FrameError(
-            f"{request.batch} images in one call; at most {max_images} (--legacy-max-images)"
-        )
-    if max(request.width, request.height) > max_side:
-        raise FrameError(
-            f"images of {request.width}x{request.height} exceed the largest side of {max_side} pixels"
-        )
-    if request.width * request.height > max_pixels:
-        raise FrameError(
-            f"images of {request.width}x{request.height} exceed the largest frame of {max_pixels} pixels"
-        )
-    if request.channel not in (1, 3, 4):
-        raise FrameError(f"unsupported channel count {request.channel} (1, 3 or 4)")
-    name = request.data_type or "uint8"
-    try:
-        # numpy parses dtype strings with a small grammar of its own; anything it rejects,
-        # however it rejects it, is the client's mistake.
-        dtype = np.dtype(name) if len(name) <= _MAX_DTYPE_CHARS else None
-    except (TypeError, ValueError, OverflowError, SyntaxError):
-        dtype = None
-    if dtype is None:
-        raise FrameError(f"unknown data_type {shown(name, 32)}")
-    if dtype.kind not in "uif" or dtype.itemsize > 8:
-        raise FrameError(f"data_type {shown(name, 32)} is not numeric")
-    expected = math.prod(dims) * dtype.itemsize
-    if len(request.imgs) != expected:
-        raise FrameError(
-            f"imgs is {len(request.imgs)} bytes but {dims} of {dtype.name} needs {expected}"
-        )
-    array = np.frombuffer(request.imgs, dtype=dtype).reshape(dims)
-    if dtype != np.uint8:
-        # NaN and infinities would make the cast undefined (and warn): map them into 0-255.
-        if dtype.kind == "f":
-            array = np.nan_to_num(array, nan=0.0, posinf=255.0, neginf=0.0)
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    if request.channel == 4:
-        array = array[..., :3]
-    return [np.ascontiguousarray(image) for image in array]
+def register(server: grpc.aio.Server, name: str, methods: dict[str, grpc.RpcMethodHandler]) -> None:
+    """Register one service's handlers, generic and by method (both APIs use it)."""
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
+    server.add_registered_method_handlers(name, methods)

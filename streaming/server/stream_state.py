@@ -1,19 +1,21 @@
 """The server-side state of one open stream: its queued frames, its window and its unsent answers.
 
-Named ``StreamState`` so it is never confused with the client's ``Stream``. The service reads
-answers from it (``next_result``); the batcher queues frames on it and pushes answers into it.
+Named ``StreamState`` so it is never confused with the client's ``Stream``. It is the stream's
+data and the events its sender and reader sleep on; it calls nobody. The scheduler queues frames
+on it and pushes answers into it; the service takes answers through the ``Batcher``, which tells
+the scheduler that the frame left.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from streaming.server.server_errors import FrameError
+from streaming.server.memory_budget import StreamBytes
+from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import FrameData, FrameResult, StreamSettings
 from streaming.server.window import SlidingWindow
 
@@ -26,7 +28,7 @@ class QueuedFrame:
     frame: FrameData
     arrived_ns: int
     image: np.ndarray | None  # decoded on arrival, or None: a RAW frame decoded at batch time
-    error: FrameError | None  # why it could not be decoded (answered in-band, in order)
+    error: FrameRejected | None  # why it could not be decoded (answered in-band, in order)
     nbytes: int  # what it counts in the memory budget: the image, else the received payload
 
 
@@ -41,7 +43,7 @@ class StreamState:
         stream_id: int,
         settings: StreamSettings,
         num_classes: int,
-        on_release: Callable[[int], None],
+        memory: StreamBytes,
     ) -> None:
         self.id = stream_id
         self.settings = settings
@@ -50,13 +52,9 @@ class StreamState:
         self.dropped = 0
         # Frames accepted whose answer the sender has not taken yet (queued, in a batch, or unsent).
         self.outstanding = 0
-        # Payload bytes of the frame received and not yet decoded or queued, room reserved for
-        # the message being received, and the largest payload so far (what the next one needs).
-        self.in_hand = 0
-        self.reserved = 0
-        self.largest_payload = 0
+        # Its part of the byte budget (payload in hand, reservation, largest payload so far).
+        self.memory = memory
         self.closed = False
-        self._on_release = on_release
         self._input_done = False
         self._results: deque[FrameResult] = deque()
         self._results_ready = asyncio.Event()
@@ -75,20 +73,20 @@ class StreamState:
             await self._room.wait()
 
     async def next_result(self) -> FrameResult | None:
-        """The next answer in order, or ``None`` once input has ended and every frame is answered."""
+        """The next answer in order, or ``None`` once input has ended and every frame is answered.
+
+        The caller (``Batcher.next_result``) tells the scheduler the frame left the server.
+        """
         while not self._results:
             if self.closed or (self._input_done and self.outstanding == 0):
                 return None
             self._results_ready.clear()
             await self._results_ready.wait()
-        return self.take_result()
+        return self._results.popleft()
 
     def take_result(self) -> FrameResult | None:
-        """The next answer if one is ready (the sender has it: its frame leaves the server)."""
-        if not self._results:
-            return None
-        self.release(1)
-        return self._results.popleft()
+        """The next answer if one is ready (see ``next_result``)."""
+        return self._results.popleft() if self._results else None
 
     def finish_input(self) -> None:
         """No more frames will come; the result iterator ends after the last answer."""
@@ -102,10 +100,9 @@ class StreamState:
         self._results.append(result)
         self._results_ready.set()
 
-    def release(self, count: int) -> None:
+    def left(self, count: int) -> None:
         """``count`` frames left the server (answer sent or frame dropped): make room."""
         self.outstanding -= count
-        self._on_release(count)
         self._room.set()
         if self._input_done and self.outstanding == 0:
             self._results_ready.set()

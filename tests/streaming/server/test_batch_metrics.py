@@ -6,9 +6,6 @@ import pytest
 
 from streaming.server.batch_metrics import BatchMetrics
 from streaming.server.batch_stats import BatcherStats
-from streaming.server.durations import DurationEstimates
-from streaming.server.scheduler import Scheduler, SchedulingPolicy
-from streaming.server.serve_config import ServerConfig
 from streaming.server.server_metrics import ServerMetrics
 
 DROPPED = "stream_classify_frames_dropped_total"
@@ -27,14 +24,16 @@ DROPPED = "stream_classify_frames_dropped_total"
 def test_drops_are_reported_by_reason(
     steps: list[tuple[int, int]], replaced: int, budget: int
 ) -> None:
-    config = ServerConfig()
     stats = BatcherStats()
-    scheduler = Scheduler(
-        SchedulingPolicy.from_config(config), lambda: 0, DurationEstimates(), stats
-    )
     metrics = ServerMetrics()
     recorder = BatchMetrics(
-        metrics, scheduler, stats, lambda: 0, frame_budget=64, memory_budget=1 << 20
+        metrics,
+        stats,
+        lambda: 0,
+        held_frames=lambda: 0,
+        held_bytes=lambda: 0,
+        frame_budget=64,
+        memory_budget=1 << 20,
     )
     for dropped, by_budget in steps:
         stats.dropped, stats.dropped_by_budget = dropped, by_budget

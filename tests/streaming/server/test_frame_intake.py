@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streaming.server.frame_intake import FrameIntake
-from streaming.server.server_errors import FrameError
+from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import Encoding, FrameData, ModelDescription
 
 
@@ -105,5 +105,5 @@ def test_undecodable_frames_come_back_as_frame_errors(
     frame: FrameData, message: str, intake: Callable[..., FrameIntake]
 ) -> None:
     out = intake().decode_now(frame)
-    assert isinstance(out, FrameError)
+    assert isinstance(out, FrameRejected)
     assert message in str(out)

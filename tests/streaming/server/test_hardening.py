@@ -21,7 +21,7 @@ from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from streaming.server.frame_decode import decode_frame, read_header
 from streaming.server.serve_config import ServerConfig
-from streaming.server.server_errors import FrameError
+from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import Encoding, FrameData
 from tests.classifiers import GatedClassifier
 
@@ -419,7 +419,7 @@ def bombs() -> dict[str, bytes]:
 def test_bombs_are_refused_from_their_header(bombs: dict[str, bytes], name: str) -> None:
     encoding = Encoding.PNG if name.startswith("png") else Encoding.JPEG
     frame = FrameData(7, encoding, 0, 0, 0, bombs[name])
-    with pytest.raises(FrameError, match="exceeds the largest"):
+    with pytest.raises(FrameRejected, match="exceeds the largest"):
         decode_frame(frame, 3, 8192)
 
 
@@ -471,14 +471,14 @@ def test_header_sizes_match_the_decoder(width: int, height: int, encoding: str) 
     ],
 )
 def test_broken_headers_are_refused(data: bytes, message: str) -> None:
-    with pytest.raises(FrameError, match=message):
+    with pytest.raises(FrameRejected, match=message):
         read_header(data)
 
 
 def test_declared_encoding_must_match_the_data(server: Any) -> None:
     ok, png = cv2.imencode(".png", np.zeros((24, 32, 3), np.uint8))
     frame = FrameData(3, Encoding.JPEG, 0, 0, 0, png.tobytes())
-    with pytest.raises(FrameError, match="declared JPEG but the data is PNG"):
+    with pytest.raises(FrameRejected, match="declared JPEG but the data is PNG"):
         decode_frame(frame, 3, 8192)
 
 

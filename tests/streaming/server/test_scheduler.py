@@ -1,17 +1,25 @@
 """The batching policy, step by step with a fake clock and a fake model: no threads, no sleeps.
 
-A ``Harness`` plays the pipeline synchronously: ``take`` takes (and prepares) a batch when the
-scheduler says it is due, ``start_model``/``finish_model`` run the oldest one through the fake
-model, ``collect`` plays the sender reading answers. Everything else is production code.
+Every step goes through the real wiring: a real ``Batcher`` (with its ``Scheduler``, its
+``MemoryBudget``, the ``BatchRunner`` and ``AnswerAssembler``), driven on an event loop that
+runs only when a step lets it (``settle``). Only the edges are fakes: the clock, the model, the
+pipeline's three threads (steps queued and run by hand: ``take`` prepares a batch when the
+Batcher finds it due, ``start_model``/``finish_model`` run the oldest one through the model),
+and the intake's worker pool (frames decode inline, or wait at a gate the test opens:
+``arrive``). ``send`` plays a message that has arrived (``Batcher.submit``), ``ask`` a reader
+asking for its next one (``Batcher.ready_to_receive``), ``collect`` the sender taking answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,12 +33,13 @@ from hypothesis.stateful import (
     rule,
 )
 
-from streaming.server.answers import AnswerAssembler, Answers
-from streaming.server.batch_runner import BatchRunner, PreparedBatch
-from streaming.server.batch_stats import BatcherStats
-from streaming.server.durations import DurationEstimates
-from streaming.server.scheduler import Scheduler, SchedulingPolicy, TakenBatch
-from streaming.server.server_errors import FrameError
+from streaming.server.answers import Answers
+from streaming.server.batch_runner import PreparedBatch
+from streaming.server.batcher import Batcher
+from streaming.server.frame_intake import FrameIntake
+from streaming.server.scheduler import SchedulingPolicy, TakenBatch
+from streaming.server.serve_config import ServerConfig
+from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import (
     Delivery,
     Encoding,
@@ -43,9 +52,47 @@ from streaming.server.server_values import (
 from streaming.server.stream_state import StreamState
 
 MS = 1_000_000
+MB = 1_000_000
 LABELS = ("a", "b", "c", "d")
 LIVE = Delivery.LIVE
 LOSSLESS = Delivery.LOSSLESS
+
+# One loop for the whole module, run only inside `settle`; tasks a test leaves parked are
+# cancelled when the next harness is made, and at the end.
+_LOOP = asyncio.new_event_loop()
+_TASKS: list[asyncio.Task[Any]] = []
+
+
+def _settle() -> None:
+    """Let every task run until it finishes or waits (each wake-up is one loop pass)."""
+
+    async def passes() -> None:
+        for _ in range(6):
+            await asyncio.sleep(0)
+
+    _LOOP.run_until_complete(passes())
+
+
+def _start(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    task = _LOOP.create_task(coroutine)
+    _TASKS.append(task)
+    _settle()
+    return task
+
+
+def _cancel_leftovers() -> None:
+    for task in _TASKS:
+        task.cancel()
+    if _TASKS:
+        _settle()
+    _TASKS.clear()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_loop() -> Iterator[None]:
+    yield
+    _cancel_leftovers()
+    _LOOP.close()
 
 
 class FakeClock:
@@ -62,14 +109,14 @@ class FakeClock:
 class FakeModel:
     """A ``Classifier`` whose answer is the frame's first byte modulo the label count."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, input_width: int = 1) -> None:
         self._clock = clock
         self.call_ns = 0
         self.failing = False
         self.calls: list[int] = []
         self.description = ModelDescription(
             labels=LABELS,
-            input_width=1,
+            input_width=input_width,
             input_height=1,
             input_channels=3,
             model_name="fake",
@@ -88,6 +135,45 @@ class FakeModel:
         return None
 
 
+class ManualThread(Executor):
+    """A pipeline thread whose steps wait until the test runs them."""
+
+    def __init__(self) -> None:
+        self.steps: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.steps.append((fn, args))
+        return Future()
+
+    def run_one(self) -> None:
+        fn, args = self.steps.popleft()
+        fn(*args)
+
+
+class InlineIntake(FrameIntake):
+    """The real decoder on the calling thread; a frame may wait at a gate the test opens.
+
+    JPEG frames stand in for large encoded payloads (their bytes are never read): they
+    "decode" to a model-sized image of their seq. Every other frame is decoded for real.
+    """
+
+    def __init__(self, description: ModelDescription) -> None:
+        super().__init__(description, 64, 64 * 64, workers=1)
+        self._size = (description.input_height, description.input_width, 3)
+        self.gate: asyncio.Future[FrameRejected | None] | None = None
+
+    async def decode(self, frame: FrameData) -> np.ndarray | FrameRejected:
+        gate, self.gate = self.gate, None
+        if gate is not None and (outcome := await gate) is not None:
+            return outcome
+        return self.decode_now(frame)
+
+    def decode_now(self, frame: FrameData) -> np.ndarray | FrameRejected:
+        if frame.encoding == Encoding.JPEG:
+            return np.full(self._size, frame.seq % 256, np.uint8)
+        return super().decode_now(frame)
+
+
 def frame(seq: int, *, data: bytes | None = None, width: int = 1) -> FrameData:
     """A RAW_RGB frame one pixel high (3 x width bytes) whose first byte picks its label."""
     return FrameData(
@@ -100,6 +186,11 @@ def frame(seq: int, *, data: bytes | None = None, width: int = 1) -> FrameData:
     )
 
 
+def large_frame(seq: int, nbytes: int) -> FrameData:
+    """A JPEG-declared frame of ``nbytes`` whose memory is never touched (pages stay unmapped)."""
+    return FrameData(seq, Encoding.JPEG, 0, 0, 0, memoryview(np.zeros(nbytes, np.uint8)))
+
+
 def policy(**overrides: int) -> SchedulingPolicy:
     values = dict(max_batch=4, max_delay_ns=5 * MS, live_depth=1, stream_buffer=12, frame_budget=32)
     values.update(overrides)
@@ -107,62 +198,134 @@ def policy(**overrides: int) -> SchedulingPolicy:
 
 
 @dataclass
+class Arrival:
+    """A message that arrived and waits: to be admitted, or at the decoding gate."""
+
+    task: asyncio.Task[None]
+    gate: asyncio.Future[FrameRejected | None] | None
+
+    @property
+    def decoding(self) -> bool:
+        return self.gate is not None and not self.task.done()
+
+    def finish(self, error: FrameRejected | None = None) -> None:
+        """Decoding ends (with ``error``, the frame is rejected): the frame is queued."""
+        assert self.gate is not None and not self.gate.done()
+        self.gate.set_result(error)
+        _settle()
+        self.task.result()
+
+    def stop(self) -> None:
+        """The reader is stopped while it waits (the server cancels it)."""
+        self.task.cancel()
+        _settle()
+
+
+@dataclass
 class Harness:
     policy: SchedulingPolicy = field(default_factory=policy)
+    input_width: int = 1
     clock: FakeClock = field(default_factory=FakeClock)
-    stats: BatcherStats = field(default_factory=BatcherStats)
-    durations: DurationEstimates = field(default_factory=DurationEstimates)
 
     def __post_init__(self) -> None:
-        self.scheduler = Scheduler(self.policy, self.clock, self.durations, self.stats)
-        self.model = FakeModel(self.clock)
-        self.runner = BatchRunner(self.model, 64, self.durations, self.stats, self.clock)
-        self.assembler = AnswerAssembler(LABELS, self.stats)
-        self.prepared: deque[PreparedBatch] = deque()  # taken, waiting for the model
+        _cancel_leftovers()
+        self.model = FakeModel(self.clock, self.input_width)
+        self.intake = InlineIntake(self.model.description)
+        self.prepare_thread, self.model_thread = ManualThread(), ManualThread()
+        self.answer_thread = ManualThread()
+        self.batcher = Batcher(
+            self.model,
+            ServerConfig(),
+            clock=self.clock,
+            policy=self.policy,
+            intake=self.intake,
+            pipeline_threads=(self.prepare_thread, self.model_thread, self.answer_thread),
+        )
+        self.batcher.bind_inline(self._call_inline)
+        self.scheduler = self.batcher.scheduler  # read for counts only
+        self.stats = self.batcher.stats
+        self.durations = self.batcher.durations
         self.batches: list[TakenBatch] = []
         self.streams: list[StreamState] = []
+        self.answers: list[Answers] = []
+
+    def _call_inline(self, callback: Callable[..., None], *args: Any) -> None:
+        if len(args) == 2:  # (batch, answers): what the answer thread hands the event loop
+            self.answers.append(args[1])
+        callback(*args)
+
+    @property
+    def prepared(self) -> list[PreparedBatch]:
+        """Batches taken and prepared, waiting for the model."""
+        return [args[0] for _, args in self.model_thread.steps]
 
     def open(self, delivery: Delivery = LOSSLESS, window: int = 1) -> StreamState:
         settings = StreamSettings("c", f"s{len(self.streams)}", window, delivery, top_k=2)
-        stream = StreamState(len(self.streams) + 1, settings, len(LABELS), self.scheduler.released)
-        self.scheduler.opened()
+        stream = self.batcher.open_stream(settings)
         self.streams.append(stream)
         return stream
 
     def send(
         self, stream: StreamState, seq: int, data: bytes | None = None, width: int = 1
     ) -> bool:
-        """Queue a frame if the scheduler admits it (else the sender would wait)."""
-        if not self.scheduler.admits(stream):
-            return False
-        self.scheduler.submit(stream, frame(seq, data=data, width=width))
-        return True
+        """A message arrives; whether its frame was taken (else the sender would wait)."""
+        submitted = self.submit(stream, frame(seq, data=data, width=width))
+        if submitted.done():
+            submitted.result()
+            return True
+        submitted.cancel()
+        _settle()
+        return False
+
+    def submit(self, stream: StreamState, message: FrameData) -> asyncio.Task[None]:
+        """A message arrives; the task ends once its frame is queued (or waits meanwhile)."""
+        return _start(self.batcher.submit(stream, message))
+
+    def arrive(self, stream: StreamState, nbytes: int, seq: int = 0) -> Arrival:
+        """A large message arrives and stops at the decoding gate (or waits to be admitted)."""
+        gate = _LOOP.create_future()
+        self.intake.gate = gate
+        task = self.submit(stream, large_frame(seq, nbytes))
+        if self.intake.gate is gate:  # never reached decoding: waits to be admitted
+            self.intake.gate = None
+            return Arrival(task, None)
+        return Arrival(task, gate)
+
+    def sent_before(self, stream: StreamState, nbytes: int) -> None:
+        """The stream sent a message of ``nbytes`` earlier, answered since: only its size stays."""
+        self.arrive(stream, nbytes).finish()
+        self.drain()
+        self.collect(stream)
+
+    def ask(self, stream: StreamState) -> asyncio.Task[None]:
+        """The reader asks for its next message; the task ends once room is reserved."""
+        return _start(self.batcher.ready_to_receive(stream))
 
     def due(self) -> bool:
         at = self.scheduler.next_take_ns()
         return at is not None and at <= self.clock()
 
     def take(self) -> TakenBatch | None:
-        if not self.due():
+        """The scheduling task's step: a due batch goes to the pipeline and is prepared."""
+        if self.batcher.dispatch_due() != 0:
             return None
-        batch = self.scheduler.take_batch()
+        batch: TakenBatch = self.prepare_thread.steps[0][1][0]
         self.batches.append(batch)
-        self.prepared.append(self.runner.prepare(batch))
+        self.prepare_thread.run_one()
         return batch
 
     def start_model(self) -> PreparedBatch:
+        """What the model thread does before its call (``PipelineCallbacks.model_started``)."""
         prepared = self.prepared[0]
-        self.scheduler.model_started(prepared.batch)
+        self.batcher._model_started(prepared.batch)
         return prepared
 
     def finish_model(self) -> Answers:
-        prepared = self.prepared.popleft()
-        outcome = self.runner.predict(prepared)
-        self.scheduler.model_stopped()
-        self.scheduler.model_finished(prepared.batch)
-        answers = self.assembler.assemble(prepared, outcome)
-        self.scheduler.answered(prepared.batch, answers)
-        return answers
+        """The model thread's step, then the answer thread's: the answers reach the streams."""
+        self.model_thread.run_one()
+        self.answer_thread.run_one()
+        _settle()
+        return self.answers[-1]
 
     def run_model(self) -> Answers:
         self.start_model()
@@ -170,12 +333,14 @@ class Harness:
 
     def collect(self, stream: StreamState) -> list[FrameResult]:
         results = []
-        while (result := stream.take_result()) is not None:
+        while (result := self.batcher.take_result(stream)) is not None:
             results.append(result)
+        _settle()
         return results
 
     def close(self, stream: StreamState) -> None:
-        self.scheduler.discard(stream)
+        self.batcher.close_stream(stream)
+        _settle()
 
     def drain(self, limit: int = 10_000) -> None:
         """Run everything to the end as a server would (bounded)."""
@@ -477,7 +642,7 @@ def test_budget_is_freed_only_when_frames_leave_the_server(
     if frees == "other-closed":
         h.close(first)
     # then
-    assert h.scheduler.admits(second) is admitted_again
+    assert h.send(second, 9) is admitted_again
 
 
 def test_a_waiting_sender_is_woken_when_the_budget_has_room_again() -> None:
@@ -486,14 +651,13 @@ def test_a_waiting_sender_is_woken_when_the_budget_has_room_again() -> None:
     for seq in range(2):
         h.send(first, seq)
         h.send(second, seq)
-    assert not h.scheduler.admits(second)
-    h.scheduler.wait_for_budget(second, True)
-    room = second._room  # the event the sender sleeps on
-    room.clear()
+    waiting = h.submit(second, frame(2))
+    assert not waiting.done()
     h.drain()
-    assert not room.is_set()  # answered but still held: no room yet
+    assert not waiting.done()  # answered but still held: no room yet
     h.collect(first)
-    assert room.is_set()
+    assert waiting.done()
+    assert [item.frame.seq for item in second.pending] == [2]
 
 
 # -- the memory budget -------------------------------------------------------------------------
@@ -505,13 +669,18 @@ def test_a_waiting_sender_is_woken_when_the_budget_has_room_again() -> None:
 def test_a_lossless_sender_waits_past_the_memory_budget_but_always_gets_two(
     width: int, memory_budget: int, stream_buffer: int
 ) -> None:
-    h = Harness(policy(memory_budget=memory_budget, stream_buffer=stream_buffer, frame_budget=1000))
+    h = Harness(
+        policy(memory_budget=memory_budget, stream_buffer=stream_buffer, frame_budget=1000),
+        input_width=width,  # RAW frames at the model's size are queued as received
+    )
     stream = h.open(LOSSLESS)
     count = 0
     while h.send(stream, count, width=width):
         count += 1
     frame_bytes = 3 * width
-    assert count == max(2, min(stream_buffer, math.ceil(memory_budget / frame_bytes)))
+    # the arriving payload counts too while its sender asks to queue it: beyond two frames,
+    # frame n is taken while n frames' bytes stay under the budget
+    assert count == max(2, min(stream_buffer, math.ceil(memory_budget / frame_bytes) - 1))
     assert h.scheduler.held_bytes == count * frame_bytes
     assert stream.dropped == 0
 
@@ -527,8 +696,9 @@ def test_a_live_stream_past_the_memory_budget_drops_instead_of_waiting(
     # when: it sends more than the budget holds
     for seq in range(sent):
         assert h.send(live, seq)  # never told to wait
-    # then: it holds what fits (at least two frames), the newest ones, and counts the rest
-    kept = min(sent, max(2, memory_budget // 3))
+    # then: it holds what fits (at least two frames), the newest ones, and counts the rest;
+    # the arriving payload counts while it is queued, so n frames fit while n * 3 < budget
+    kept = min(sent, max(2, math.ceil(memory_budget / 3) - 1))
     assert [item.frame.seq for item in live.pending] == list(range(sent - kept, sent))
     assert live.dropped == h.stats.dropped == sent - kept
     assert h.scheduler.held_bytes == 3 * kept
@@ -555,15 +725,12 @@ def test_bytes_count_the_decoded_image_and_payloads_being_decoded() -> None:
     h = Harness()
     stream = h.open()
     # a large payload being decoded counts, and keeps the server from being idle
-    h.scheduler.received(stream, 4_000_000)
-    h.scheduler.decoding()
-    assert h.scheduler.held_bytes == 4_000_000
-    assert not h.scheduler.idle
-    h.scheduler.decoded()
+    arrival = h.arrive(stream, 4 * MB)
+    assert arrival.decoding
+    assert h.scheduler.held_bytes == 4 * MB
+    assert not h.batcher.idle
     # what is queued is the small decoded image, not the payload
-    image = np.zeros((1, 1, 3), np.uint8)
-    h.scheduler.submit(stream, frame(0, width=1000), image)
-    h.scheduler.payload_released(stream)
+    arrival.finish()
     assert h.scheduler.held_bytes == 3
     h.drain()
     assert h.scheduler.held_bytes == 0
@@ -571,8 +738,6 @@ def test_bytes_count_the_decoded_image_and_payloads_being_decoded() -> None:
 
 
 # -- messages being received: room is reserved before a read ---------------------------------
-
-MB = 1_000_000
 
 
 @pytest.mark.parametrize(
@@ -594,50 +759,56 @@ def test_a_reader_waits_for_room_for_its_largest_message(
 ) -> None:
     h = Harness(policy(memory_budget=budget))
     reader, *others = [h.open() for _ in range(streams)]
+    if largest:
+        h.sent_before(reader, largest)
     if held_by_others:
         other = others[0] if others else h.open()
-        h.scheduler.received(other, held_by_others)  # another stream's payload, being decoded
-    h.scheduler.received(reader, largest)
-    h.scheduler.payload_released(reader)
-    assert reader.largest_payload == largest
-    assert h.scheduler.may_receive(reader) is may
+        assert h.arrive(other, held_by_others).decoding  # another stream's payload
+    assert reader.memory.largest == largest
+    assert h.ask(reader).done() is may
 
 
 def test_a_reservation_counts_until_the_message_arrives_or_the_stream_closes() -> None:
     h = Harness(policy(memory_budget=100 * MB))
-    stream, other = h.open(), h.open()
+    stream, other, third = h.open(), h.open(), h.open()
     scheduler = h.scheduler
-    scheduler.received(stream, 40 * MB)
-    scheduler.payload_released(stream)
-    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (0, 0)
+
+    def counted() -> tuple[int, int]:
+        return scheduler.held_bytes, scheduler.reserved_bytes
+
+    h.sent_before(stream, 40 * MB)
+    h.sent_before(third, 40 * MB)
+    assert counted() == (0, 0)
     # the read is asked for: the stream's largest is reserved
-    scheduler.receiving(stream)
-    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (0, 40 * MB)
-    scheduler.received(other, 30 * MB)
-    assert scheduler.may_receive(other)  # a first large message is not announced
-    scheduler.receiving(other)
-    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (30 * MB, 70 * MB)
-    assert not scheduler.may_receive(stream)  # 30 held + 70 reserved: the budget is spoken for
+    assert h.ask(stream).done()
+    assert counted() == (0, 40 * MB)
+    # another stream's first message is never announced: it counts once it has arrived
+    arrival = h.arrive(other, 30 * MB)
+    assert counted() == (30 * MB, 40 * MB)
+    asking = h.ask(third)
+    assert not asking.done()  # 30 held + 40 reserved + 40: the budget is spoken for
     # a smaller message arrives: it counts instead of the reservation
-    scheduler.received(stream, 10 * MB)
-    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (40 * MB, 30 * MB)
-    assert stream.largest_payload == 40 * MB
-    scheduler.payload_released(stream)
-    scheduler.receiving(stream)
-    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (30 * MB, 70 * MB)
+    smaller = h.arrive(stream, 10 * MB)
+    assert counted() == (40 * MB, 0)
+    assert stream.memory.largest == 40 * MB
+    smaller.stop()
+    assert asking.done()  # what the stream no longer holds or reserves is room again
+    assert counted() == (30 * MB, 40 * MB)
     # closing frees the reservation; releasing again changes nothing
-    h.close(stream)
-    scheduler.payload_released(stream)
-    assert (scheduler.held_bytes, scheduler.reserved_bytes) == (30 * MB, 30 * MB)
+    h.close(third)
+    h.batcher.not_receiving(third)
+    assert counted() == (30 * MB, 0)
+    arrival.finish()
+    assert counted() == (3, 0)
 
 
 def test_a_quiet_streams_reservation_makes_no_one_wait_to_queue_or_drop() -> None:
     # given: a stream that sent one 90 MB frame and now waits for its next one (90 MB reserved)
-    h = Harness(policy(memory_budget=100 * MB, live_depth=4, stream_buffer=8))
+    h = Harness(policy(memory_budget=100 * MB, live_depth=4, stream_buffer=8), input_width=10)
     quiet, lossless, live = h.open(), h.open(), h.open(LIVE)
-    h.scheduler.received(quiet, 90 * MB)
-    h.scheduler.payload_released(quiet)
-    h.scheduler.receiving(quiet)
+    h.sent_before(quiet, 90 * MB)
+    assert h.ask(quiet).done()
+    assert h.scheduler.reserved_bytes == 50 * MB  # at most half the budget
     # when: small-frame streams send more than the two frames every stream may always hold
     sent = [h.send(lossless, seq, width=10) for seq in range(4)]
     for seq in range(4):
@@ -652,64 +823,62 @@ def test_readers_waiting_for_room_are_served_first_come_first_served() -> None:
     h = Harness(policy(memory_budget=100 * MB))
     first, second, third = h.open(), h.open(), h.open()
     for stream in (first, second, third):
-        h.scheduler.received(stream, 40 * MB)
-        h.scheduler.payload_released(stream)
-    h.scheduler.receiving(first)
-    h.scheduler.receiving(second)
-    # when: the third waits for room, then the first's frame is decoded and it asks again
-    assert not h.scheduler.may_receive(third)
-    h.scheduler.wait_to_receive(third, True)
-    h.scheduler.payload_released(first)
-    # then: the first cannot take the room back before the third, already waiting
+        h.sent_before(stream, 40 * MB)
+    assert h.ask(first).done() and h.ask(second).done()
+    # when: the third waits for room, then the first's frame arrives and is decoded
+    third_asks = h.ask(third)
+    assert not third_asks.done()
+    h.arrive(first, 40 * MB).finish()
+    # then: the room goes to the third, already waiting; the first, asking again, waits behind
+    assert third_asks.done()
+    first_asks = h.ask(first)
+    assert not first_asks.done()  # 80 MB reserved: no room for another 40
     assert not h.scheduler.may_receive(first)
-    assert h.scheduler.may_receive(third)
-    h.scheduler.wait_to_receive(third, False)
-    h.scheduler.receiving(third)
-    assert not h.scheduler.may_receive(first)  # 80 MB held: no room for another 40
-    h.scheduler.payload_released(second)
-    assert h.scheduler.may_receive(first)
+    h.arrive(second, 40 * MB).finish()
+    assert first_asks.done()
 
 
-def test_a_closed_stream_leaves_the_queue_of_readers() -> None:
+@pytest.mark.parametrize("head_closes", [False, True])
+def test_a_closed_stream_leaves_the_queue_of_readers(head_closes: bool) -> None:
     h = Harness(policy(memory_budget=100 * MB))
     holder, waiting, behind = h.open(), h.open(), h.open()
     for stream in (holder, waiting, behind):
-        h.scheduler.received(stream, 60 * MB)
-        h.scheduler.payload_released(stream)
-    h.scheduler.receiving(holder)
-    for stream in (waiting, behind):
-        h.scheduler.wait_to_receive(stream, True)
-    h.scheduler.payload_released(holder)
-    assert not h.scheduler.may_receive(behind)  # the head of the queue goes first
-    h.close(waiting)
-    assert h.scheduler.may_receive(behind)
+        h.sent_before(stream, 60 * MB)
+    arrival = h.arrive(holder, 60 * MB)
+    waiting_asks, behind_asks = h.ask(waiting), h.ask(behind)  # 50 MB each: both wait, in order
+    assert not waiting_asks.done() and not behind_asks.done()
+    if head_closes:
+        h.close(waiting)
+    arrival.finish()
+    # the head of the queue goes first; once it has left, the next one does
+    assert waiting_asks.done()
+    assert behind_asks.done() is head_closes
 
 
 def test_a_waiting_reader_is_woken_when_bytes_are_freed() -> None:
     h = Harness(policy(memory_budget=100 * MB))
     big, other = h.open(), h.open()
-    h.scheduler.received(big, 60 * MB)
-    h.scheduler.payload_released(big)
-    h.scheduler.received(other, 60 * MB)
-    assert not h.scheduler.may_receive(big)
-    h.scheduler.wait_for_budget(big, True)
-    big._room.clear()  # the reader sleeps on its room event
-    h.scheduler.payload_released(other)
-    assert big._room.is_set() and h.scheduler.may_receive(big)
+    h.sent_before(big, 60 * MB)
+    arrival = h.arrive(other, 60 * MB)
+    asking = h.ask(big)
+    assert not asking.done()
+    arrival.finish()
+    assert asking.done()
 
 
 def test_a_frame_that_failed_to_decode_on_arrival_is_answered_in_order() -> None:
     h = Harness()
     stream = h.open()
     h.send(stream, 0)
-    h.scheduler.submit(stream, frame(1), error=FrameError("frame 1: cannot decode JPEG data"))
+    # decoded on arrival, as it is not the model's size: rejected there
+    assert h.send(stream, 1, data=b"\x01", width=2)
     h.send(stream, 2)
     h.drain()
     results = h.collect(stream)
     assert [r.seq for r in results] == [0, 1, 2]
     assert [r.error.message if r.error else None for r in results] == [
         None,
-        "frame 1: cannot decode JPEG data",
+        "frame 1: data is 1 bytes but 1x2x3 needs 6",
         None,
     ]
 
@@ -725,7 +894,7 @@ def test_a_frame_that_failed_to_decode_on_arrival_is_answered_in_order() -> None
 def test_bytes_leave_the_budget_when_frames_are_answered_or_discarded(
     step: str, bytes_after: int
 ) -> None:
-    h = Harness(policy(max_batch=2))
+    h = Harness(policy(max_batch=2), input_width=10)
     stream = h.open()
     h.send(stream, 0, width=10)
     h.send(stream, 1, width=10)
@@ -740,18 +909,16 @@ def test_bytes_leave_the_budget_when_frames_are_answered_or_discarded(
 
 
 def test_a_lossless_sender_waiting_for_bytes_is_woken_when_a_batch_is_answered() -> None:
-    h = Harness(policy(memory_budget=60, max_batch=4))
+    h = Harness(policy(memory_budget=60, max_batch=4), input_width=10)
     first, second = h.open(), h.open()
     for seq in range(2):
         h.send(first, seq, width=10)
         h.send(second, seq, width=10)
-    assert not h.scheduler.admits(second)
-    h.scheduler.wait_for_budget(second, True)
-    second._room.clear()  # the event the sender sleeps on
+    waiting = h.submit(second, frame(2, width=10))
+    assert not waiting.done()
     assert h.take() is not None
     h.run_model()  # frees every byte; the frames stay held until their answers are sent
-    assert second._room.is_set()
-    assert h.scheduler.admits(second)
+    assert waiting.done()
 
 
 # -- answers: order, errors, a failing model ----------------------------------------------------
@@ -876,9 +1043,9 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.open_streams: list[StreamState] = []
         self.most_open = 0
         self.unserved_batches: dict[int, int] = {}  # stream id -> batches taken without it
-        # frames being decoded on arrival: stream id -> (stream, payload bytes); one per stream,
-        # as a stream's reader waits for its frame to be decoded
-        self.decoding: dict[int, tuple[StreamState, int]] = {}
+        # frames being decoded on arrival: stream id -> (stream, payload bytes, the arrival);
+        # one per stream, as a stream's reader waits for its frame to be decoded
+        self.decoding: dict[int, tuple[StreamState, int, Arrival]] = {}
 
     streams = Bundle("streams")
 
@@ -910,20 +1077,22 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(stream=streams, payload=st.integers(1, 200))
     def start_decoding(self, stream: StreamState, payload: int) -> None:
         scheduler = self.h.scheduler
-        if stream.closed or stream.id in self.decoding or not scheduler.may_receive(stream):
+        if stream.closed or stream.id in self.decoding:
             return
-        scheduler.receiving(stream)
+        asking = self.h.ask(stream)
+        if not asking.done():  # the reader would wait for room
+            asking.cancel()
+            return
         budget = self.h.policy.memory_budget
-        expected = min(stream.largest_payload, budget // 2)  # a reservation is at most half
+        expected = min(stream.memory.largest, budget // 2)  # a reservation is at most half
         if expected * 2 * len(self.open_streams) > budget:
             # past its fair share, a reader asks for a message only if the budget has room
             assert scheduler.held_bytes + scheduler.reserved_bytes <= budget
-        scheduler.received(stream, payload)
-        if not scheduler.admits(stream):  # the sender would wait, holding the payload
-            scheduler.payload_released(stream)
+        arrival = self.h.arrive(stream, payload, seq=len(self.sent[stream.id]))
+        if not arrival.decoding:  # the sender would wait, holding the payload
+            arrival.stop()
             return
-        scheduler.decoding()
-        self.decoding[stream.id] = (stream, payload)
+        self.decoding[stream.id] = (stream, payload, arrival)
 
     @precondition(lambda self: self.decoding)
     @rule(data=st.data(), fails=st.booleans())
@@ -931,15 +1100,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         self._finish_decoding(data.draw(st.sampled_from(sorted(self.decoding))), fails)
 
     def _finish_decoding(self, stream_id: int, fails: bool) -> None:
-        stream, _payload = self.decoding.pop(stream_id)
-        self.h.scheduler.decoded()
+        stream, _payload, arrival = self.decoding.pop(stream_id)
         seq = len(self.sent[stream_id])
-        image = np.full((1, 2, 3), seq % 256, np.uint8)  # small: resized on arrival
-        error = FrameError(f"frame {seq}: cannot decode") if fails else None
         if not stream.closed:  # queued, or (LIVE past the byte budget) dropped and counted
             self.sent[stream_id].append(seq)
-        self.h.scheduler.submit(stream, frame(seq, width=50), image, error)
-        self.h.scheduler.payload_released(stream)
+        arrival.finish(FrameRejected(f"frame {seq}: cannot decode") if fails else None)
 
     @rule(stream=streams)
     def close(self, stream: StreamState) -> None:
@@ -984,12 +1149,13 @@ class SchedulerMachine(RuleBasedStateMachine):
         # bytes: queued frames of open streams and every batch not yet answered
         queued = sum(item.nbytes for s in open_streams for item in s.pending)
         in_batches = sum(p.batch.nbytes for p in self.h.prepared)
-        being_decoded = sum(s.in_hand for s in open_streams)
+        being_decoded = sum(s.memory.in_hand for s in open_streams)
         assert being_decoded == sum(
-            payload for s, payload in self.decoding.values() if not s.closed
+            payload for s, payload, _ in self.decoding.values() if not s.closed
         )
         assert scheduler.held_bytes == queued + in_batches + being_decoded
-        assert scheduler.reserved_bytes == sum(s.reserved for s in open_streams) == 0
+        assert scheduler.reserved_bytes == sum(s.memory.reserved for s in open_streams) == 0
+        assert self.h.batcher.idle or self.decoding or not scheduler.idle
         # the budget: beyond it only the two frames every stream may always hold
         assert scheduler.held_frames <= policy_.frame_budget + 2 * len(open_streams)
         for stream in open_streams:
@@ -1023,7 +1189,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert len(answered) + stream.dropped == len(sent)
         assert self.h.scheduler.held_frames == 0
         assert self.h.scheduler.held_bytes == 0
-        assert self.h.scheduler.idle
+        assert self.h.batcher.idle
 
 
 SchedulerMachine.TestCase.settings = settings(

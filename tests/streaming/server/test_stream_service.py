@@ -128,7 +128,7 @@ def test_streams_share_a_server_wide_frame_budget(
 
     def sample() -> None:
         while not done.is_set():
-            held.append(batcher.held_frames)
+            held.append(batcher.scheduler.held_frames)
             time.sleep(0.005)
 
     sampler = threading.Thread(target=sample)
@@ -146,7 +146,7 @@ def test_streams_share_a_server_wide_frame_budget(
     # covered step by step in test_scheduler.py
     assert all([r.seq for r in responses] == list(range(40)) for responses in results)
     assert max(held) <= 16 + 2 * 8
-    assert batcher.held_frames == 0
+    assert batcher.scheduler.held_frames == 0
 
 
 def test_live_under_overload_drops_and_counts_instead_of_lagging(
@@ -390,8 +390,8 @@ def test_cancelled_streams_leave_no_state_behind(
         gate.set()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (
-        server.server.batcher.stream_count or server.server.batcher.pending_count
+        server.server.batcher.stream_count or server.server.batcher.scheduler.pending_count
     ):
         time.sleep(0.05)
     assert server.server.batcher.stream_count == 0
-    assert server.server.batcher.pending_count == 0
+    assert server.server.batcher.scheduler.pending_count == 0
