@@ -59,10 +59,11 @@ def _banner(server: object) -> None:
         f"  address: {c.address} (port {server.port}, {_transport(c)})",
         flush=True,
     )
-    if server.metrics_port is not None:
-        host = c.metrics_host_port[0] if c.metrics_host_port else ""
-        host = f"[{host}]" if ":" in host else host
-        print(f"  metrics: http://{host}:{server.metrics_port}/metrics", flush=True)
+    if server.metrics_port is not None and c.metrics_host_port is not None:
+        from client.host_port import format_host_port
+
+        address = format_host_port(c.metrics_host_port[0], server.metrics_port)
+        print(f"  metrics: http://{address}/metrics", flush=True)
     for warning in (exposure_warning(c), c.memory_warning()):
         if warning:
             print(f"  WARNING: {warning}", flush=True)

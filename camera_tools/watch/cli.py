@@ -375,8 +375,13 @@ def run(args: argparse.Namespace) -> int:
     return watch(config)
 
 
-def watch(config: WatchConfig, console: TextIO = sys.stdout) -> int:
-    """Run the watcher with its outputs as ``config`` asks; returns the exit status."""
+def watch(config: WatchConfig, console: TextIO | None = None) -> int:
+    """Run the watcher with its outputs as ``config`` asks; returns the exit status.
+
+    Lines and the summary go to ``console`` (``sys.stdout`` as it is at the call), errors to
+    ``sys.stderr``.
+    """
+    console = sys.stdout if console is None else console
     observers: list[WatchObserver] = [ConsoleLines(console, verbose=config.verbose)]
     metrics: WatchMetrics | None = None
     if config.metrics_address is not None:
