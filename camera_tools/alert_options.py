@@ -56,7 +56,7 @@ def build_alerts(
 
     Raises:
         ValueError: A bad ``--on-alert`` or ``--webhook`` value.
-        camera_tools.errors.SinkError: The events file cannot be opened.
+        camera_tools.camera_errors.SinkError: The events file cannot be opened.
     """
     if options.rules.empty:
         return None

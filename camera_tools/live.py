@@ -18,7 +18,7 @@ import numpy as np
 from camera_tools.alert_options import AlertOptions, build_alerts
 from camera_tools.alert_outputs import AlertOutputs
 from camera_tools.alerts import AlertMonitor
-from camera_tools.capture import StreamState
+from camera_tools.capture import SourceState
 from camera_tools.restream import RtspRestreamer
 from camera_tools.sinks.base import Classification
 from camera_tools.web import DOWN_STATES, SourceStats, WebHub, WebOptions, WebServer
@@ -73,7 +73,7 @@ class LiveOutputs:
         Raises:
             camera_tools.web.WebServerError: The web address cannot be bound.
             camera_tools.restream.RestreamUnavailableError: No GStreamer RTSP server.
-            camera_tools.errors.SinkError, ValueError: Bad alert outputs.
+            camera_tools.camera_errors.SinkError, ValueError: Bad alert outputs.
         """
         web = restreamer = None
         try:
@@ -117,7 +117,7 @@ class LiveOutputs:
         if self.restreamer is not None:
             self.restreamer.publish_frame(source, image, classification)
 
-    def on_state(self, source: str, state: StreamState, detail: str = "") -> None:
+    def on_state(self, source: str, state: SourceState, detail: str = "") -> None:
         """The source's capture state changed (redacted ``detail``, e.g. the reason)."""
         if self.monitor is not None:
             self.monitor.observe_state(source, up=state.value not in DOWN_STATES, reason=detail)

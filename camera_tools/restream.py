@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from camera_tools.errors import CameraToolsError
+from camera_tools.camera_errors import CameraToolsError
 from camera_tools.overlay import OverlayPainter
 from camera_tools.sinks.base import Classification, unique_slug
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from camera_tools.web.hub import DOWN_STATES, SourceStats, WebHub
 from camera_tools.web.options import WebOptions
-from camera_tools.web.server import WebServer, WebServerError
+from camera_tools.web.web_server import WebServer, WebServerError
 
 __all__ = [
     "DOWN_STATES",

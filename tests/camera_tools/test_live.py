@@ -8,7 +8,7 @@ import numpy as np
 
 from camera_tools.alert_options import AlertOptions
 from camera_tools.alerts import AlertRules, DownRule, parse_label_rule
-from camera_tools.capture import StreamState
+from camera_tools.capture import SourceState
 from camera_tools.live import LiveOptions, LiveOutputs
 from camera_tools.sinks.base import Classification
 from camera_tools.web import SourceStats, WebOptions
@@ -35,7 +35,7 @@ def test_frames_states_and_alerts_reach_the_web_view_and_the_events_file(tmp_pat
         assert source["alerts"] == ["black:0"]
         live.on_frame(CAM, image, Classification(CAM, 1, 2.0, "program", 0.9))
         live.on_stats(CAM, SourceStats(fps=3.0))
-        live.on_state(CAM, StreamState.RECONNECTING, "connection refused")
+        live.on_state(CAM, SourceState.RECONNECTING, "connection refused")
         (source,) = hub.snapshot()["sources"]
     finally:
         live.close()
