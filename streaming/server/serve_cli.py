@@ -2,8 +2,8 @@
 
 It keeps the old server's flags (-scw -ip -msg -wrk -ohe -la) with their defaults, so old
 launch scripts work unchanged. The flags are declared once, on the config's fields
-(streaming/server/serve_config.py); ``python -m streaming.server.serve_cli --markdown docs/serve-flags.md``
-rewrites the generated table of the flag reference (``make docs``).
+(streaming/server/serve_config.py); ``make docs`` (``python -m streaming.server.serve_cli
+--markdown docs/serve-flags.md``) rewrites the generated tables of the flag reference.
 """
 
 from __future__ import annotations
