@@ -39,7 +39,7 @@ from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
 from camera_tools.watch.source_summary import SourceCounters, SourceSummary
 from camera_tools.watch.watch_config import WatchConfig, source_ids
 from camera_tools.watch.watch_errors import MetricsUnavailableError
-from client.host_port import parse_host_port
+from client.host_port import format_host_port, parse_host_port
 from client.metrics_http import MetricsEndpoint, serve_registry
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ class WatchMetrics(WatchObserver):
             self._http = serve_registry(self.registry, host, port)  # __init__ imported prometheus
         except (ValueError, OSError) as exc:
             raise MetricsUnavailableError(f"cannot serve metrics at {address}: {exc}") from exc
-        logger.info("metrics at http://%s:%d/metrics", host, self._http.port)
+        logger.info("metrics at http://%s/metrics", format_host_port(host, self._http.port))
         return self._http.port
 
     def on_frame(self, frame: ClassifiedFrame) -> None:
