@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast lint proto demo serve bench clean
+.PHONY: install test test-fast lint proto docs demo serve bench clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
 		$$(find proto -name '*.proto' | sort)
+
+# Generated reference: the serve flag tables from their declarations (streaming/server/serve_config.py).
+docs: install
+	$(BIN)/python -m streaming.server.serve_cli --markdown docs/serve-flags.md
 
 lint: install
 	$(BIN)/ruff check .

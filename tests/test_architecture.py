@@ -164,6 +164,51 @@ def test_the_rules_themselves(module: str, imports: str, allowed: bool) -> None:
     assert (target.name in own.may_import) is allowed
 
 
+# camera_tools is a library: its command lines parse flags into typed options (dataclasses)
+# and the library takes those. The RTSP child is a program of its own, run by the system Python.
+ARGPARSE_ALLOWED = {
+    "camera_tools.watch.watch_cli",
+    "camera_tools.report_cli",
+    "camera_tools._restream_server",
+}
+
+
+def imports_argparse(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "argparse":
+            return True
+    return False
+
+
+def test_only_the_command_lines_of_camera_tools_use_argparse() -> None:
+    users = {
+        module_name(path)
+        for path in project_modules()
+        if module_name(path).startswith("camera_tools") and imports_argparse(path)
+    }
+    assert users - ARGPARSE_ALLOWED == set()
+    assert users & ARGPARSE_ALLOWED, "the check found no command line at all: is it broken?"
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("import argparse", True),
+        ("import os, argparse as ap", True),
+        ("from argparse import Namespace", True),
+        ("def f():\n    import argparse", True),
+        ("import argparse_extra", False),
+        ("x = 'argparse'", False),
+    ],
+)
+def test_the_argparse_check_itself(tmp_path: Path, source: str, found: bool) -> None:
+    path = tmp_path / "module.py"
+    path.write_text(source)
+    assert imports_argparse(path) is found
+
+
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [

@@ -1,6 +1,7 @@
 """``stream-classify watch``: classify webcams, network streams, video files and folders live.
 
-Thin: parses flags into a :class:`~camera_tools.watch.WatchConfig`, runs a
+Thin: parses flags into a :class:`~camera_tools.watch.WatchConfig` (which holds every setting,
+and whose defaults the flags show), runs a
 :class:`~camera_tools.watch.Watcher` with :class:`~camera_tools.watch.ConsoleLines` (label
 changes, or every frame with ``--verbose``) and prints the summary table on stdout; logs go to
 stderr.
@@ -13,6 +14,7 @@ the server connection failed; 2 nothing could start (server unreachable within
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -20,21 +22,32 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TextIO
 
-from camera_tools.backoff import BackoffPolicy
+from camera_tools.alert_options import AlertOptions
+from camera_tools.alerts import (
+    AlertRules,
+    DownRule,
+    LabelRule,
+    parse_down_seconds,
+    parse_label_rule,
+)
 from camera_tools.camera_errors import CameraToolsError, DisplayUnavailableError
-from camera_tools.live import LiveOutputs, add_live_arguments
+from camera_tools.live import LiveOptions, LiveOutputs
+from camera_tools.restream import parse_restream_url
 from camera_tools.watch.connection import server_id
 from camera_tools.watch.live_observer import LiveObserver
 from camera_tools.watch.observers import WatchObserver
 from camera_tools.watch.outputs import ConsoleLines
 from camera_tools.watch.runner import Watcher
 from camera_tools.watch.source_summary import format_summary
-from camera_tools.watch.watch_config import WatchConfig, source_ids
+from camera_tools.watch.watch_config import DEFAULT_RECONNECT, WatchConfig, source_ids
 from camera_tools.watch.watch_errors import ServerUnavailableError
-from camera_tools.watch.watch_metrics import WatchMetrics, parse_metrics_address
+from camera_tools.watch.watch_metrics import WatchMetrics
+from camera_tools.web import WebOptions
 from client import Delivery
 from client.connection_args import add_connection_arguments, connection_from_args
+from client.host_port import parse_host_port
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +83,27 @@ def _segments_path(text: str) -> Path:
     return path
 
 
-def _metrics_address(text: str) -> str:
-    try:
-        parse_metrics_address(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` with its ValueError turned into a usage error that keeps the message."""
+
+    def wrapped(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return wrapped
+
+
+def _host_port_text(text: str) -> str:
+    parse_host_port(text)
     return text
+
+
+def _default(name: str) -> Any:
+    """The default of a :class:`WatchConfig` field: flags show it, never restate it."""
+    (found,) = (f for f in dataclasses.fields(WatchConfig) if f.name == name)
+    return found.default
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connect-timeout",
         type=_positive_float,
-        default=5.0,
+        default=_default("connect_timeout_s"),
         metavar="SECONDS",
         help="time to reach the server at start (and per reconnect attempt); default %(default)s",
     )
@@ -128,7 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--window",
         type=_non_negative_int,
-        default=0,
+        default=_default("window"),
         metavar="N",
         help="frames averaged per label (default: the server's)",
     )
@@ -136,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-sk",
         "--skip",
         type=_non_negative_int,
-        default=0,
+        default=_default("skip"),
         metavar="N",
         help="classify every (N+1)-th frame (default %(default)s: all)",
     )
@@ -154,20 +182,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--folder-fps",
         type=_positive_float,
-        default=10.0,
+        default=_default("folder_fps"),
         help="frame rate given to image folders, for positions and --realtime (default %(default)s)",
     )
     what.add_argument(
         "--stall-timeout",
         type=_positive_float,
-        default=10.0,
+        default=_default("stall_timeout_s"),
         metavar="SECONDS",
         help="silence after which a stream is reopened (default %(default)s)",
     )
     what.add_argument(
         "--in-flight",
         type=_positive_int,
-        default=8,
+        default=_default("max_in_flight"),
         metavar="N",
         help="frames per source sent and not yet answered (default %(default)s)",
     )
@@ -195,13 +223,81 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     out.add_argument(
         "--metrics-address",
-        type=_metrics_address,
+        type=_checked(_host_port_text),
         metavar="HOST:PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free one; "
-        "needs prometheus-client); default: off",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (:PORT is loopback, "
+        "0.0.0.0:PORT every interface, port 0 any free one; needs prometheus-client); "
+        "default: off",
     )
-    add_live_arguments(parser)
+    _add_live_arguments(parser)
     add_connection_arguments(parser)
+
+
+def _add_live_arguments(parser: argparse.ArgumentParser) -> None:
+    web = parser.add_argument_group("web view")
+    web.add_argument(
+        "--web",
+        type=_checked(_host_port_text),
+        metavar="HOST:PORT",
+        help="serve a live page of every source (e.g. 127.0.0.1:8080; :PORT is loopback; "
+        "with another host, set --web-token)",
+    )
+    web.add_argument(
+        "--web-token",
+        metavar="TOKEN",
+        help="require ?token=TOKEN or 'Authorization: Bearer TOKEN' on every web request",
+    )
+    parser.add_argument(
+        "--restream",
+        type=_checked(parse_restream_url),
+        metavar="rtsp://HOST:PORT/",
+        help="serve each source's annotated video as rtsp://HOST:PORT/<source> (H.264; needs "
+        "Debian's python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly)",
+    )
+    alerts = parser.add_argument_group("alerts")
+    alerts.add_argument(
+        "--alert",
+        dest="alerts",
+        action="append",
+        type=_checked(parse_label_rule),
+        default=[],
+        metavar="LABEL[,LABEL...]:SECONDS",
+        help="raise an alert when a source's label stays in the set that long (repeatable), "
+        "e.g. --alert black:5 --alert color_bars,static:10",
+    )
+    alerts.add_argument(
+        "--alert-down",
+        type=_checked(parse_down_seconds),
+        metavar="SECONDS",
+        help="raise an alert when a source stays down (reconnecting) that long",
+    )
+    alerts.add_argument(
+        "--events", type=Path, metavar="PATH", help="append every alert raise/clear as JSON Lines"
+    )
+    alerts.add_argument(
+        "--on-alert",
+        metavar="CMD",
+        help="run CMD on every raise/clear, with the event as JSON on stdin and ALERT_* "
+        "environment variables (no shell; killed after 10 s)",
+    )
+    alerts.add_argument(
+        "--webhook", metavar="URL", help="POST every raise/clear as JSON to URL (retried)"
+    )
+
+
+def _live_options(args: argparse.Namespace) -> LiveOptions:
+    label_rules: list[LabelRule] = args.alerts
+    down: DownRule | None = args.alert_down
+    return LiveOptions(
+        web=None if args.web is None else WebOptions.at(args.web, args.web_token),
+        restream=args.restream,
+        alerts=AlertOptions(
+            rules=AlertRules(tuple(label_rules), down),
+            events_path=args.events,
+            on_alert=args.on_alert,
+            webhook=args.webhook,
+        ),
+    )
 
 
 def build_config(args: argparse.Namespace) -> WatchConfig:
@@ -222,9 +318,7 @@ def build_config(args: argparse.Namespace) -> WatchConfig:
         max_in_flight=args.in_flight,
         client_id=args.client_id,
         connect_timeout_s=args.connect_timeout,
-        reconnect=BackoffPolicy(
-            initial_delay=0.5, max_delay=10.0, jitter=0.1, max_retries=args.max_retries
-        ),
+        reconnect=dataclasses.replace(DEFAULT_RECONNECT, max_retries=args.max_retries),
         stall_timeout_s=args.stall_timeout,
         folder_fps=args.folder_fps,
         duration_s=args.duration,
@@ -232,6 +326,9 @@ def build_config(args: argparse.Namespace) -> WatchConfig:
         segments_path=args.segments,
         record_path=args.record,
         display=args.display,
+        verbose=args.verbose,
+        metrics_address=args.metrics_address,
+        live=_live_options(args),
         credentials=connection["credentials"],
         token=connection["token"],
         load_balancing=connection["load_balancing"],
@@ -259,13 +356,13 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _announce(live: LiveOutputs, config: WatchConfig) -> None:
+def _announce(live: LiveOutputs, config: WatchConfig, console: TextIO) -> None:
     """Print where the web view and the re-streams are (ports may have been picked: port 0)."""
     if live.web is not None:
-        print(f"web view: {live.web.url}", flush=True)
+        print(f"web view: {live.web.url}", file=console, flush=True)
     if live.restreamer is not None:
         for source in source_ids(config.sources):
-            print(f"re-stream of {source}: {live.restreamer.url(source)}", flush=True)
+            print(f"re-stream of {source}: {live.restreamer.url(source)}", file=console, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -275,25 +372,35 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"watch: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
-    observers: list[WatchObserver] = [ConsoleLines(sys.stdout, verbose=args.verbose)]
+    return watch(config)
+
+
+def watch(config: WatchConfig, console: TextIO | None = None) -> int:
+    """Run the watcher with its outputs as ``config`` asks; returns the exit status.
+
+    Lines and the summary go to ``console`` (``sys.stdout`` as it is at the call), errors to
+    ``sys.stderr``.
+    """
+    console = sys.stdout if console is None else console
+    observers: list[WatchObserver] = [ConsoleLines(console, verbose=config.verbose)]
     metrics: WatchMetrics | None = None
-    if args.metrics_address is not None:
+    if config.metrics_address is not None:
         try:  # before connecting: a missing package or a busy port is a start-up error
             metrics = WatchMetrics(config)
-            metrics.serve(args.metrics_address)
+            metrics.serve(config.metrics_address)
         except CameraToolsError as exc:
             print(f"watch: {exc}", file=sys.stderr)
             return EXIT_CANNOT_START
         observers.append(metrics)
     try:  # before connecting: a busy port or a missing GStreamer is a start-up error
-        live = LiveOutputs.from_args(args, source_ids(config.sources), console=sys.stdout)
+        live = LiveOutputs.start(config.live, source_ids(config.sources), console=console)
     except (CameraToolsError, ValueError) as exc:
         if metrics is not None:
             metrics.close()
         print(f"watch: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
     if live.active:
-        _announce(live, config)
+        _announce(live, config, console)
         observers.append(LiveObserver(live, server_id=server_id(config.server)))
     watcher = Watcher(config, observers=observers)
     try:
@@ -308,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
     except CameraToolsError as exc:
         print(f"watch: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
-    print(format_summary(report), flush=True)
+    print(format_summary(report), file=console, flush=True)
     for source, (path, frames) in watcher.recorded.items():
-        print(f"recorded {source}: {path} ({frames} frames)", flush=True)
+        print(f"recorded {source}: {path} ({frames} frames)", file=console, flush=True)
     return EXIT_FAILED if report.failed else EXIT_OK

@@ -10,13 +10,20 @@ import grpc
 
 from camera_tools.backoff import BackoffPolicy
 from camera_tools.capture import CaptureOptions
+from camera_tools.live import LiveOptions
 from camera_tools.redact import redact_url
 from client import Delivery
+from client.host_port import parse_host_port
+
+# Reopening a source or reconnecting to the server: quick at first, then every 10 s at most.
+DEFAULT_RECONNECT = BackoffPolicy(initial_delay=0.5, max_delay=10.0, jitter=0.1)
 
 
 @dataclass(frozen=True)
 class WatchConfig:
-    """What to watch, how to classify it and where results go.
+    """What to watch, how to classify it and where results go: every ``watch`` setting.
+
+    The command line only parses flags into one of these; code embedding the watcher builds it.
 
     Attributes:
         sources: Source specs (webcam index, URL, video file, image folder or glob).
@@ -43,6 +50,10 @@ class WatchConfig:
         record_path: Annotated video; one file per source (``<stem>-<source><suffix>``) when
             there are several.
         display: Show each source in an OpenCV window.
+        verbose: Print every classified frame, not only label changes.
+        metrics_address: ``HOST:PORT`` serving Prometheus metrics at ``/metrics`` (``:PORT`` is
+            loopback, port 0 a free one); ``None`` serves none.
+        live: The web view, RTSP re-stream and alerts.
         credentials: TLS credentials for the server; ``None`` for plaintext.
         token: Bearer token sent on every call (never shown in the config's repr).
         load_balancing: The channel's load-balancing policy (``round_robin``...); ``None`` is
@@ -59,9 +70,7 @@ class WatchConfig:
     max_in_flight: int = 8
     client_id: str = ""
     connect_timeout_s: float = 5.0
-    reconnect: BackoffPolicy = field(
-        default_factory=lambda: BackoffPolicy(initial_delay=0.5, max_delay=10.0, jitter=0.1)
-    )
+    reconnect: BackoffPolicy = DEFAULT_RECONNECT
     stall_timeout_s: float = 10.0
     open_timeout_s: float = 10.0
     folder_fps: float = 10.0
@@ -72,6 +81,9 @@ class WatchConfig:
     segments_path: Path | None = None
     record_path: Path | None = None
     display: bool = False
+    verbose: bool = False
+    metrics_address: str | None = None
+    live: LiveOptions = field(default_factory=LiveOptions)
     credentials: grpc.ChannelCredentials | None = field(default=None, repr=False, compare=False)
     token: str | None = field(default=None, repr=False)
     load_balancing: str | None = None
@@ -93,6 +105,8 @@ class WatchConfig:
             )
         if self.folder_fps <= 0:
             raise ValueError(f"folder_fps must be positive, got {self.folder_fps}")
+        if self.metrics_address is not None:
+            parse_host_port(self.metrics_address)
         # Fail on bad capture settings now rather than in a worker thread.
         self.capture_options()
 

@@ -39,7 +39,8 @@ from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
 from camera_tools.watch.source_summary import SourceCounters, SourceSummary
 from camera_tools.watch.watch_config import WatchConfig, source_ids
 from camera_tools.watch.watch_errors import MetricsUnavailableError
-from client.metrics_http import ANY_INTERFACE, MetricsEndpoint, parse_host_port, serve_registry
+from client.host_port import format_host_port, parse_host_port
+from client.metrics_http import MetricsEndpoint, serve_registry
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -51,22 +52,6 @@ PREFIX = "stream_classify_watch_"
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _INSTALL_HINT = "pip install prometheus-client (or the package's 'metrics' extra)"
 _SERVER_JOIN_S = 5.0
-
-
-def parse_metrics_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6, ``:PORT`` for every interface) to host and port.
-
-    >>> parse_metrics_address("127.0.0.1:9100")
-    ('127.0.0.1', 9100)
-    >>> parse_metrics_address("[::1]:0")
-    ('::1', 0)
-    >>> parse_metrics_address(":9100")
-    ('0.0.0.0', 9100)
-
-    Raises:
-        ValueError: No port, or a port outside 0..65535.
-    """
-    return parse_host_port(text, default_host=ANY_INTERFACE)
 
 
 class WatchMetrics(WatchObserver):
@@ -144,7 +129,8 @@ class WatchMetrics(WatchObserver):
         self._set_state(self._server_state, self._server, None)
 
     def serve(self, address: str) -> int:
-        """Serve ``/metrics`` at ``address`` (``HOST:PORT``, port 0 = any free one) on a thread.
+        """Serve ``/metrics`` at ``address`` (``HOST:PORT``, ``:PORT`` loopback, port 0 any free
+        one) on a thread.
 
         Returns:
             The bound port.
@@ -155,11 +141,11 @@ class WatchMetrics(WatchObserver):
         if self._http is not None:
             raise RuntimeError("metrics are already served")
         try:
-            host, port = parse_metrics_address(address)
+            host, port = parse_host_port(address)
             self._http = serve_registry(self.registry, host, port)  # __init__ imported prometheus
         except (ValueError, OSError) as exc:
             raise MetricsUnavailableError(f"cannot serve metrics at {address}: {exc}") from exc
-        logger.info("metrics at http://%s:%d/metrics", host, self._http.port)
+        logger.info("metrics at http://%s/metrics", format_host_port(host, self._http.port))
         return self._http.port
 
     def on_frame(self, frame: ClassifiedFrame) -> None:

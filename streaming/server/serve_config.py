@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from streaming.server.config_flags import byte_size, flag, floats, host_port, on_off, size_wxh
 from streaming.server.server_errors import ConfigError
 
 # 8K UHD (7680 x 4320): the largest frame a camera sends; a declared size beyond it is an attack.
@@ -15,6 +16,15 @@ MESSAGE_OVERHEAD_BYTES = 64 * 1024
 
 Scaling = Literal["raw", "unit", "meanstd"]
 SoftmaxMode = Literal["auto", "always", "never"]
+
+# The `serve --help` sections and docs/serve-flags.md tables, in this order.
+ORIGINAL = "flags of the original server (same names and defaults)"
+BATCHING = "batching and delivery"
+LIMITS = "limits and shutdown"
+OPERATIONS = "operations"
+SECURITY = "security (see SECURITY.md); SIGHUP re-reads the files"
+MODEL = "model runtime"
+FLAG_GROUPS = (ORIGINAL, BATCHING, LIMITS, OPERATIONS, SECURITY, MODEL)
 
 
 @dataclass(frozen=True)
@@ -34,15 +44,97 @@ class ModelConfig:
         null_classes: > 0 serves a no-op model with that many classes (benchmarks of the server).
     """
 
-    model_path: Path | None = None
-    labels_path: Path | None = None
-    scaling: Scaling = "raw"
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    softmax: SoftmaxMode = "auto"
-    device: str = "auto"
-    input_size: tuple[int, int] | None = None
-    null_classes: int = 0
+    model_path: Path | None = field(
+        default=None,
+        metadata=flag(
+            "-la",
+            "--laddr",
+            parse=Path,
+            help="model: `.keras`, `.h5` or a SavedModel directory",
+            group=ORIGINAL,
+            default_text="the embedded broadcast monitor",
+        ),
+    )
+    labels_path: Path | None = field(
+        default=None,
+        metadata=flag(
+            "-ohe",
+            "--OHE",
+            parse=Path,
+            help="labels: the old pickled `{label: index}` dict, `.txt` (one per line) or `.json`",
+            group=ORIGINAL,
+            default_text="the embedded model's labels",
+        ),
+    )
+    scaling: Scaling = field(
+        default="raw",
+        metadata=flag(
+            "--scaling",
+            choices=("raw", "unit", "meanstd"),
+            help="model input: raw 0-255 RGB (Keras application models rescale themselves), "
+            "unit 0-1, or meanstd `(x/255 - mean)/std`",
+            group=MODEL,
+        ),
+    )
+    mean: tuple[float, ...] = field(
+        default=(0.485, 0.456, 0.406),
+        metadata=flag(
+            "--mean",
+            parse=floats,
+            help="per-channel mean on the 0-1 scale for `--scaling meanstd`",
+            group=MODEL,
+        ),
+    )
+    std: tuple[float, ...] = field(
+        default=(0.229, 0.224, 0.225),
+        metadata=flag(
+            "--std",
+            parse=floats,
+            help="per-channel std on the 0-1 scale for `--scaling meanstd`",
+            group=MODEL,
+        ),
+    )
+    softmax: SoftmaxMode = field(
+        default="auto",
+        metadata=flag(
+            "--softmax",
+            choices=("auto", "always", "never"),
+            help="apply softmax to the outputs; auto applies it when they are not "
+            "probabilities (logged)",
+            group=MODEL,
+        ),
+    )
+    device: str = field(
+        default="auto",
+        metadata=flag(
+            "--device",
+            metavar="auto|cpu|gpu|NAME",
+            help="TensorFlow device; GPUs get memory growth",
+            group=MODEL,
+        ),
+    )
+    input_size: tuple[int, int] | None = field(
+        default=None,
+        metadata=flag(
+            "--input-size",
+            parse=size_wxh,
+            metavar="WxH",
+            help="for models whose input size is not fixed",
+            group=MODEL,
+            default_text="from the model",
+        ),
+    )
+    null_classes: int = field(
+        default=0,
+        metadata=flag(
+            "--null-model",
+            parse=int,
+            metavar="CLASSES",
+            help="benchmarks only: a no-op model with CLASSES outputs",
+            group=MODEL,
+            default_text="off",
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.scaling not in ("raw", "unit", "meanstd"):
@@ -70,11 +162,54 @@ class SecurityConfig:
         reflection: serve gRPC server reflection (lists the services and their messages).
     """
 
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    auth_tokens: Path | None = None
-    reflection: bool = True
+    tls_cert: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--tls-cert",
+            parse=Path,
+            metavar="PEM",
+            help="serve TLS with this certificate chain (see SECURITY.md)",
+            group=SECURITY,
+            default_text="plaintext",
+        ),
+    )
+    tls_key: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--tls-key", parse=Path, metavar="PEM", help="private key of --tls-cert", group=SECURITY
+        ),
+    )
+    tls_client_ca: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--tls-client-ca",
+            parse=Path,
+            metavar="PEM",
+            help="require client certificates signed by this CA (mTLS)",
+            group=SECURITY,
+        ),
+    )
+    auth_tokens: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--auth-tokens",
+            parse=Path,
+            metavar="FILE",
+            help="require `authorization: Bearer <token>` on every call but health; "
+            "TOKEN or NAME:TOKEN per line (# comments)",
+            group=SECURITY,
+        ),
+    )
+    reflection: bool = field(
+        default=True,
+        metadata=flag(
+            "--reflection",
+            parse=on_off,
+            metavar="on|off",
+            help="serve gRPC server reflection",
+            group=SECURITY,
+        ),
+    )
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -90,6 +225,9 @@ class SecurityConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything the server needs; defaults match the old server's flags where they exist.
+
+    A field's ``flag(...)`` metadata declares its ``serve`` flag (see streaming/server/config_flags.py):
+    the parser and docs/serve-flags.md are derived from it.
 
     Attributes:
         address: where to listen (old ``-ip``).
@@ -115,8 +253,8 @@ class ServerConfig:
             up, and 1 GiB beside TensorFlow's own ~1 GiB fits a 4 GiB container.
         max_streams: open streams (bidi streams and old-API windows) the server accepts.
         max_frame_side: largest width or height accepted, before or after decoding.
-        metrics_address: ``HOST:PORT`` serving Prometheus metrics at ``/metrics``; ``None`` (the
-            default) opens no second port.
+        metrics_address: ``HOST:PORT`` serving Prometheus metrics at ``/metrics`` (``:PORT`` is
+            loopback); ``None`` (the default) opens no second port.
         max_frame_pixels: largest width × height accepted, declared (RAW, or a JPEG/PNG header)
             or decoded; a small PNG can declare a huge image, so the header is read first.
         grace_s: how long shutdown waits for received frames to be answered; past it every
@@ -135,33 +273,225 @@ class ServerConfig:
         security: TLS, client certificates, tokens and reflection.
     """
 
-    address: str = "[::]:1234"
+    address: str = field(
+        default="[::]:1234",
+        metadata=flag("-ip", "--server_ip", help="address to listen on", group=ORIGINAL),
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
-    window: int = 5
-    max_message_bytes: int | None = None
-    workers: int = 10
-    max_batch: int = 32
-    max_delay_ms: float = 5.0
-    top_k: int = 5
-    live_depth: int = 1
-    stream_buffer: int = 0
-    frame_budget: int = 0
-    memory_budget_bytes: int = 1 << 30
-    max_streams: int = 4096
-    max_frame_side: int = 8192
-    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
-    grace_s: float = 10.0
-    legacy_idle_s: float = 600.0
-    metrics_address: str | None = None
-    legacy_max_images: int = 64
-    legacy_max_windows: int = 1024
-    max_window: int = 300
-    max_top_k: int = 100
-    max_name_chars: int = 1024
-    config_timeout_s: float = 5.0
-    keepalive_s: float = 30.0
-    keepalive_timeout_s: float = 10.0
-    max_calls_per_connection: int = 100
+    window: int = field(
+        default=5,
+        metadata=flag(
+            "-scw",
+            "--sc_window",
+            parse=int,
+            help="frames averaged per prediction (per stream)",
+            group=ORIGINAL,
+        ),
+    )
+    max_message_bytes: int | None = field(
+        default=None,
+        metadata=flag(
+            "-msg",
+            "--msg_len",
+            parse=int,
+            help="largest gRPC message in bytes",
+            group=ORIGINAL,
+            default_text="what the largest allowed RAW frame needs, from --max-frame-side and "
+            "--max-frame-pixels: min(side², pixels) × 3 + 64 KiB, about 100 MB",
+        ),
+    )
+    workers: int = field(
+        default=10,
+        metadata=flag(
+            "-wrk",
+            "--workers",
+            parse=int,
+            help="threads decoding and resizing frames as they arrive",
+            group=ORIGINAL,
+        ),
+    )
+    max_batch: int = field(
+        default=32,
+        metadata=flag(
+            "--max-batch", parse=int, help="most frames in one model call", group=BATCHING
+        ),
+    )
+    max_delay_ms: float = field(
+        default=5.0,
+        metadata=flag(
+            "--max-delay-ms",
+            parse=float,
+            help="longest the first frame of a batch waits for the batch to fill",
+            group=BATCHING,
+        ),
+    )
+    top_k: int = field(
+        default=5,
+        metadata=flag("--top-k", parse=int, help="default labels per answer", group=BATCHING),
+    )
+    live_depth: int = field(
+        default=1,
+        metadata=flag(
+            "--live-depth",
+            parse=int,
+            help="pending frames a LIVE stream keeps; older ones are dropped",
+            group=BATCHING,
+        ),
+    )
+    stream_buffer: int = field(
+        default=0,
+        metadata=flag(
+            "--stream-buffer",
+            parse=int,
+            help="frames of one stream held before flow control slows its sender",
+            group=BATCHING,
+            default_text="3 × max batch",
+        ),
+    )
+    frame_budget: int = field(
+        default=0,
+        metadata=flag(
+            "--frame-budget",
+            parse=int,
+            help="frames all streams together hold; past it, streams holding two or more wait "
+            "(bounds memory with many streams)",
+            group=BATCHING,
+            default_text="8 × max batch",
+        ),
+    )
+    memory_budget_bytes: int = field(
+        default=1 << 30,
+        metadata=flag(
+            "--memory-budget",
+            parse=byte_size,
+            metavar="SIZE",
+            help="frame bytes all streams together hold (messages being received, payloads "
+            "being decoded, decoded images, batches), e.g. 512M or 2G; past it LOSSLESS "
+            "streams holding two or more frames wait and LIVE ones drop (counted)",
+            group=BATCHING,
+            default_text="1G",
+        ),
+    )
+    max_streams: int = field(
+        default=4096,
+        metadata=flag(
+            "--max-streams",
+            parse=int,
+            help="open streams accepted, each counted from the moment it opens",
+            group=LIMITS,
+        ),
+    )
+    max_frame_side: int = field(
+        default=8192,
+        metadata=flag(
+            "--max-frame-side", parse=int, help="largest frame width or height", group=LIMITS
+        ),
+    )
+    max_frame_pixels: int = field(
+        default=DEFAULT_MAX_FRAME_PIXELS,
+        metadata=flag(
+            "--max-frame-pixels",
+            parse=int,
+            help="largest frame width × height, declared (RAW, JPEG/PNG header) or decoded",
+            group=LIMITS,
+            default_text=f"{DEFAULT_MAX_FRAME_PIXELS} (8K UHD)",
+        ),
+    )
+    grace_s: float = field(
+        default=10.0,
+        metadata=flag(
+            "--grace",
+            parse=float,
+            help="seconds to answer received frames on SIGTERM/SIGINT; then streams end "
+            "UNAVAILABLE with the seq to resend",
+            group=LIMITS,
+        ),
+    )
+    legacy_idle_s: float = field(
+        default=600.0,
+        metadata=flag(
+            "--legacy-idle",
+            parse=float,
+            help="seconds before an idle old-API client's windows are freed (on a timer)",
+            group=LIMITS,
+        ),
+    )
+    metrics_address: str | None = field(
+        default=None,
+        metadata=flag(
+            "--metrics-address",
+            parse=host_port,
+            metavar="HOST:PORT",
+            help="serve Prometheus metrics at http://HOST:PORT/metrics; :PORT is loopback, "
+            "0.0.0.0:PORT every interface; port 0 takes a free port",
+            group=OPERATIONS,
+            default_text="off, no second port",
+        ),
+    )
+    legacy_max_images: int = field(
+        default=64,
+        metadata=flag(
+            "--legacy-max-images", parse=int, help="most images in one old-API call", group=LIMITS
+        ),
+    )
+    legacy_max_windows: int = field(
+        default=1024,
+        metadata=flag(
+            "--legacy-max-windows",
+            parse=int,
+            help="old-API windows (client × position) kept in all, apart from --max-streams",
+            group=LIMITS,
+        ),
+    )
+    max_window: int = field(
+        default=300,
+        metadata=flag(
+            "--max-window", parse=int, help="largest window a stream may ask for", group=LIMITS
+        ),
+    )
+    max_top_k: int = field(
+        default=100,
+        metadata=flag(
+            "--max-top-k", parse=int, help="largest top_k a stream may ask for", group=LIMITS
+        ),
+    )
+    max_name_chars: int = 1024  # no flag: a protocol limit, not a deployment choice
+    config_timeout_s: float = field(
+        default=5.0,
+        metadata=flag(
+            "--config-timeout",
+            parse=float,
+            help="seconds a new stream has to send its StreamConfig",
+            group=LIMITS,
+        ),
+    )
+    keepalive_s: float = field(
+        default=30.0,
+        metadata=flag(
+            "--keepalive",
+            parse=float,
+            help="seconds of silence before the server pings a connection",
+            group=LIMITS,
+        ),
+    )
+    keepalive_timeout_s: float = field(
+        default=10.0,
+        metadata=flag(
+            "--keepalive-timeout",
+            parse=float,
+            help="seconds an unanswered ping waits before the connection is closed",
+            group=LIMITS,
+        ),
+    )
+    max_calls_per_connection: int = field(
+        default=100,
+        metadata=flag(
+            "--max-calls-per-connection",
+            parse=int,
+            help="concurrent calls (HTTP/2 streams) one connection may open",
+            group=LIMITS,
+        ),
+    )
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
@@ -249,7 +579,8 @@ class ServerConfig:
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9100`` for IPv6) into (host, port); raises ConfigError when malformed.
+    """``HOST:PORT`` into (host, port) as :func:`client.host_port.parse_host_port` reads it
+    (``:PORT`` is loopback); raises ConfigError when malformed.
 
     >>> parse_host_port("0.0.0.0:9100")
     ('0.0.0.0', 9100)
@@ -257,9 +588,9 @@ def parse_host_port(text: str) -> tuple[str, int]:
     ('::', 0)
     """
     # Here, not at the top: `import client` loads grpc and numpy, and this module stays light.
-    from client.metrics_http import parse_host_port as parse
+    from client.host_port import parse_host_port as parse
 
     try:
-        return parse(text)  # no default host: the server's interface is always named
-    except ValueError:
-        raise ConfigError(f"expected HOST:PORT, got {text!r}") from None
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

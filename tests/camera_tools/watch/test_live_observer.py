@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import time
@@ -10,13 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+from camera_tools.alert_options import AlertOptions
+from camera_tools.alerts import AlertRules, DownRule, parse_label_rule
 from camera_tools.capture import SourceState
-from camera_tools.live import LiveOutputs, add_live_arguments
+from camera_tools.live import LiveOptions, LiveOutputs
 from camera_tools.sinks.base import Classification
 from camera_tools.states import SourceEvent
 from camera_tools.watch.live_observer import LiveObserver, stats_from_counters
 from camera_tools.watch.observers import ClassifiedFrame
 from camera_tools.watch.source_summary import SourceCounters
+from camera_tools.web import WebOptions
 from client import Prediction
 
 CAM = "rtsp://***@cam.local/live"
@@ -24,10 +26,8 @@ SERVER = "server 127.0.0.1:1234"
 IMAGE = np.zeros((48, 64, 3), np.uint8)
 
 
-def live_outputs(*argv: str) -> LiveOutputs:
-    parser = argparse.ArgumentParser()
-    add_live_arguments(parser)
-    return LiveOutputs.from_args(parser.parse_args(list(argv)), [CAM], console=io.StringIO())
+def live_outputs(options: LiveOptions) -> LiveOutputs:
+    return LiveOutputs.start(options, [CAM], console=io.StringIO())
 
 
 def frame(index: int, label: str, image: np.ndarray | None = IMAGE) -> ClassifiedFrame:
@@ -44,7 +44,12 @@ def test_late_answers_do_not_bring_a_down_source_back_up(tmp_path: Path) -> None
     # given the web view and a down alert
     events = tmp_path / "events.jsonl"
     observer = LiveObserver(
-        live_outputs("--web", "127.0.0.1:0", "--alert-down", "0", "--events", str(events)),
+        live_outputs(
+            LiveOptions(
+                web=WebOptions("127.0.0.1", 0),
+                alerts=AlertOptions(AlertRules(down=DownRule(0.0)), events_path=events),
+            )
+        ),
         server_id=SERVER,
     )
     assert observer.wants_images
@@ -78,7 +83,12 @@ def test_late_answers_do_not_bring_a_down_source_back_up(tmp_path: Path) -> None
 def test_alerts_alone_need_no_images(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     observer = LiveObserver(
-        live_outputs("--alert", "black:0", "--events", str(events)), server_id=SERVER
+        live_outputs(
+            LiveOptions(
+                alerts=AlertOptions(AlertRules((parse_label_rule("black:0"),)), events_path=events)
+            )
+        ),
+        server_id=SERVER,
     )
     assert not observer.wants_images
     observer.on_frame(frame(0, "black", image=None))

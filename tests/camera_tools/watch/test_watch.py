@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,13 @@ import cv2
 import numpy as np
 import pytest
 
+from camera_tools.alert_options import AlertOptions
+from camera_tools.alerts import AlertRules, DownRule, parse_label_rule
 from camera_tools.watch import WatchConfig, record_paths, watch_cli
+from camera_tools.watch.watch_config import DEFAULT_RECONNECT
+from camera_tools.web import WebOptions
 from client import Delivery
+from client.host_port import parse_host_port
 from tests.camera_tools.videos import colour_frames, for_seconds, solid, write_video
 
 FPS = 10
@@ -238,6 +245,72 @@ def test_delivery_flag(flag: str | None, expected: Delivery | None) -> None:
     assert isinstance(config, WatchConfig)
     assert config.delivery == expected
     assert config.reconnect.max_retries == 3
+
+
+def build(*argv: str) -> WatchConfig:
+    parser = argparse.ArgumentParser()
+    watch_cli.add_arguments(parser)
+    return watch_cli.build_config(parser.parse_args(["clip.mp4", *argv]))
+
+
+def test_the_flags_defaults_are_the_configs() -> None:
+    assert build() == WatchConfig(("clip.mp4",), watch_cli.DEFAULT_SERVER)
+
+
+@pytest.mark.parametrize(
+    ("argv", "attribute", "expected"),
+    [
+        (["-v"], "verbose", True),
+        (["--max-retries", "3"], "reconnect", replace(DEFAULT_RECONNECT, max_retries=3)),
+        (["--metrics-address", "0.0.0.0:9100"], "metrics_address", "0.0.0.0:9100"),
+        # no host means loopback for both addresses of one command
+        (["--metrics-address", ":9100", "--web", ":8080"], "metrics_address", ":9100"),
+        (["--metrics-address", ":9100", "--web", ":8080"], "live.web", WebOptions(port=8080)),
+        (["--web", "[::]:8080", "--web-token", "t"], "live.web", WebOptions("::", 8080, "t")),
+        (["--web-token", "t"], "live.web", None),
+        (["--restream", "rtsp://127.0.0.1:8555/"], "live.restream", ("127.0.0.1", 8555)),
+        (
+            ["--alert", "black:5", "--alert-down", "30", "--events", "e.jsonl"]
+            + ["--on-alert", "notify", "--webhook", "http://hooks.local/"],
+            "live.alerts",
+            AlertOptions(
+                AlertRules((parse_label_rule("black:5"),), DownRule(30.0)),
+                Path("e.jsonl"),
+                "notify",
+                "http://hooks.local/",
+            ),
+        ),
+    ],
+)
+def test_every_flag_lands_in_the_config(argv: list[str], attribute: str, expected: Any) -> None:
+    assert attrgetter(attribute)(build(*argv)) == expected
+
+
+def test_loopback_is_what_an_empty_host_binds() -> None:
+    config = build("--metrics-address", ":0", "--web", ":0")
+    assert config.metrics_address is not None and config.live.web is not None
+    assert parse_host_port(config.metrics_address)[0] == config.live.web.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--web", "nope"], "expected HOST:PORT"),
+        (["--web", "::1:8080"], "IPv6 address needs brackets"),
+        (["--metrics-address", "9100"], "expected HOST:PORT"),
+        (["--metrics-address", "h:70000"], "port must be 0..65535"),
+        (["--restream", "http://x/"], "rtsp://HOST:PORT/"),
+        (["--alert", "black"], "LABEL[,LABEL...]:SECONDS"),
+        (["--alert-down", "x"], "--alert-down needs a number of seconds"),
+    ],
+)
+def test_bad_flags_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build(*argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

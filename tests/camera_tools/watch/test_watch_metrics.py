@@ -30,7 +30,7 @@ from camera_tools.watch import (
 )
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
 from camera_tools.watch.watch_errors import MetricsUnavailableError
-from camera_tools.watch.watch_metrics import WatchMetrics, parse_metrics_address
+from camera_tools.watch.watch_metrics import WatchMetrics
 from client import Prediction
 from tests.camera_tools.videos import colour_frames, write_video
 from tests.metrics_scrape import scrape_samples
@@ -172,28 +172,6 @@ def test_running_totals_become_counters_that_never_go_back() -> None:
     assert get(P + "reconnects_total", {"source": "a.mp4", "cause": "source"}) == 1.0
     assert get(P + "reconnects_total", {"source": "a.mp4", "cause": "server"}) == 2.0
     metrics.close()
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("127.0.0.1:9100", ("127.0.0.1", 9100)),
-        ("localhost:0", ("localhost", 0)),
-        ("[::1]:9100", ("::1", 9100)),
-        (":9100", ("0.0.0.0", 9100)),
-        ("127.0.0.1", ValueError),
-        ("127.0.0.1:", ValueError),
-        ("127.0.0.1:http", ValueError),
-        ("127.0.0.1:-1", ValueError),
-        ("127.0.0.1:65536", ValueError),
-    ],
-)
-def test_metrics_address_is_host_and_port(text: str, expected: Any) -> None:
-    if expected is ValueError:
-        with pytest.raises(ValueError):
-            parse_metrics_address(text)
-    else:
-        assert parse_metrics_address(text) == expected
 
 
 def test_serves_on_a_free_port_and_stops_on_close() -> None:

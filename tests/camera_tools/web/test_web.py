@@ -18,7 +18,7 @@ import pytest
 from camera_tools.alerts import AlertEvent, AlertKind
 from camera_tools.overlay import label_color
 from camera_tools.sinks.base import Classification
-from camera_tools.web import SourceStats, WebHub, WebServer, parse_bind
+from camera_tools.web import SourceStats, WebHub, WebOptions, WebServer
 
 WaitFor = Callable[[Callable[[], bool], float], bool]
 CAM = "rtsp://***@cam.local/live"  # ids reach the hub redacted
@@ -281,13 +281,25 @@ def test_page_and_static_files_ship_in_the_package(server: WebServer) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("127.0.0.1:8080", ("127.0.0.1", 8080)), (":0", ("127.0.0.1", 0)), ("[::1]:9", ("::1", 9))],
+    [
+        ("127.0.0.1:8080", WebOptions("127.0.0.1", 8080)),
+        (":0", WebOptions("127.0.0.1", 0)),  # no host: loopback, as for --metrics-address
+        ("[::1]:9", WebOptions("::1", 9)),
+        ("0.0.0.0:80", WebOptions("0.0.0.0", 80)),
+        ("8080", ValueError),
+        ("host:", ValueError),
+        ("h:99999", ValueError),
+        ("h:x", ValueError),
+    ],
 )
-def test_parse_bind(text: str, expected: tuple[str, int]) -> None:
-    assert parse_bind(text) == expected
+def test_web_options_at_an_address(text: str, expected: WebOptions | type[ValueError]) -> None:
+    if isinstance(expected, WebOptions):
+        assert WebOptions.at(text) == expected
+    else:
+        with pytest.raises(expected):
+            WebOptions.at(text)
 
 
-@pytest.mark.parametrize("text", ["8080", "host:", "h:99999", "h:x"])
-def test_parse_bind_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_bind(text)
+def test_web_token_is_kept_out_of_the_repr() -> None:
+    options = WebOptions.at(":8080", token="s3cret")
+    assert options.token == "s3cret" and "s3cret" not in repr(options)
