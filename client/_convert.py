@@ -30,6 +30,8 @@ def model_info_from_pb(message: pb.ModelInfo) -> ModelInfo:
         max_batch=message.max_batch,
         model_name=message.model_name,
         device=message.device,
+        model_version=message.model_version,
+        model_versions_available=tuple(message.model_versions_available),
     )
 
 
@@ -111,4 +113,5 @@ def prediction_from_pb(message: pb.ClassifyResponse, *, probabilities: bool = Tr
         inference_us=message.inference_us,
         capture_time_us=message.capture_time_us,
         error=error,
+        model_version=message.model_version,
     )

@@ -54,6 +54,10 @@ class ModelInfo:
     max_batch: int = 0
     model_name: str = ""
     device: str = ""
+    # The version served when this was asked, and the versions the server could serve
+    # (``serve --model-dir``); empty from servers older than model versions.
+    model_version: str = ""
+    model_versions_available: tuple[str, ...] = ()
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -104,6 +108,8 @@ class Prediction:
         batch_size, queue_us, inference_us: how the server served the frame.
         capture_time_us: echoed from the frame.
         error: set when the frame could not be classified; the other fields are then empty.
+        model_version: the server's model version that computed this answer (it changes
+            when the server swaps in a new version; ``""`` from older servers).
 
     Example:
         >>> p = Prediction(seq=0, label="cat", score=0.9)
@@ -126,6 +132,7 @@ class Prediction:
     inference_us: int = 0
     capture_time_us: int = 0
     error: FrameError | None = None
+    model_version: str = ""
 
     @property
     def ok(self) -> bool:

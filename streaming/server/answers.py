@@ -8,6 +8,7 @@ import numpy as np
 
 from streaming.server.batch_runner import ModelFailure, ModelOutcome, PreparedBatch
 from streaming.server.batch_stats import BatcherStats
+from streaming.server.model_versions import ServingModel
 from streaming.server.server_values import FrameErrorInfo, FrameResult, StatusCode
 from streaming.server.stream_state import QueuedFrame, StreamState
 
@@ -19,26 +20,30 @@ Answers = list[tuple[StreamState, FrameResult]]
 class AnswerAssembler:
     """Turns a model outcome into one answer per frame of the batch, in batch order."""
 
-    def __init__(self, labels: tuple[str, ...], stats: BatcherStats) -> None:
-        self._labels = labels
+    def __init__(self, stats: BatcherStats) -> None:
         self._stats = stats
 
     def assemble(self, prepared: PreparedBatch, outcome: ModelOutcome) -> Answers:
         """Every frame's answer; never raises (a failure answers every frame INTERNAL)."""
         try:
             if isinstance(outcome, ModelFailure):
-                return self._fail_all(prepared, outcome.message, prepared.n_rows)
-            return self._answers(prepared, outcome.probs, outcome.inference_us)
+                return self._fail_all(prepared, outcome.message, prepared.n_rows, outcome.model)
+            return self._answers(prepared, outcome.probs, outcome.inference_us, outcome.model)
         except Exception:
             logger.exception(
                 "unexpected failure answering a batch of %d frames", len(prepared.batch.items)
             )
-            return self._fail_all(prepared, "internal error while answering the batch", 0)
+            message = "internal error while answering the batch"
+            return self._fail_all(prepared, message, 0, outcome.model)
 
-    def _answers(self, prepared: PreparedBatch, probs: np.ndarray, inference_us: int) -> Answers:
+    def _answers(
+        self, prepared: PreparedBatch, probs: np.ndarray, inference_us: int, model: ServingModel
+    ) -> Answers:
         """Every frame's answer, its stream's window advanced (in batch order)."""
         n_rows = len(probs)
-        labels = self._labels
+        labels = model.labels
+        version = model.version
+        epoch = model.labels_epoch
         taken_ns = prepared.batch.taken_ns
         frame_top = probs.argmax(axis=1)
         answers: Answers = []
@@ -49,10 +54,14 @@ class AnswerAssembler:
             if row < 0:
                 self._stats.frame_errors += 1
                 error = FrameErrorInfo(StatusCode.INVALID_ARGUMENT, prepared.errors[index])
-                answers.append((stream, _error_result(item, error, n_rows, queue_us, inference_us)))
+                answers.append(
+                    (stream, _error_result(item, error, n_rows, queue_us, inference_us, version))
+                )
                 continue
             if stream.closed:
                 continue
+            if stream.labels_epoch != epoch:  # the first answer since a swap changed the labels
+                stream.restart_window(len(labels), epoch)
             mean = stream.window.add(probs[row])
             order = np.argsort(-mean)[: stream.settings.top_k]
             best = int(order[0])
@@ -74,12 +83,15 @@ class AnswerAssembler:
                         frame_score=float(probs[row, frame_best]),
                         top_k=tuple((labels[int(i)], float(mean[i])) for i in order),
                         window_frames=len(stream.window),
+                        model_version=version,
                     ),
                 )
             )
         return answers
 
-    def _fail_all(self, prepared: PreparedBatch, message: str, n_rows: int) -> Answers:
+    def _fail_all(
+        self, prepared: PreparedBatch, message: str, n_rows: int, model: ServingModel
+    ) -> Answers:
         answers: Answers = []
         taken_ns = prepared.batch.taken_ns
         for index, item in enumerate(prepared.batch.items):
@@ -88,12 +100,19 @@ class AnswerAssembler:
             else:
                 error = FrameErrorInfo(StatusCode.INTERNAL, message)
             queue_us = (taken_ns - item.arrived_ns) // 1000
-            answers.append((item.stream, _error_result(item, error, n_rows, queue_us, 0)))
+            answers.append(
+                (item.stream, _error_result(item, error, n_rows, queue_us, 0, model.version))
+            )
         return answers
 
 
 def _error_result(
-    item: QueuedFrame, error: FrameErrorInfo, batch_size: int, queue_us: int, inference_us: int
+    item: QueuedFrame,
+    error: FrameErrorInfo,
+    batch_size: int,
+    queue_us: int,
+    inference_us: int,
+    model_version: str,
 ) -> FrameResult:
     return FrameResult(
         seq=item.frame.seq,
@@ -104,4 +123,5 @@ def _error_result(
         inference_us=inference_us,
         window_frames=len(item.stream.window),
         error=error,
+        model_version=model_version,
     )

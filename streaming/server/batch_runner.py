@@ -18,7 +18,7 @@ import numpy as np
 
 from streaming.server.batch_stats import BatcherStats
 from streaming.server.durations import DurationEstimates
-from streaming.server.model import Classifier
+from streaming.server.model_versions import ModelSlot, ServingModel
 from streaming.server.scheduler import Clock, TakenBatch
 from streaming.server.server_errors import FrameRejected, InferenceError
 from streaming.server.server_values import FrameData
@@ -42,10 +42,12 @@ class PreparedBatch:
 
 @dataclass(frozen=True, slots=True)
 class ModelOutput:
-    """A model call's probabilities (one row per decoded frame) and its duration."""
+    """A model call's probabilities (one row per decoded frame), its duration and the model
+    (version and labels) that computed them."""
 
     probs: np.ndarray
     inference_us: int
+    model: ServingModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class ModelFailure:
     """Why a model call failed: every decoded frame of the batch is answered INTERNAL."""
 
     message: str
+    model: ServingModel
 
 
 ModelOutcome = ModelOutput | ModelFailure
@@ -63,14 +66,13 @@ class BatchRunner:
 
     def __init__(
         self,
-        classifier: Classifier,
+        models: ModelSlot,
         decode: Callable[[FrameData], np.ndarray | FrameRejected],
         durations: DurationEstimates,
         stats: BatcherStats,
         clock: Clock,
     ) -> None:
-        self._classifier = classifier
-        self._num_labels = len(classifier.description.labels)
+        self._models = models
         self._decode = decode
         self._durations = durations
         self._stats = stats
@@ -92,23 +94,27 @@ class BatchRunner:
         return prepared
 
     def predict(self, prepared: PreparedBatch) -> ModelOutcome:
-        """The model call: probabilities and its duration, or why it failed."""
+        """The model call: probabilities and its duration, or why it failed.
+
+        The model is read here, once per batch: a swap (``ModelSlot.swap``) takes effect
+        between two batches, and the whole batch is answered by the model that computed it.
+        """
+        model = self._models.current
         n_rows = prepared.n_rows
+        num_labels = len(model.labels)
         start = self._clock()
         try:
             probs = (
-                self._classifier.predict(prepared.groups)
-                if n_rows
-                else np.empty((0, self._num_labels))
+                model.classifier.predict(prepared.groups) if n_rows else np.empty((0, num_labels))
             )
-            if probs.shape != (n_rows, self._num_labels):
+            if probs.shape != (n_rows, num_labels):
                 raise InferenceError(
-                    f"model returned {probs.shape} for {n_rows} frames and {self._num_labels} labels"
+                    f"model returned {probs.shape} for {n_rows} frames and {num_labels} labels"
                 )
         except Exception as exc:
             logger.error("model call for %d frames failed: %s", n_rows, exc)
             self._stats.failed_batches += 1
-            return ModelFailure(f"model call failed: {exc}")
+            return ModelFailure(f"model call failed: {exc}", model)
         elapsed = self._clock() - start
         if n_rows:
             self._durations.model_call(n_rows, elapsed)
@@ -116,7 +122,7 @@ class BatchRunner:
         stats.batches += 1
         stats.frames += n_rows
         stats.batch_sizes.append(n_rows)
-        return ModelOutput(probs, elapsed // 1000)
+        return ModelOutput(probs, elapsed // 1000, model)
 
     def _prepare(self, batch: TakenBatch) -> PreparedBatch:
         items = batch.items

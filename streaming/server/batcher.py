@@ -27,6 +27,7 @@ from streaming.server.batch_stats import BatcherStats
 from streaming.server.durations import DurationEstimates
 from streaming.server.frame_intake import FrameIntake
 from streaming.server.model import Classifier
+from streaming.server.model_versions import ModelSlot, ServingModel
 from streaming.server.scheduler import Clock, Scheduler, SchedulingPolicy, TakenBatch
 from streaming.server.serve_config import ServerConfig
 from streaming.server.server_errors import FrameRejected, StreamingError
@@ -51,7 +52,7 @@ class Batcher:
 
     def __init__(
         self,
-        classifier: Classifier,
+        models: ModelSlot | Classifier,
         config: ServerConfig,
         metrics: ServerMetrics | None = None,
         *,
@@ -60,9 +61,10 @@ class Batcher:
         intake: FrameIntake | None = None,
         pipeline_threads: tuple[Executor, Executor, Executor] | None = None,
     ) -> None:
-        self._classifier = classifier
+        # The served model, read once per batch by the model thread (see ModelSlot).
+        self.models = models if isinstance(models, ModelSlot) else ModelSlot.single(models)
+        description = self.models.current.description
         self._config = config
-        self._num_labels = len(classifier.description.labels)
         self._clock = clock
         self.stats = BatcherStats()
         durations = DurationEstimates()
@@ -72,12 +74,13 @@ class Batcher:
             policy or SchedulingPolicy.from_config(config), clock, durations, self.stats
         )
         self._intake = intake or FrameIntake(
-            classifier.description, config.max_frame_side, config.max_frame_pixels, config.workers
+            description, config.max_frame_side, config.max_frame_pixels, config.workers
         )
-        runner = BatchRunner(classifier, self._intake.decode_now, durations, self.stats, clock)
+        self.models.on_swap(self._model_swapped)
+        runner = BatchRunner(self.models, self._intake.decode_now, durations, self.stats, clock)
         self._pipeline = BatchPipeline(
             runner,
-            AnswerAssembler(classifier.description.labels, self.stats),
+            AnswerAssembler(self.stats),
             PipelineCallbacks(
                 model_started=self._model_started,
                 model_stopped=self._model_stopped,
@@ -112,7 +115,7 @@ class Batcher:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._pipeline.start(self._classifier, self._config.max_batch)
+        await self._pipeline.start(self.models.current.classifier, self._config.max_batch)
         self._tasks = [asyncio.create_task(self._schedule(), name="sc-scheduler")]
         for task in self._tasks:
             task.add_done_callback(_log_crash)
@@ -166,7 +169,10 @@ class Batcher:
         if self._draining:
             raise ServerDraining("the server is shutting down")
         self._next_id += 1
-        stream = StreamState(self._next_id, settings, self._num_labels, self.scheduler.opened())
+        model = self.models.current
+        stream = StreamState(
+            self._next_id, settings, len(model.labels), self.scheduler.opened(), model.labels_epoch
+        )
         self._streams[stream.id] = stream
         logger.debug("opened %r", stream)
         return stream
@@ -242,6 +248,11 @@ class Batcher:
         if result is not None:
             self.scheduler.released(stream, 1)
         return result
+
+    def _model_swapped(self, model: ServingModel) -> None:
+        """A new version serves from the next batch: frames arriving now are sized for it
+        (those already decoded at the old size are resized by the model's preprocessing)."""
+        self._intake.retarget(model.description)
 
     # -- scheduling ------------------------------------------------------------------------
 

@@ -44,6 +44,15 @@ class FrameIntake:
         self._max_pixels = max_frame_pixels
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sc-decode")
 
+    def retarget(self, description: ModelDescription) -> None:
+        """Size frames for another model from now on (a model version swap; same channels).
+
+        Decoder threads may see the new width with the old height for a moment: such a frame
+        is resized again by the model's own preprocessing, so it is still answered.
+        """
+        self._width = description.input_width
+        self._height = description.input_height
+
     def needs_decoding(self, frame: FrameData) -> bool:
         """False for RAW frames at the model's input size: they are decoded at batch time."""
         return not (

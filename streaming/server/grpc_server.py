@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import signal
 import threading
 import time
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
@@ -24,6 +26,7 @@ from streaming.server.legacy_service import (
     add_legacy_service,
 )
 from streaming.server.model import Classifier, load_classifier
+from streaming.server.model_versions import ModelSlot, ModelVersions
 from streaming.server.serve_config import ServerConfig
 from streaming.server.server_errors import ConfigError
 from streaming.server.server_metrics import ServerMetrics
@@ -110,12 +113,23 @@ class StreamServer:
         self.metrics = ServerMetrics()
         self.metrics_port: int | None = None
         self._credentials: Credentials | None = None
+        self._models: ModelSlot | None = None
+        # --model-dir: the version watcher, its thread and its polling task.
+        self.model_versions: ModelVersions | None = None
+        self._model_thread: ThreadPoolExecutor | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._check_now = asyncio.Event()
 
     @property
     def classifier(self) -> Classifier:
-        if self._classifier is None:
+        """The model served now (it changes when a new version is swapped in)."""
+        return self.models.current.classifier
+
+    @property
+    def models(self) -> ModelSlot:
+        if self._models is None:
             raise RuntimeError("the server has not started")
-        return self._classifier
+        return self._models
 
     @property
     def stream_service(self) -> StreamClassifierService:
@@ -139,18 +153,30 @@ class StreamServer:
         # Read the credentials first: a bad file should fail before the model loads.
         self._credentials = credentials = Credentials(config.security)
         loop = asyncio.get_running_loop()
-        if self._classifier is None:
-            # Loading TensorFlow and the model takes seconds: keep the loop responsive meanwhile.
-            self._classifier = await loop.run_in_executor(None, load_classifier, config.model)
-        description = self._classifier.description
+        # Loading TensorFlow and the model takes seconds: keep the loop responsive meanwhile.
+        if self._classifier is not None:
+            self._models = ModelSlot.single(self._classifier)
+        elif config.model.model_dir is not None:
+            self.model_versions = ModelVersions(config.model, config.max_batch, self.metrics)
+            self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="sc-model-versions")
+            self._models = await loop.run_in_executor(
+                self._model_thread, self.model_versions.load_first
+            )
+        else:
+            classifier = await loop.run_in_executor(None, load_classifier, config.model)
+            self._models = ModelSlot.single(classifier)
+        models = self._models
+        if self.model_versions is None:
+            self.metrics.serving_version(models.current.version)
+        description = models.current.description
         # The services bound the streams they open: max_streams (the streaming service) and
         # legacy_max_windows (the old API), so the batcher has no cap of its own.
-        self.batcher = Batcher(self._classifier, config, self.metrics)
+        self.batcher = Batcher(models, config, self.metrics)
         await self.batcher.start()
         interceptors = [credentials.interceptor] if credentials.interceptor is not None else []
         server = grpc.aio.server(options=grpc_options(config), interceptors=interceptors)
         self._stream_service = StreamClassifierService(
-            self.batcher, description, config, credentials, metrics=self.metrics
+            self.batcher, models, config, credentials, metrics=self.metrics
         )
         self._legacy_service = LegacyInferenceService(
             self.batcher, config, credentials, metrics=self.metrics
@@ -191,6 +217,8 @@ class StreamServer:
         self._legacy_service.start()
         for name in ("", STREAM_SERVICE, LEGACY_SERVICE):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.model_versions is not None:
+            self._poll_task = asyncio.create_task(self._poll_models(), name="sc-model-poll")
         logger.info(
             "listening on %s (port %d, %s%s)",
             config.address,
@@ -198,6 +226,38 @@ class StreamServer:
             "mTLS" if config.security.tls_client_ca else "TLS" if credentials.tls else "plaintext",
             ", tokens" if credentials.interceptor is not None else "",
         )
+
+    async def check_models(self) -> bool:
+        """Look at --model-dir now (as SIGHUP does): load, warm up and swap in a new version.
+
+        Returns:
+            Whether the served version changed (always False without --model-dir).
+        """
+        versions = self.model_versions
+        if versions is None:
+            return False
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._model_thread, versions.check)
+
+    def request_model_check(self) -> None:
+        """Check --model-dir soon, on the polling task (SIGHUP; safe from a signal handler)."""
+        self._check_now.set()
+
+    async def _poll_models(self) -> None:
+        poll_s = self.config.model.model_poll_s
+        while True:
+            with contextlib.suppress(TimeoutError):  # the poll interval passed
+                await asyncio.wait_for(self._check_now.wait(), poll_s if poll_s > 0 else None)
+            self._check_now.clear()
+            try:
+                await self.check_models()
+            except Exception:  # a bug in one check must not stop the next ones
+                logger.exception("checking the model directory failed")
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the credentials and check the model directory."""
+        self.reload_credentials()
+        self.request_model_check()
 
     def reload_credentials(self) -> bool:
         """Re-read the token file and certificates (SIGHUP); open streams are not touched.
@@ -244,6 +304,11 @@ class StreamServer:
         # stragglers such as calls that never sent a config.
         remaining = max(deadline - time.monotonic(), 0.0)
         await self._server.stop(grace=min(remaining, 1.0) + CUT_OFF_S)
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            await asyncio.gather(self._poll_task, return_exceptions=True)
+        if self._model_thread is not None:
+            self._model_thread.shutdown(wait=False, cancel_futures=True)
         await self.batcher.stop()
         # Last, so a final scrape during the drain still sees the answered frames.
         self.metrics.stop()
@@ -258,7 +323,8 @@ class StreamServer:
 async def serve(
     config: ServerConfig, classifier: Classifier | None = None, on_started: Any = None
 ) -> None:
-    """Run until SIGINT or SIGTERM, then drain and return; SIGHUP reloads the credentials."""
+    """Run until SIGINT or SIGTERM, then drain and return; SIGHUP reloads the credentials and
+    checks the model directory."""
     server = StreamServer(config, classifier)
     await server.start()
     if on_started is not None:
@@ -267,7 +333,7 @@ async def serve(
     stop_requested = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_requested.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload_credentials)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
     try:
         await stop_requested.wait()
     finally:

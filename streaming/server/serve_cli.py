@@ -52,7 +52,8 @@ def _banner(server: object) -> None:
     )
     print(
         f"stream-classify {__version__} serving\n"
-        f"  model:   {d.model_name} on {d.device}\n"
+        f"  model:   {d.model_name} on {d.device}, version {server.models.current.version}"
+        f"{_versions_text(c)}\n"
         f"  labels:  {labels}\n"
         f"  input:   {d.input_width}x{d.input_height}x{d.input_channels}\n"
         f"  batch:   up to {c.max_batch} frames, wait <= {c.max_delay_ms:g} ms; window {c.window}\n"
@@ -67,6 +68,15 @@ def _banner(server: object) -> None:
     for warning in (exposure_warning(c), c.memory_warning()):
         if warning:
             print(f"  WARNING: {warning}", flush=True)
+
+
+def _versions_text(config: ServerConfig) -> str:
+    model = config.model
+    if model.model_dir is None:
+        return ""
+    poll = f"polled every {model.model_poll_s:g} s" if model.model_poll_s > 0 else "not polled"
+    pin = f", pinned to {model.model_version}" if model.model_version is not None else ""
+    return f" of {model.model_dir} ({poll}, SIGHUP checks{pin})"
 
 
 def _transport(config: ServerConfig) -> str:

@@ -42,6 +42,10 @@ class ModelConfig:
         device: ``auto`` (first GPU, else CPU), ``cpu``, ``gpu`` or a TensorFlow device name.
         input_size: (width, height) for models whose input size is not fixed.
         null_classes: > 0 serves a no-op model with that many classes (benchmarks of the server).
+        model_dir: a directory of numbered versions (``DIR/<N>/``), see
+            ``streaming.server.model_versions``; excludes ``model_path`` and ``labels_path``.
+        model_poll_s: seconds between checks of ``model_dir``; 0 checks only on SIGHUP.
+        model_version: serve only this version of ``model_dir``.
     """
 
     model_path: Path | None = field(
@@ -124,6 +128,41 @@ class ModelConfig:
             default_text="from the model",
         ),
     )
+    model_dir: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--model-dir",
+            parse=Path,
+            metavar="DIR",
+            help="versioned models: `DIR/<N>/` holds a model and its labels file; the highest "
+            "N that loads is served and new versions are swapped in under running streams "
+            "(docs/models.md); not with -la/-ohe",
+            group=MODEL,
+            default_text="off: -la/-ohe, version 1",
+        ),
+    )
+    model_poll_s: float = field(
+        default=10.0,
+        metadata=flag(
+            "--model-poll-s",
+            parse=float,
+            metavar="SECONDS",
+            help="how often --model-dir is checked for new or removed versions; 0 turns "
+            "polling off (SIGHUP checks at once)",
+            group=MODEL,
+        ),
+    )
+    model_version: int | None = field(
+        default=None,
+        metadata=flag(
+            "--model-version",
+            parse=int,
+            metavar="N",
+            help="serve version N of --model-dir only (pin, or roll back)",
+            group=MODEL,
+            default_text="the highest that loads",
+        ),
+    )
     null_classes: int = field(
         default=0,
         metadata=flag(
@@ -147,6 +186,21 @@ class ModelConfig:
             raise ConfigError(f"input size must be positive, got {self.input_size}")
         if self.null_classes < 0:
             raise ConfigError("null_classes must be >= 0")
+        if self.model_dir is not None and (
+            self.model_path is not None or self.labels_path is not None
+        ):
+            raise ConfigError(
+                "--model-dir serves the versions in its directory, each with its own labels: "
+                "give either --model-dir or -la/-ohe, not both"
+            )
+        if self.model_dir is not None and self.null_classes:
+            raise ConfigError("--model-dir and --null-model exclude each other")
+        if self.model_version is not None and self.model_dir is None:
+            raise ConfigError("--model-version picks a version of --model-dir: give --model-dir")
+        if self.model_version is not None and self.model_version < 1:
+            raise ConfigError(f"--model-version must be >= 1, got {self.model_version}")
+        if self.model_poll_s < 0:
+            raise ConfigError(f"--model-poll-s must be >= 0, got {self.model_poll_s}")
 
 
 @dataclass(frozen=True)

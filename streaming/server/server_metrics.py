@@ -64,6 +64,14 @@ class FailReason(enum.Enum):
     MODEL_ERROR = "model_error"  # the model call raised: INTERNAL in-band
 
 
+class RefusedReason(enum.Enum):
+    """Why a model version was not swapped in (the served one stays)."""
+
+    LOAD = "load"  # no model file, or it (or its labels) failed to load
+    INPUT = "input"  # it takes images the server does not feed (another channel count)
+    WARM_UP = "warm_up"  # its first call at the serving batch sizes failed
+
+
 class LegacyOutcome(enum.Enum):
     """How one call of the old unary ``sc_service.inference`` API ended."""
 
@@ -178,6 +186,31 @@ class ServerMetrics:
             registry=r,
         )
         self._legacy = {outcome: legacy.labels(outcome.value) for outcome in LegacyOutcome}
+        self._model_version = Gauge(
+            f"{PREFIX}_model_version_info",
+            "The model version served now (1 on the series of its version label).",
+            ["version"],
+            registry=r,
+        )
+        self._serving: str | None = None
+        self._swaps = Counter(
+            f"{PREFIX}_model_swaps",
+            "Model versions swapped in under running streams.",
+            registry=r,
+        )
+        refused = Counter(
+            f"{PREFIX}_model_versions_refused",
+            "Model versions refused (the served one stayed), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self._refused = {reason: refused.labels(reason.value) for reason in RefusedReason}
+        self._model_load = Histogram(
+            f"{PREFIX}_model_load_seconds",
+            "Time to load a model version (and warm it up, for a swap).",
+            buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+            registry=r,
+        )
         self._build = Info(
             f"{PREFIX}_build", "Version, model and device of this server.", registry=r
         )
@@ -241,6 +274,23 @@ class ServerMetrics:
 
     def legacy_call(self, outcome: LegacyOutcome) -> None:
         self._legacy[outcome].inc()
+
+    # Model versions -------------------------------------------------------------------------
+
+    def serving_version(self, version: str, *, swapped: bool = False) -> None:
+        """The served version changed (at start, or by a swap): one series, labelled by it."""
+        if self._serving is not None and self._serving != version:
+            self._model_version.remove(self._serving)
+        self._serving = version
+        self._model_version.labels(version).set(1)
+        if swapped:
+            self._swaps.inc()
+
+    def version_refused(self, reason: RefusedReason) -> None:
+        self._refused[reason].inc()
+
+    def model_loaded(self, seconds: float) -> None:
+        self._model_load.observe(seconds)
 
     def set_build_info(self, *, version: str, model: str, device: str, labels: int) -> None:
         self._build.info(

@@ -94,6 +94,7 @@ class FrameResult:
     top_k: tuple[tuple[str, float], ...] = ()
     window_frames: int = 0
     error: FrameErrorInfo | None = None
+    model_version: str = ""  # the model version that answered (ModelSlot, per batch)
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from streaming.server.auth import Credentials
 from streaming.server.batcher import Batcher, ServerDraining
 from streaming.server.logsafe import shown
+from streaming.server.model_versions import ModelSlot, ServingModel
 from streaming.server.serve_config import ServerConfig
 from streaming.server.server_metrics import ServerMetrics
-from streaming.server.server_values import FrameData, ModelDescription, StreamSettings
+from streaming.server.server_values import FrameData, StreamSettings
 from streaming.server.stream_state import StreamState
 from streaming.server.wire import (
     Undecodable,
@@ -112,7 +113,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
     def __init__(
         self,
         batcher: Batcher,
-        description: ModelDescription,
+        models: ModelSlot,
         config: ServerConfig,
         credentials: Credentials | None = None,
         *,
@@ -122,10 +123,10 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         self._config = config
         self._credentials = credentials
         self._metrics = metrics or ServerMetrics()
-        self._num_labels = len(description.labels)
-        self._info = model_info_to_pb(
-            description, default_window=config.window, max_batch=config.max_batch
-        )
+        self._models = models
+        # GetModelInfo's answer, rebuilt when the served model or the versions available change.
+        self._info_for: tuple[ServingModel, tuple[str, ...]] | None = None
+        self._info = pb.ModelInfo()
         self._readers: dict[StreamState, asyncio.Task[str | None]] = {}
         self._submitting: set[StreamState] = set()  # streams whose reader waits in submit()
         # Open Classify calls, configured or not: each holds a slot of max_streams from the
@@ -142,6 +143,17 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
     ) -> pb.ModelInfo:
         if isinstance(request, Undecodable):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        models = self._models
+        key = (models.current, models.available)
+        if key != self._info_for:
+            self._info_for = key
+            self._info = model_info_to_pb(
+                key[0].description,
+                default_window=self._config.window,
+                max_batch=self._config.max_batch,
+                model_version=key[0].version,
+                versions_available=key[1],
+            )
         return self._info
 
     async def Classify(
@@ -254,7 +266,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 first.config,
                 default_window=config.window,
                 default_top_k=config.top_k,
-                num_labels=self._num_labels,
+                num_labels=len(self._models.current.labels),
                 max_window=config.max_window,
                 max_top_k=config.max_top_k,
                 max_name_chars=config.max_name_chars,

@@ -44,10 +44,14 @@ class StreamState:
         settings: StreamSettings,
         num_classes: int,
         memory: StreamBytes,
+        labels_epoch: int = 0,
     ) -> None:
         self.id = stream_id
         self.settings = settings
         self.window = SlidingWindow(settings.window, num_classes)
+        # The labels the window's vectors are in (ServingModel.labels_epoch); the answer thread
+        # restarts the window when a batch comes from a model with other labels.
+        self.labels_epoch = labels_epoch
         self.pending: deque[QueuedFrame] = deque()
         self.dropped = 0
         # Frames accepted whose answer the sender has not taken yet (queued, in a batch, or unsent).
@@ -94,6 +98,11 @@ class StreamState:
         self._results_ready.set()
 
     # -- the batcher's side ---------------------------------------------------------------------
+
+    def restart_window(self, num_classes: int, labels_epoch: int) -> None:
+        """Start an empty window for a model with other labels (answer thread, per stream once)."""
+        self.window = SlidingWindow(self.settings.window, num_classes)
+        self.labels_epoch = labels_epoch
 
     def push_result(self, result: FrameResult) -> None:
         """Hand an answer to the sender (answers arrive in the order frames were queued)."""

@@ -219,6 +219,7 @@ def result_to_pb(
         inference_us=min(result.inference_us, 0xFFFFFFFF),
         capture_time_us=result.capture_time_us,
         window_frames=result.window_frames,
+        model_version=result.model_version,
     )
     if result.error is not None:
         response.error.code = int(result.error.code)
@@ -239,7 +240,12 @@ def result_to_pb(
 
 
 def model_info_to_pb(
-    description: ModelDescription, *, default_window: int, max_batch: int
+    description: ModelDescription,
+    *,
+    default_window: int,
+    max_batch: int,
+    model_version: str = "",
+    versions_available: tuple[str, ...] = (),
 ) -> pb.ModelInfo:
     return pb.ModelInfo(
         labels=list(description.labels),
@@ -250,4 +256,6 @@ def model_info_to_pb(
         max_batch=max_batch,
         model_name=description.model_name,
         device=description.device,
+        model_version=model_version,
+        model_versions_available=list(versions_available),
     )

@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%client/api/v1/stream_classifier.proto\x12\x11streamclassify.v1\"w\n\x0f\x43lassifyRequest\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.streamclassify.v1.StreamConfigH\x00\x12)\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x18.streamclassify.v1.FrameH\x00\x42\x06\n\x04kind\"\xc0\x01\n\x0cStreamConfig\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06window\x18\x03 \x01(\r\x12\x31\n\x08\x64\x65livery\x18\x04 \x01(\x0e\x32\x1f.streamclassify.v1.DeliveryMode\x12\r\n\x05top_k\x18\x05 \x01(\r\x12;\n\rprobabilities\x18\x06 \x01(\x0e\x32$.streamclassify.v1.ProbabilityFormat\"\x9b\x01\n\x05\x46rame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12-\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1b.streamclassify.v1.Encoding\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12\x17\n\x0f\x63\x61pture_time_us\x18\x07 \x01(\x03\"+\n\x0bScoredLabel\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"+\n\nFrameError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xfa\x02\n\x10\x43lassifyResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x13\n\x0b\x66rame_label\x18\x05 \x01(\t\x12\x13\n\x0b\x66rame_score\x18\x06 \x01(\x02\x12-\n\x05top_k\x18\x07 \x03(\x0b\x32\x1e.streamclassify.v1.ScoredLabel\x12\x15\n\rwindow_frames\x18\x08 \x01(\r\x12\x16\n\x0e\x64ropped_frames\x18\t \x01(\x04\x12\x12\n\nbatch_size\x18\n \x01(\r\x12\x10\n\x08queue_us\x18\x0b \x01(\r\x12\x14\n\x0cinference_us\x18\x0c \x01(\r\x12\x17\n\x0f\x63\x61pture_time_us\x18\r \x01(\x03\x12,\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x1d.streamclassify.v1.FrameError\x12\x19\n\x11probabilities_f32\x18\x0f \x01(\x0c\"\x15\n\x13GetModelInfoRequest\"\xad\x01\n\tModelInfo\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x13\n\x0binput_width\x18\x02 \x01(\r\x12\x14\n\x0cinput_height\x18\x03 \x01(\r\x12\x16\n\x0einput_channels\x18\x04 \x01(\r\x12\x16\n\x0e\x64\x65\x66\x61ult_window\x18\x05 \x01(\r\x12\x11\n\tmax_batch\x18\x06 \x01(\r\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t*a\n\x11ProbabilityFormat\x12\x1a\n\x16PROBABILITIES_REPEATED\x10\x00\x12\x18\n\x14PROBABILITIES_PACKED\x10\x01\x12\x16\n\x12PROBABILITIES_NONE\x10\x02*B\n\x0c\x44\x65liveryMode\x12\x16\n\x12\x44\x45LIVERY_MODE_LIVE\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_MODE_LOSSLESS\x10\x01*[\n\x08\x45ncoding\x12\x14\n\x10\x45NCODING_RAW_RGB\x10\x00\x12\x14\n\x10\x45NCODING_RAW_BGR\x10\x01\x12\x11\n\rENCODING_JPEG\x10\x02\x12\x10\n\x0c\x45NCODING_PNG\x10\x03\x32\xc1\x01\n\x10StreamClassifier\x12W\n\x08\x43lassify\x12\".streamclassify.v1.ClassifyRequest\x1a#.streamclassify.v1.ClassifyResponse(\x01\x30\x01\x12T\n\x0cGetModelInfo\x12&.streamclassify.v1.GetModelInfoRequest\x1a\x1c.streamclassify.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%client/api/v1/stream_classifier.proto\x12\x11streamclassify.v1\"w\n\x0f\x43lassifyRequest\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1f.streamclassify.v1.StreamConfigH\x00\x12)\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x18.streamclassify.v1.FrameH\x00\x42\x06\n\x04kind\"\xc0\x01\n\x0cStreamConfig\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06window\x18\x03 \x01(\r\x12\x31\n\x08\x64\x65livery\x18\x04 \x01(\x0e\x32\x1f.streamclassify.v1.DeliveryMode\x12\r\n\x05top_k\x18\x05 \x01(\r\x12;\n\rprobabilities\x18\x06 \x01(\x0e\x32$.streamclassify.v1.ProbabilityFormat\"\x9b\x01\n\x05\x46rame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12-\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1b.streamclassify.v1.Encoding\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12\x17\n\x0f\x63\x61pture_time_us\x18\x07 \x01(\x03\"+\n\x0bScoredLabel\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"+\n\nFrameError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x91\x03\n\x10\x43lassifyResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x13\n\x0b\x66rame_label\x18\x05 \x01(\t\x12\x13\n\x0b\x66rame_score\x18\x06 \x01(\x02\x12-\n\x05top_k\x18\x07 \x03(\x0b\x32\x1e.streamclassify.v1.ScoredLabel\x12\x15\n\rwindow_frames\x18\x08 \x01(\r\x12\x16\n\x0e\x64ropped_frames\x18\t \x01(\x04\x12\x12\n\nbatch_size\x18\n \x01(\r\x12\x10\n\x08queue_us\x18\x0b \x01(\r\x12\x14\n\x0cinference_us\x18\x0c \x01(\r\x12\x17\n\x0f\x63\x61pture_time_us\x18\r \x01(\x03\x12,\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x1d.streamclassify.v1.FrameError\x12\x19\n\x11probabilities_f32\x18\x0f \x01(\x0c\x12\x15\n\rmodel_version\x18\x10 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xe6\x01\n\tModelInfo\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12\x13\n\x0binput_width\x18\x02 \x01(\r\x12\x14\n\x0cinput_height\x18\x03 \x01(\r\x12\x16\n\x0einput_channels\x18\x04 \x01(\r\x12\x16\n\x0e\x64\x65\x66\x61ult_window\x18\x05 \x01(\r\x12\x11\n\tmax_batch\x18\x06 \x01(\r\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x15\n\rmodel_version\x18\t \x01(\t\x12 \n\x18model_versions_available\x18\n \x03(\t*a\n\x11ProbabilityFormat\x12\x1a\n\x16PROBABILITIES_REPEATED\x10\x00\x12\x18\n\x14PROBABILITIES_PACKED\x10\x01\x12\x16\n\x12PROBABILITIES_NONE\x10\x02*B\n\x0c\x44\x65liveryMode\x12\x16\n\x12\x44\x45LIVERY_MODE_LIVE\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_MODE_LOSSLESS\x10\x01*[\n\x08\x45ncoding\x12\x14\n\x10\x45NCODING_RAW_RGB\x10\x00\x12\x14\n\x10\x45NCODING_RAW_BGR\x10\x01\x12\x11\n\rENCODING_JPEG\x10\x02\x12\x10\n\x0c\x45NCODING_PNG\x10\x03\x32\xc1\x01\n\x10StreamClassifier\x12W\n\x08\x43lassify\x12\".streamclassify.v1.ClassifyRequest\x1a#.streamclassify.v1.ClassifyResponse(\x01\x30\x01\x12T\n\x0cGetModelInfo\x12&.streamclassify.v1.GetModelInfoRequest\x1a\x1c.streamclassify.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'client.api.v1.stream_classifier_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROBABILITYFORMAT']._serialized_start=1204
-  _globals['_PROBABILITYFORMAT']._serialized_end=1301
-  _globals['_DELIVERYMODE']._serialized_start=1303
-  _globals['_DELIVERYMODE']._serialized_end=1369
-  _globals['_ENCODING']._serialized_start=1371
-  _globals['_ENCODING']._serialized_end=1462
+  _globals['_PROBABILITYFORMAT']._serialized_start=1284
+  _globals['_PROBABILITYFORMAT']._serialized_end=1381
+  _globals['_DELIVERYMODE']._serialized_start=1383
+  _globals['_DELIVERYMODE']._serialized_end=1449
+  _globals['_ENCODING']._serialized_start=1451
+  _globals['_ENCODING']._serialized_end=1542
   _globals['_CLASSIFYREQUEST']._serialized_start=60
   _globals['_CLASSIFYREQUEST']._serialized_end=179
   _globals['_STREAMCONFIG']._serialized_start=182
@@ -48,11 +48,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FRAMEERROR']._serialized_start=579
   _globals['_FRAMEERROR']._serialized_end=622
   _globals['_CLASSIFYRESPONSE']._serialized_start=625
-  _globals['_CLASSIFYRESPONSE']._serialized_end=1003
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1005
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1026
-  _globals['_MODELINFO']._serialized_start=1029
-  _globals['_MODELINFO']._serialized_end=1202
-  _globals['_STREAMCLASSIFIER']._serialized_start=1465
-  _globals['_STREAMCLASSIFIER']._serialized_end=1658
+  _globals['_CLASSIFYRESPONSE']._serialized_end=1026
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1028
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1049
+  _globals['_MODELINFO']._serialized_start=1052
+  _globals['_MODELINFO']._serialized_end=1282
+  _globals['_STREAMCLASSIFIER']._serialized_start=1545
+  _globals['_STREAMCLASSIFIER']._serialized_end=1738
 # @@protoc_insertion_point(module_scope)

@@ -93,7 +93,7 @@ class FrameError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("seq", "label", "score", "probabilities", "frame_label", "frame_score", "top_k", "window_frames", "dropped_frames", "batch_size", "queue_us", "inference_us", "capture_time_us", "error", "probabilities_f32")
+    __slots__ = ("seq", "label", "score", "probabilities", "frame_label", "frame_score", "top_k", "window_frames", "dropped_frames", "batch_size", "queue_us", "inference_us", "capture_time_us", "error", "probabilities_f32", "model_version")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,7 @@ class ClassifyResponse(_message.Message):
     CAPTURE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_F32_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     seq: int
     label: str
     score: float
@@ -124,14 +125,15 @@ class ClassifyResponse(_message.Message):
     capture_time_us: int
     error: FrameError
     probabilities_f32: bytes
-    def __init__(self, seq: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., probabilities: _Optional[_Iterable[float]] = ..., frame_label: _Optional[str] = ..., frame_score: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[ScoredLabel, _Mapping]]] = ..., window_frames: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., batch_size: _Optional[int] = ..., queue_us: _Optional[int] = ..., inference_us: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., probabilities_f32: _Optional[bytes] = ...) -> None: ...
+    model_version: str
+    def __init__(self, seq: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., probabilities: _Optional[_Iterable[float]] = ..., frame_label: _Optional[str] = ..., frame_score: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[ScoredLabel, _Mapping]]] = ..., window_frames: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., batch_size: _Optional[int] = ..., queue_us: _Optional[int] = ..., inference_us: _Optional[int] = ..., capture_time_us: _Optional[int] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., probabilities_f32: _Optional[bytes] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("labels", "input_width", "input_height", "input_channels", "default_window", "max_batch", "model_name", "device")
+    __slots__ = ("labels", "input_width", "input_height", "input_channels", "default_window", "max_batch", "model_name", "device", "model_version", "model_versions_available")
     LABELS_FIELD_NUMBER: _ClassVar[int]
     INPUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
     INPUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +142,8 @@ class ModelInfo(_message.Message):
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSIONS_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     labels: _containers.RepeatedScalarFieldContainer[str]
     input_width: int
     input_height: int
@@ -148,4 +152,6 @@ class ModelInfo(_message.Message):
     max_batch: int
     model_name: str
     device: str
-    def __init__(self, labels: _Optional[_Iterable[str]] = ..., input_width: _Optional[int] = ..., input_height: _Optional[int] = ..., input_channels: _Optional[int] = ..., default_window: _Optional[int] = ..., max_batch: _Optional[int] = ..., model_name: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    model_version: str
+    model_versions_available: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, labels: _Optional[_Iterable[str]] = ..., input_width: _Optional[int] = ..., input_height: _Optional[int] = ..., input_channels: _Optional[int] = ..., default_window: _Optional[int] = ..., max_batch: _Optional[int] = ..., model_name: _Optional[str] = ..., device: _Optional[str] = ..., model_version: _Optional[str] = ..., model_versions_available: _Optional[_Iterable[str]] = ...) -> None: ...
