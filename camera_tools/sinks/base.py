@@ -27,6 +27,8 @@ class Classification:
         position_s: Position in the file in seconds, when known.
         frame_label: The label of this frame alone, when it differs in meaning
             from ``label``.
+        model_version: The server's model version that classified the frame
+            (``""`` when unknown: an older server, or not from a server).
     """
 
     source_id: str
@@ -36,6 +38,7 @@ class Classification:
     score: float
     position_s: float | None = None
     frame_label: str | None = None
+    model_version: str = ""
 
     def __post_init__(self) -> None:
         if self.frame_index < 0:

@@ -16,7 +16,9 @@ from camera_tools.sinks.base import Classification
 
 logger = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("date", "time", "source", "frame", "label", "score", "frame_label")
+CSV_COLUMNS = ("date", "time", "source", "frame", "label", "score", "frame_label", "model_version")
+# The columns before model versions: a file started with them is appended to in them.
+_OLD_COLUMNS = CSV_COLUMNS[:-1]
 
 
 class CsvFrameLog:
@@ -24,7 +26,8 @@ class CsvFrameLog:
 
     Columns: ``date`` (local, ISO), ``time`` (local, millisecond precision),
     ``source``, ``frame``, ``label``, ``score`` (4 decimals), ``frame_label``
-    (empty when unknown).
+    (empty when unknown), ``model_version`` (the server's model version that
+    classified the frame; it changes at the first frame a new version answered).
 
     Args:
         path: Output file; parent folders are created.
@@ -44,6 +47,7 @@ class CsvFrameLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = not (append and self.path.exists() and self.path.stat().st_size > 0)
+            self._columns = CSV_COLUMNS if new else _header_of(self.path)
             self._file: TextIO | None = self.path.open(
                 "a" if append else "w", newline="", encoding="utf-8"
             )
@@ -57,17 +61,17 @@ class CsvFrameLog:
         if self._file is None:
             raise SinkError(f"CSV log {self.path} is closed")
         when = dt.datetime.fromtimestamp(result.captured_at)
-        self._writer.writerow(
-            (
-                when.date().isoformat(),
-                when.time().isoformat(timespec="milliseconds"),
-                result.source_id,
-                result.frame_index,
-                result.label,
-                f"{result.score:.4f}",
-                result.frame_label or "",
-            )
+        row: tuple[object, ...] = (
+            when.date().isoformat(),
+            when.time().isoformat(timespec="milliseconds"),
+            result.source_id,
+            result.frame_index,
+            result.label,
+            f"{result.score:.4f}",
+            result.frame_label or "",
+            result.model_version,
         )
+        self._writer.writerow(row[: len(self._columns)])
         self._pending += 1
         if self._pending >= self._flush_every:
             self._file.flush()
@@ -83,3 +87,10 @@ class CsvFrameLog:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _header_of(path: Path) -> tuple[str, ...]:
+    """The columns of an existing log: a log written before model versions keeps its columns."""
+    with path.open(newline="", encoding="utf-8") as file:
+        header = next(csv.reader(file), [])
+    return _OLD_COLUMNS if tuple(header) == _OLD_COLUMNS else CSV_COLUMNS

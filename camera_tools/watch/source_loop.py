@@ -341,6 +341,7 @@ class SourceLoop:
             score=prediction.score,
             position_s=entry.position_s,
             frame_label=prediction.frame_label or None,
+            model_version=prediction.model_version,
         )
         self._publish(
             ClassifiedFrame(

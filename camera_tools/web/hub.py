@@ -126,6 +126,7 @@ class _Source:
         self.name = short_source_name(source_id)
         self.label: str | None = None
         self.score: float | None = None
+        self.model_version = ""
         self.state = "connecting"
         self.detail = ""
         self.stats = SourceStats()
@@ -147,6 +148,7 @@ class _Source:
             "name": self.name,
             "label": self.label,
             "score": self.score,
+            "model_version": self.model_version,
             "state": self.state,
             "detail": self.detail,
             "down": self.state in DOWN_STATES,
@@ -225,8 +227,12 @@ class WebHub:
         now = self._clock()
         with self._lock:
             entry = self._source(source)
-            changed = classification.label != entry.label
+            changed = (
+                classification.label != entry.label
+                or classification.model_version != entry.model_version
+            )
             entry.label, entry.score = classification.label, classification.score
+            entry.model_version = classification.model_version
             if entry.state in DOWN_STATES:
                 entry.state, entry.detail, changed = "connected", "", True
             self._extend_timeline(entry, classification.label, now)

@@ -93,5 +93,6 @@ class JsonLinesWriter:
             ],
             "frame_label": prediction.frame_label,
             "frame_score": round(prediction.frame_score, 6),
+            "model_version": prediction.model_version,
         }
         self._out.write(json.dumps(record) + "\n")

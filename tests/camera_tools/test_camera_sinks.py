@@ -50,7 +50,7 @@ def test_csv_frame_log_rows(tmp_path: Path) -> None:
     path = tmp_path / "logs" / "frames.csv"
     # when
     with CsvFrameLog(path) as log:
-        log.write(result(0, "cat", 0.91234, frame_label="dog"))
+        log.write(result(0, "cat", 0.91234, frame_label="dog", model_version="3"))
         log.write(result(1, "cat", 0.5, source="rtsp://***@cam/x"))
     # then
     rows = list(csv.reader(path.read_text().splitlines()))
@@ -64,8 +64,9 @@ def test_csv_frame_log_rows(tmp_path: Path) -> None:
         "cat",
         "0.9123",
         "dog",
+        "3",
     ]
-    assert rows[2][2:] == ["rtsp://***@cam/x", "1", "cat", "0.5000", ""]
+    assert rows[2][2:] == ["rtsp://***@cam/x", "1", "cat", "0.5000", "", ""]
 
 
 def test_csv_frame_log_append_keeps_one_header(tmp_path: Path) -> None:
@@ -76,6 +77,27 @@ def test_csv_frame_log_append_keeps_one_header(tmp_path: Path) -> None:
     rows = list(csv.reader(path.read_text().splitlines()))
     assert [row[0] for row in rows].count("date") == 1
     assert len(rows) == 3
+
+
+@pytest.mark.parametrize(
+    ("header", "row_length"),
+    [
+        pytest.param(list(CSV_COLUMNS[:-1]), len(CSV_COLUMNS) - 1, id="before-model-versions"),
+        pytest.param(list(CSV_COLUMNS), len(CSV_COLUMNS), id="current"),
+    ],
+)
+def test_csv_frame_log_appends_in_the_file_columns(
+    tmp_path: Path, header: list[str], row_length: int
+) -> None:
+    # given: a log started by this or an older version of watch
+    path = tmp_path / "frames.csv"
+    path.write_text(",".join(header) + "\n")
+    # when
+    with CsvFrameLog(path, append=True) as log:
+        log.write(result(0, "cat", model_version="2"))
+    # then: every row has as many columns as the header
+    rows = list(csv.reader(path.read_text().splitlines()))
+    assert rows[0] == header and [len(row) for row in rows[1:]] == [row_length]
 
 
 def test_writing_to_closed_csv_log_raises(tmp_path: Path) -> None:

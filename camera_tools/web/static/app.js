@@ -57,6 +57,8 @@ function render(source) {
   root.querySelector(".label").textContent = source.label ?? "–";
   root.querySelector(".score").textContent =
     source.score === null ? "" : `${Math.round(source.score * 100)}%`;
+  const version = root.querySelector(".version");
+  version.textContent = source.model_version ? `model v${source.model_version}` : "";
   const color = source.label ? source.colors[source.label] : "#444";
   badge.style.background = color;
   badge.style.color = textColor(color);

@@ -381,6 +381,7 @@ PREDICTION = Prediction(
     frame_label="blue",
     frame_score=0.5,
     top_k=(ScoredLabel("red", 0.91), ScoredLabel("blue", 0.05)),
+    model_version="3",
 )
 
 
@@ -397,7 +398,7 @@ PREDICTION = Prediction(
             "jsonl",
             '{"path": "a/b.png", "label": "red", "score": 0.91, "top_k": [{"label": "red", '
             '"score": 0.91}, {"label": "blue", "score": 0.05}], "frame_label": "blue", '
-            '"frame_score": 0.5}\n',
+            '"frame_score": 0.5, "model_version": "3"}\n',
             id="jsonl",
         ),
         pytest.param(
