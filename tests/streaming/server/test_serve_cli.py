@@ -84,6 +84,9 @@ EVERY_FLAG = [
     "--mean",
     "--memory-budget",
     "--metrics-address",
+    "--model-dir",
+    "--model-poll-s",
+    "--model-version",
     "--msg_len",
     "--null-model",
     "--reflection",
@@ -147,6 +150,9 @@ def test_no_flags_give_the_configs_defaults() -> None:
         (["--metrics-address", ":9100"], "metrics_host_port", ("127.0.0.1", 9100)),
         (["--metrics-address", "0.0.0.0:9100"], "metrics_host_port", ("0.0.0.0", 9100)),
         (["--tls-cert", "c.pem", "--tls-key", "k.pem"], "security.tls", True),
+        (["--model-dir", "models"], "model.model_dir", Path("models")),
+        (["--model-dir", "m", "--model-poll-s", "0.5"], "model.model_poll_s", 0.5),
+        (["--model-dir", "m", "--model-version", "3"], "model.model_version", 3),
     ],
 )
 def test_flags_land_in_the_config(argv: list[str], attribute: str, expected: object) -> None:
@@ -164,6 +170,9 @@ def test_flags_land_in_the_config(argv: list[str], attribute: str, expected: obj
         (["--metrics-address", "::1:9100"], argparse.ArgumentError, "needs brackets"),
         (["-scw", "0"], ConfigError, "window=0"),
         (["--tls-cert", "c.pem"], ConfigError, "--tls-cert and --tls-key go together"),
+        (["--model-dir", "m", "-la", "x.keras"], ConfigError, "not both"),
+        (["--model-version", "2"], ConfigError, "give --model-dir"),
+        (["--model-dir", "m", "--model-version", "two"], argparse.ArgumentError, "invalid int"),
     ],
 )
 def test_bad_values_are_refused(argv: list[str], error: type[Exception], message: str) -> None:

@@ -12,7 +12,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streaming.server.serve_config import ServerConfig, parse_host_port
 from streaming.server.server_errors import ConfigError
-from streaming.server.server_metrics import DropReason, FailReason, LegacyOutcome, ServerMetrics
+from streaming.server.server_metrics import (
+    DropReason,
+    FailReason,
+    LegacyOutcome,
+    RefusedReason,
+    ServerMetrics,
+)
 from streaming.server.server_values import Delivery
 from tests.metrics_scrape import scrape, scrape_samples
 
@@ -32,6 +38,10 @@ METRIC_NAMES_FILE_ORDER = (
     "stream_classify_frame_budget",
     "stream_classify_held_bytes",
     "stream_classify_memory_budget_bytes",
+    "stream_classify_model_version_info",
+    "stream_classify_model_swaps",
+    "stream_classify_model_versions_refused",
+    "stream_classify_model_load_seconds",
     "stream_classify_legacy_calls",
     "stream_classify_build",
 )
@@ -132,6 +142,28 @@ def test_watched_gauges_read_the_load_when_scraped_and_build_info() -> None:
     assert v("stream_classify_model_busy_ratio") == 0.0
     info = {"version": "0.1.0", "model": "tiny", "device": "/CPU:0", "labels": "3"}
     assert v("stream_classify_build_info", **info) == 1
+
+
+def test_model_version_metrics_keep_one_serving_series() -> None:
+    # given
+    metrics = ServerMetrics()
+    # when: version 1 at start, swaps to 2 and 3, one refusal, two loads
+    metrics.serving_version("1")
+    metrics.serving_version("2", swapped=True)
+    metrics.serving_version("3", swapped=True)
+    metrics.version_refused(RefusedReason.WARM_UP)
+    metrics.model_loaded(1.5)
+    metrics.model_loaded(0.2)
+    # then
+    v = metrics.value
+    assert v("stream_classify_model_version_info", version="3") == 1
+    assert v("stream_classify_model_version_info", version="1") is None
+    assert v("stream_classify_model_version_info", version="2") is None
+    assert v("stream_classify_model_swaps_total") == 2
+    assert v("stream_classify_model_versions_refused_total", reason="warm_up") == 1
+    assert v("stream_classify_model_versions_refused_total", reason="load") == 0
+    assert v("stream_classify_model_load_seconds_count") == 2
+    assert v("stream_classify_model_load_seconds_sum") == pytest.approx(1.7)
 
 
 def test_two_instances_do_not_share_values() -> None:
