@@ -133,6 +133,21 @@ def test_container_args_are_valid_serve_flags(rendered: list[dict[str, Any]]) ->
     assert config.metrics_host_port[1] == ports["metrics"]
 
 
+def test_the_model_directory_is_a_mounted_volume(rendered: list[dict[str, Any]]) -> None:
+    model_dir = serve_config(serve_args(rendered)).model.model_dir
+    assert model_dir is not None
+    pod = one(rendered, "Deployment")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in container(rendered)["volumeMounts"]}
+    mount = mounts[str(model_dir)]
+    assert mount.get("readOnly") is True  # the server only reads it
+    assert mount["name"] in {volume["name"] for volume in pod["volumes"]}
+    (seed,) = pod["initContainers"]
+    assert {m["name"]: m["mountPath"] for m in seed["volumeMounts"]} == {
+        mount["name"]: str(model_dir)
+    }
+    assert seed["image"] == container(rendered)["image"]
+
+
 def test_grpc_probes_and_graceful_drain(rendered: list[dict[str, Any]]) -> None:
     server = container(rendered)
     grpc_port = {p["name"]: p["containerPort"] for p in server["ports"]}["grpc"]
