@@ -43,3 +43,21 @@ def limit_malloc_arenas(arenas: int = SERVER_ARENAS) -> bool:
     if done:
         logger.debug("malloc arenas limited to %d", arenas)
     return done
+
+
+def release_free_memory() -> bool:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim``).
+
+    Called once after a replaced model version has been freed: its weights and graphs were
+    many medium-sized allocations, whose pages glibc otherwise keeps, so each swap would
+    leave the process a model larger. Whether it ran (other C libraries have no such call).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True

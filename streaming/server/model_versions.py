@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from streaming.server.allocator import release_free_memory
 from streaming.server.model import Classifier, load_classifier
 from streaming.server.serve_config import ModelConfig
 from streaming.server.server_errors import ModelLoadError
@@ -70,6 +71,7 @@ class ModelSlot:
     def __init__(self, first: ServingModel, available: tuple[str, ...] = ()) -> None:
         self.current = first
         self.available = available or (first.version,)
+        self.swaps = 0  # changes with every swap: a cache key that holds no model
         self._listeners: list[Callable[[ServingModel], None]] = []
 
     @classmethod
@@ -91,6 +93,7 @@ class ModelSlot:
         )
         new = ServingModel(version, classifier, epoch)
         self.current = new
+        self.swaps += 1
         for listener in self._listeners:
             listener(new)
         return new
@@ -373,9 +376,16 @@ class ModelVersions:
         self._metrics_serving(new.version, swapped=True)
 
     def _collect_retired(self) -> None:
-        if self._retired is not None and self._retired() is not None:
-            gc.collect()
-        self._retired = None
+        """Free the replaced model once its last batch let go of it, and return its memory."""
+        retired = self._retired
+        if retired is None:
+            return
+        # Even once the classifier is gone, its Keras model and graphs (the weights) sit in
+        # reference cycles until a full collection.
+        gc.collect()
+        if retired() is None:  # else a batch still holds it: the next check tries again
+            self._retired = None
+            release_free_memory()
 
     def _metrics_serving(self, version: str, swapped: bool = False) -> None:
         if self._metrics is not None:

@@ -19,7 +19,7 @@ from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from streaming.server.auth import Credentials
 from streaming.server.batcher import Batcher, ServerDraining
 from streaming.server.logsafe import shown
-from streaming.server.model_versions import ModelSlot, ServingModel
+from streaming.server.model_versions import ModelSlot
 from streaming.server.serve_config import ServerConfig
 from streaming.server.server_metrics import ServerMetrics
 from streaming.server.server_values import FrameData, StreamSettings
@@ -124,8 +124,9 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         self._credentials = credentials
         self._metrics = metrics or ServerMetrics()
         self._models = models
-        # GetModelInfo's answer, rebuilt when the served model or the versions available change.
-        self._info_for: tuple[ServingModel, tuple[str, ...]] | None = None
+        # GetModelInfo's answer, rebuilt when the served model or the versions available change
+        # (keyed by the swap count, not the model: a cache must not keep an old model alive).
+        self._info_for: tuple[int, tuple[str, ...]] | None = None
         self._info = pb.ModelInfo()
         self._readers: dict[StreamState, asyncio.Task[str | None]] = {}
         self._submitting: set[StreamState] = set()  # streams whose reader waits in submit()
@@ -144,14 +145,15 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         if isinstance(request, Undecodable):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         models = self._models
-        key = (models.current, models.available)
+        key = (models.swaps, models.available)
+        current = models.current  # after the count: a swap in between only rebuilds it again
         if key != self._info_for:
             self._info_for = key
             self._info = model_info_to_pb(
-                key[0].description,
+                current.description,
                 default_window=self._config.window,
                 max_batch=self._config.max_batch,
-                model_version=key[0].version,
+                model_version=current.version,
                 versions_available=key[1],
             )
         return self._info

@@ -283,3 +283,69 @@ async def client_info(address: str) -> ModelInfo:
     """A fresh client's ModelInfo (a client keeps the one it got when it connected)."""
     async with AsyncStreamClient(address) as client:
         return await client.connect()
+
+
+def build_heavy_model(path: Path, labels: int = 3) -> Path:
+    """A model with 66 MB of weights, so a version that is never released shows in the RSS.
+
+    Weights this large are allocated and freed as whole mappings (glibc mmaps blocks above
+    its 32 MiB threshold), so the RSS of released versions goes back to the system, and a
+    version kept alive adds its full size."""
+    import keras
+
+    width, height = TINY_SIZE
+    inputs = keras.Input((height, width, 3))
+    x = keras.layers.Flatten()(inputs)  # 2,304 values
+    x = keras.layers.Dense(7168, activation="relu")(x)  # 16.5 M float32 weights
+    outputs = keras.layers.Dense(labels, activation="softmax")(x)
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def test_old_versions_are_released_after_their_last_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import psutil
+
+    # given: a server on version 1 of a 66 MB model
+    caplog.set_level(logging.INFO, logger="streaming")
+    heavy = FixedModel(
+        build_heavy_model(tmp_path / "heavy.keras"), COLOURS, np.zeros(3, np.float32)
+    )
+    root = tmp_path / "models"
+    root.mkdir()
+    publish(root, 1, heavy)
+    config = ServerConfig(
+        address="127.0.0.1:0",
+        model=ModelConfig(model_dir=root, model_poll_s=0),
+        max_batch=8,
+        grace_s=2.0,
+    )
+    process = psutil.Process()
+    rss: dict[int, int] = {}
+
+    async def classify(address: str, count: int) -> list[Prediction]:
+        async with AsyncStreamClient(address) as client:
+            return await client.classify([solid_frame((40, 200, 40))] * count)
+
+    with BackgroundServer(config) as running:
+        for version in range(2, 9):
+            # when: version N appears and is swapped in, then answers a few frames
+            publish(root, version, heavy)
+            assert running.call(running.server.check_models(), timeout=120)
+            answers = asyncio.run(asyncio.wait_for(classify(running.address, 8), 60))
+            assert {a.model_version for a in answers} == {str(version)}
+            # the next check collects what the last batch left in reference cycles
+            assert not running.call(running.server.check_models(), timeout=120)
+            rss[version] = process.memory_info().rss
+
+    # then: every replaced version was released, and the memory stays put
+    released = {
+        record.args[0]
+        for record in caplog.records
+        if record.msg == "model version %s released" and record.args
+    }
+    assert {str(v) for v in range(1, 8)} <= released
+    growth = rss[8] - rss[3]
+    mib = {version: size >> 20 for version, size in rss.items()}
+    assert growth < 32 * 2**20, f"RSS grew over five swaps (MiB after each version): {mib}"
