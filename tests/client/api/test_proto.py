@@ -55,6 +55,20 @@ def test_the_wire_contract_keeps_its_names_and_numbers() -> None:
         "capture_time_us": 13,
         "error": 14,
         "probabilities_f32": 15,
+        "model_version": 16,
+    }
+    info = {f.name: f.number for f in pb.ModelInfo.DESCRIPTOR.fields}
+    assert info == {
+        "labels": 1,
+        "input_width": 2,
+        "input_height": 3,
+        "input_channels": 4,
+        "default_window": 5,
+        "max_batch": 6,
+        "model_name": 7,
+        "device": 8,
+        "model_version": 9,
+        "model_versions_available": 10,
     }
     config = {f.name: f.number for f in pb.StreamConfig.DESCRIPTOR.fields}
     assert config == {
