@@ -107,3 +107,27 @@ def test_undecodable_frames_come_back_as_frame_errors(
     out = intake().decode_now(frame)
     assert isinstance(out, FrameRejected)
     assert message in str(out)
+
+
+@pytest.mark.parametrize(
+    ("frame_size", "before", "after"),
+    [
+        pytest.param((32, 24), False, True, id="at-the-old-size-now-decoded"),
+        pytest.param((48, 40), True, False, id="at-the-new-size-now-a-reshape"),
+        pytest.param((64, 64), True, True, id="other-size-always-decoded"),
+    ],
+)
+def test_retarget_sizes_frames_for_the_new_model_version(
+    intake: Callable[..., FrameIntake], frame_size: tuple[int, int], before: bool, after: bool
+) -> None:
+    # given: an intake for a 32x24 model and a RAW frame
+    frames = intake()
+    width, height = frame_size
+    frame = raw(np.full((height, width, 3), 90, np.uint8))
+    assert frames.needs_decoding(frame) is before
+    # when: a 48x40 version is swapped in
+    frames.retarget(ModelDescription(("a", "b", "c"), 48, 40, 3, "v2", "cpu"))
+    # then: frames are sized for it
+    assert frames.needs_decoding(frame) is after
+    out = frames.decode_now(frame)
+    assert isinstance(out, np.ndarray) and out.shape == (40, 48, 3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,3 +350,37 @@ def test_old_versions_are_released_after_their_last_batch(
     growth = rss[8] - rss[3]
     mib = {version: size >> 20 for version, size in rss.items()}
     assert growth < 32 * 2**20, f"RSS grew over five swaps (MiB after each version): {mib}"
+
+
+def test_sighup_checks_the_directory_when_polling_is_off(
+    tmp_path: Path, fixed_models: dict[str, FixedModel]
+) -> None:
+    # given: a server that does not poll (--model-poll-s 0), and a new version published
+    root = tmp_path / "models"
+    root.mkdir()
+    publish(root, 1, fixed_models["1"])
+    config = ServerConfig(
+        address="127.0.0.1:0", model=ModelConfig(model_dir=root, model_poll_s=0), grace_s=1.0
+    )
+    with BackgroundServer(config) as running:
+        publish(root, 2, fixed_models["2"])
+        assert running.server.models.current.version == "1"
+
+        # when: what SIGHUP calls (it also re-reads the credentials)
+        async def sighup() -> None:
+            running.server.reload()
+
+        running.call(sighup())
+
+        # then: version 2 is swapped in, without a poll
+        deadline = time.monotonic() + 60
+        while running.server.models.current.version != "2":
+            assert time.monotonic() < deadline, "SIGHUP did not check the model directory"
+            time.sleep(0.05)
+        answers = asyncio.run(asyncio.wait_for(classify_once(running.address), 30))
+        assert [a.model_version for a in answers] == ["2"]
+
+
+async def classify_once(address: str) -> list[Prediction]:
+    async with AsyncStreamClient(address) as client:
+        return await client.classify([solid_frame((40, 40, 200))])
