@@ -186,13 +186,9 @@ class ServerMetrics:
             registry=r,
         )
         self._legacy = {outcome: legacy.labels(outcome.value) for outcome in LegacyOutcome}
-        self._model_version = Gauge(
-            f"{PREFIX}_model_version_info",
-            "The model version served now (1 on the series of its version label).",
-            ["version"],
-            registry=r,
+        self._model_version = Info(
+            f"{PREFIX}_model_version", "The model version served now.", registry=r
         )
-        self._serving: str | None = None
         self._swaps = Counter(
             f"{PREFIX}_model_swaps",
             "Model versions swapped in under running streams.",
@@ -279,10 +275,7 @@ class ServerMetrics:
 
     def serving_version(self, version: str, *, swapped: bool = False) -> None:
         """The served version changed (at start, or by a swap): one series, labelled by it."""
-        if self._serving is not None and self._serving != version:
-            self._model_version.remove(self._serving)
-        self._serving = version
-        self._model_version.labels(version).set(1)
+        self._model_version.info({"version": version})
         if swapped:
             self._swaps.inc()
 

@@ -40,6 +40,7 @@ def exported_sample_names() -> set[str]:
     """Every sample name the server's /metrics shows (``_total``, ``_bucket``, ``_info``, ...)."""
     metrics = ServerMetrics()
     metrics.set_build_info(version="v", model="m", device="d", labels=1)
+    metrics.serving_version("1")  # set by every server at start
     return {s.name for family in metrics.registry.collect() for s in family.samples}
 
 

@@ -38,7 +38,7 @@ METRIC_NAMES_FILE_ORDER = (
     "stream_classify_frame_budget",
     "stream_classify_held_bytes",
     "stream_classify_memory_budget_bytes",
-    "stream_classify_model_version_info",
+    "stream_classify_model_version",
     "stream_classify_model_swaps",
     "stream_classify_model_versions_refused",
     "stream_classify_model_load_seconds",
