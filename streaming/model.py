@@ -6,7 +6,6 @@ TensorFlow is imported lazily so that clients and tools importing ``streaming`` 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from streaming.config import ModelConfig
 from streaming.errors import ConfigError, InferenceError, ModelLoadError
 from streaming.labels import load_labels, match_labels
+from streaming.tensorflow_runtime import import_tensorflow
 from streaming.values import ModelDescription
 
 logger = logging.getLogger(__name__)
@@ -68,9 +68,8 @@ class NullClassifier:
 
 
 def _import_tensorflow() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ConfigError(
             "the server needs TensorFlow: pip install 'stream-classification[server]'"

@@ -17,8 +17,9 @@ from typing import Any
 import grpc
 import pytest
 
-# TensorFlow's C++ runtime writes these straight to the stderr file descriptor at import,
-# before and outside Python's logging: no formatter can reach them.
+# At --log-level DEBUG, TensorFlow's C++ runtime writes these straight to the stderr file
+# descriptor once it has started, outside Python's logging: no formatter can reach them. (Its
+# start-up lines are caught and logged as records: tests/streaming/test_serve_startup.py.)
 NATIVE_TENSORFLOW_LINE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*)$"
