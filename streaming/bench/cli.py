@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             drain_s=3.0,
             model_batches=(1, 8),
             classify_images=40,
+            startup_runs=2,
         )
     settings = replace(
         settings,

@@ -149,3 +149,21 @@ def test_attack_generator_reports_what_it_did(server: Any, kind: str) -> None:
     assert 0 <= result.answered <= result.sent
     assert all(count > 0 for count in result.refused.values())
     assert result.seconds >= spec.duration_s
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("starts", "error"), [(1, None), (0, ValueError)])
+def test_startup_row_times_serve_to_health_serving(
+    tmp_path: Path, starts: int, error: type[Exception] | None
+) -> None:
+    from streaming.bench.startup_row import startup_row
+
+    if error is not None:
+        with pytest.raises(error):
+            startup_row(tmp_path, starts)
+        return
+    row = startup_row(tmp_path, starts)
+    assert row.key == "startup" and row.fps is None
+    assert len(row.extra["seconds"]) == starts
+    assert row.extra["seconds_median"] == row.extra["seconds"][0] > 0
+    assert "listening on" in (tmp_path / "server-startup.log").read_text()  # its stderr, kept
