@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from streaming.cli import build_parser
-from streaming.metrics import ServerMetrics
-from streaming.serve_cli import serve_config
+from streaming.server.serve_cli import serve_config
+from streaming.server.server_metrics import ServerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES = REPO / "deploy" / "kubernetes"
