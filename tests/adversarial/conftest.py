@@ -29,7 +29,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from streaming.bench.attacks import AttackResult, AttackSpec
-from streaming.bench.processes import ChildProcess, free_port, python_module
+from streaming.bench.processes import ChildProcess, python_module
+from tests.support import free_port, peak_rss_bytes, reset_peak_rss, rss_bytes
 
 MIB = 2**20
 MEMORY_BUDGET = 128 * MIB
@@ -54,22 +55,6 @@ STATUS_NAMES = {code.name for code in grpc.StatusCode}
 
 def red_frame(seq: int) -> pb.Frame:
     return pb.Frame(seq=seq, width=32, height=24, channels=3, data=_RED.tobytes())
-
-
-def peak_rss(pid: int) -> int:
-    """The process's peak RSS (VmHWM) since it was last reset through clear_refs."""
-    return _status_kib(pid, "VmHWM") * 1024
-
-
-def current_rss(pid: int) -> int:
-    return _status_kib(pid, "VmRSS") * 1024
-
-
-def _status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {key} in /proc/{pid}/status")
 
 
 def answer_one_frame(address: str, seq: int = 0, timeout: float = 30.0) -> pb.ClassifyResponse:
@@ -100,11 +85,11 @@ class Target:
 
     def start_watching(self) -> None:
         """Reset the peak RSS and remember where this test's part of the log begins."""
-        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        reset_peak_rss(self.process.pid)
         self._log_offset = self.log_path.stat().st_size
 
     def peak_growth(self) -> int:
-        return peak_rss(self.process.pid) - self.baseline_rss
+        return peak_rss_bytes(self.process.pid) - self.baseline_rss
 
     def new_log(self) -> str:
         with self.log_path.open("rb") as log:
@@ -161,7 +146,7 @@ class _Servers:
         self._process = process
         target = Target(process, f"127.0.0.1:{port}", log_path)
         answer_one_frame(target.address, timeout=60.0)  # warm-up: the model has run once
-        target.baseline_rss = current_rss(process.pid)
+        target.baseline_rss = rss_bytes(process.pid)
         self._current = target
         return target
 
