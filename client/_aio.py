@@ -112,7 +112,7 @@ class CallStatus:
         while (remaining := deadline - loop.time()) > 0:
             try:
                 late = await asyncio.wait_for(_status_error(self._call), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if late is None or not masks_server_status(late):
                 logger.debug("a failed write came before the stream's status: %s", late or "OK")
@@ -358,7 +358,7 @@ class AsyncStream(StreamBase):
         """
         try:
             item = await asyncio.wait_for(self._results.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"no prediction within {timeout:g} s") from None
         if item is _END:
             self._results.put_nowait(_END)  # stays ended for later calls

@@ -66,7 +66,7 @@ class CertificateAuthority:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.name = name
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self._valid = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1))
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._subject = _name(name)
