@@ -385,7 +385,7 @@ class AsyncStream(StreamBase):
         if cancel:
             self._call.cancel()
         self._end_requests()
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
 
     async def __aenter__(self) -> AsyncStream:
