@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast lint proto demo serve bench clean
+.PHONY: install test test-fast lint proto docs demo serve bench clean
 
 install: $(STAMP)
 
@@ -19,10 +19,14 @@ proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
 		$$(find proto -name '*.proto' | sort)
 
+# Generated reference: the serve flag tables from their declarations (streaming/server/serve_config.py).
+docs: install
+	$(BIN)/python -m streaming.server.serve_cli --markdown docs/serve-flags.md
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy streaming client camera_tools
+	$(BIN)/mypy streaming client camera_tools default_model_data
 
 # The whole suite (CI runs this): the gates first, then every tier.
 test: lint

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from camera_tools.errors import SourceError
-from camera_tools.frames import SourceProperties
+from camera_tools.camera_errors import SourceError
 from camera_tools.redact import redact_url
+from camera_tools.video_frames import SourceProperties
 
 logger = logging.getLogger(__name__)
 

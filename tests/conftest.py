@@ -75,8 +75,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_model: TinyModel) -> Any:
     """One loaded TensorFlow classifier shared by the in-process servers (loading costs seconds)."""
-    from streaming.config import ModelConfig
-    from streaming.model import load_classifier
+    from streaming.server.model import load_classifier
+    from streaming.server.serve_config import ModelConfig
 
     return load_classifier(
         ModelConfig(model_path=tiny_model.model_path, labels_path=tiny_model.labels_path)
@@ -86,8 +86,8 @@ def tiny_classifier(tiny_model: TinyModel) -> Any:
 @pytest.fixture
 def server_factory(tiny_classifier: Any, tiny_model: TinyModel) -> Iterator[Callable[..., Any]]:
     """Start real servers on 127.0.0.1:0: ``server_factory(window=3, max_batch=8, classifier=...)``."""
-    from streaming.config import ModelConfig, ServerConfig
-    from streaming.server import BackgroundServer
+    from streaming.server.grpc_server import BackgroundServer
+    from streaming.server.serve_config import ModelConfig, ServerConfig
 
     started: list[BackgroundServer] = []
 

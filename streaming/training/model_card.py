@@ -10,7 +10,7 @@ from pathlib import Path
 from streaming.training.evaluation import format_report
 from streaming.training.sampling import SamplingPolicy
 from streaming.training.trainer import FitResult, FitSettings
-from streaming.training.values import Problem
+from streaming.training.training_values import Problem
 
 MAX_PROBLEMS_LISTED = 100
 

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import pytest
 
-from camera_tools.errors import SourceError
-from camera_tools.frames import SourceProperties
+from camera_tools.camera_errors import SourceError
 from camera_tools.sources import RawFrame, SourceKind
+from camera_tools.video_frames import SourceProperties
 from tests.camera_tools.videos import write_video
 
 
@@ -256,8 +256,8 @@ def rtsp_colour_bars() -> Iterator[RtspServer]:
 @pytest.fixture(scope="session")
 def embedded_classifier() -> Any:
     """The embedded model, loaded once (it costs seconds)."""
-    from streaming.config import ModelConfig
-    from streaming.model import load_classifier
+    from streaming.server.model import load_classifier
+    from streaming.server.serve_config import ModelConfig
 
     return load_classifier(ModelConfig())
 
@@ -265,7 +265,7 @@ def embedded_classifier() -> Any:
 @pytest.fixture
 def embedded_server(server_factory: Callable[..., Any], embedded_classifier: Any) -> Any:
     """A real server on 127.0.0.1:0 with the embedded model; ``.address`` is its address."""
-    from streaming.config import ModelConfig
+    from streaming.server.serve_config import ModelConfig
 
     return server_factory(classifier=embedded_classifier, model=ModelConfig())
 

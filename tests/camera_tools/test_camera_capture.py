@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
+from camera_tools.camera_errors import SourceError
 from camera_tools.capture import CaptureOptions, RateLimiter, VideoStream, open_source
-from camera_tools.errors import SourceError
 from camera_tools.sources import SourceKind
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
 from tests.support import wait_until
 
 FAST_RETRY = BackoffPolicy(initial_delay=0.01, max_delay=0.05)
@@ -33,7 +33,7 @@ def drain(stream: VideoStream, timeout: float = 10.0) -> list[int]:
     return indices
 
 
-def states(events: list[SourceEvent]) -> list[StreamState]:
+def states(events: list[SourceEvent]) -> list[SourceState]:
     return [event.state for event in events]
 
 
@@ -66,7 +66,7 @@ def test_video_file_is_read_in_order_then_ends(video_30f_10fps: Path) -> None:
     assert frames[5].position_s == pytest.approx(0.5)
     assert frames[0].source_id == str(video_30f_10fps)
     assert props is not None and props.total_frames == 30
-    assert states(events) == [StreamState.CONNECTING, StreamState.CONNECTED, StreamState.ENDED]
+    assert states(events) == [SourceState.CONNECTING, SourceState.CONNECTED, SourceState.ENDED]
     assert stream.stats().frames_overwritten == 0
 
 
@@ -206,7 +206,7 @@ def test_file_is_never_reopened(fake_factory: Callable[..., Any], script: Any, t
     with open_source("clip.mp4", source_factory=factory, on_event=events.append) as stream:
         assert drain(stream) == [0, 1, 2]
     assert len(factory.created) == 1
-    assert states(events)[-1] is StreamState.ENDED
+    assert states(events)[-1] is SourceState.ENDED
 
 
 @pytest.mark.timeout(20)
@@ -233,13 +233,13 @@ def test_network_source_reconnects_after_end_error_and_refused_open(
     stream.stop()
     # then
     assert states(events) == [
-        StreamState.CONNECTING,
-        StreamState.CONNECTED,
-        StreamState.RECONNECTING,  # end of stream; stays RECONNECTING through the refused open
-        StreamState.CONNECTED,
-        StreamState.RECONNECTING,  # read error
-        StreamState.CONNECTED,
-        StreamState.ENDED,  # stop()
+        SourceState.CONNECTING,
+        SourceState.CONNECTED,
+        SourceState.RECONNECTING,  # end of stream; stays RECONNECTING through the refused open
+        SourceState.CONNECTED,
+        SourceState.RECONNECTING,  # read error
+        SourceState.CONNECTED,
+        SourceState.ENDED,  # stop()
     ]
     assert len(factory.created) == 4
     assert stream.stats().reconnects == 3
@@ -261,11 +261,11 @@ def test_network_source_fails_after_max_retries(
         "rtsp://cam/live", source_factory=factory, options=options, on_event=events.append
     ) as stream:
         assert drain(stream) == []
-    assert states(events) == [StreamState.CONNECTING, StreamState.RECONNECTING, StreamState.FAILED]
+    assert states(events) == [SourceState.CONNECTING, SourceState.RECONNECTING, SourceState.FAILED]
     assert [e.attempt for e in events] == [0, 1, 0]
     assert "gave up after 2" in events[-1].reason
     assert len(factory.created) == 3
-    assert stream.state is StreamState.FAILED
+    assert stream.state is SourceState.FAILED
 
 
 @pytest.mark.timeout(20)
@@ -282,11 +282,11 @@ def test_watchdog_reconnects_a_silent_stream(fake_factory: Callable[..., Any], s
     stream.stop()
     # then the hung reader was abandoned and a new connection took over
     assert states(events)[:5] == [
-        StreamState.CONNECTING,
-        StreamState.CONNECTED,
-        StreamState.STALLED,
-        StreamState.RECONNECTING,
-        StreamState.CONNECTED,
+        SourceState.CONNECTING,
+        SourceState.CONNECTED,
+        SourceState.STALLED,
+        SourceState.RECONNECTING,
+        SourceState.CONNECTED,
     ]
     assert events[2].reason == "no frame for 0.3s"
     assert len(factory.created) == 2
@@ -308,9 +308,9 @@ def test_connect_timeout_covers_a_hanging_first_read(
     wait_until(lambda: stream.stats().frames_read == 5, timeout=10, interval=0.01)
     stream.stop()
     assert states(events)[:3] == [
-        StreamState.CONNECTING,
-        StreamState.RECONNECTING,
-        StreamState.CONNECTED,
+        SourceState.CONNECTING,
+        SourceState.RECONNECTING,
+        SourceState.CONNECTED,
     ]
     assert "no frame within 0.2s" in events[1].reason
 
@@ -321,7 +321,7 @@ def test_dead_webcam_fails_without_retry(fake_factory: Callable[..., Any], scrip
     events: list[SourceEvent] = []
     with open_source("0", source_factory=factory, on_event=events.append) as stream:
         assert drain(stream) == []
-    assert states(events) == [StreamState.CONNECTING, StreamState.FAILED]
+    assert states(events) == [SourceState.CONNECTING, SourceState.FAILED]
     assert "connection refused" in events[-1].reason
 
 

@@ -11,7 +11,7 @@ import pytest
 from camera_tools.backoff import BackoffPolicy
 from camera_tools.capture import CaptureOptions, VideoStream, open_source
 from camera_tools.sources import create_source
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
 from tests.support import wait_until
 
 # The RTSP server and its fixture (which skips when GStreamer's RTSP server is missing) live in conftest.py.
@@ -53,7 +53,7 @@ def test_frames_flow_from_rtsp(rtsp_server: Any) -> None:
     assert frame is not None and frame.image.shape == (120, 160, 3)
     assert frame.source_id == f"rtsp://***@127.0.0.1:{rtsp_server.port}/test"
     assert props is not None and props.is_live and (props.width, props.height) == (160, 120)
-    assert [e.state for e in events][:2] == [StreamState.CONNECTING, StreamState.CONNECTED]
+    assert [e.state for e in events][:2] == [SourceState.CONNECTING, SourceState.CONNECTED]
     assert all("s3cret" not in e.source_id + e.reason for e in events)
 
 
@@ -70,7 +70,7 @@ def test_rtsp_source_reconnects_after_server_restart(
         # when the server dies, stays down a moment, and comes back on the same port
         rtsp_server.kill()
         wait_until(
-            lambda: stream.state in (StreamState.STALLED, StreamState.RECONNECTING),
+            lambda: stream.state in (SourceState.STALLED, SourceState.RECONNECTING),
             timeout=15,
             message=lambda: f"no stall/reconnect noticed: {[e.state for e in events]}",
         )
@@ -78,7 +78,7 @@ def test_rtsp_source_reconnects_after_server_restart(
         rtsp_server.start()
         # then the source reconnects by itself and frames flow again
         wait_until(
-            lambda: stream.state is StreamState.CONNECTED,
+            lambda: stream.state is SourceState.CONNECTED,
             timeout=30,
             message=lambda: str([e.state for e in events]),
         )
@@ -90,9 +90,9 @@ def test_rtsp_source_reconnects_after_server_restart(
     assert len(after) == 5
     assert stats.reconnects >= 1
     states = [e.state for e in events]
-    first_gap = states.index(StreamState.CONNECTED) + 1
-    assert states[first_gap] in (StreamState.STALLED, StreamState.RECONNECTING)
-    assert StreamState.CONNECTED in states[first_gap:]
+    first_gap = states.index(SourceState.CONNECTED) + 1
+    assert states[first_gap] in (SourceState.STALLED, SourceState.RECONNECTING)
+    assert SourceState.CONNECTED in states[first_gap:]
     gap_logs = [
         r for r in caplog.records if "reconnecting" in r.getMessage() or "stalled" in r.getMessage()
     ]
@@ -113,7 +113,7 @@ def test_rtsp_watchdog_reconnects_a_frozen_server(rtsp_server: Any) -> None:
         try:
             # then the watchdog declares the stall ...
             wait_until(
-                lambda: StreamState.STALLED in [e.state for e in events],
+                lambda: SourceState.STALLED in [e.state for e in events],
                 timeout=15,
                 message=lambda: str([e.state for e in events]),
             )
@@ -121,7 +121,7 @@ def test_rtsp_watchdog_reconnects_a_frozen_server(rtsp_server: Any) -> None:
             rtsp_server.thaw()
         # ... and a fresh connection delivers again
         wait_until(
-            lambda: stream.state is StreamState.CONNECTED,
+            lambda: stream.state is SourceState.CONNECTED,
             timeout=30,
             message=lambda: str([e.state for e in events]),
         )
@@ -131,9 +131,9 @@ def test_rtsp_watchdog_reconnects_a_frozen_server(rtsp_server: Any) -> None:
 
     states = [e.state for e in events]
     assert states[1:5] == [
-        StreamState.CONNECTED,
-        StreamState.STALLED,
-        StreamState.RECONNECTING,
-        StreamState.CONNECTED,
+        SourceState.CONNECTED,
+        SourceState.STALLED,
+        SourceState.RECONNECTING,
+        SourceState.CONNECTED,
     ]
     assert events[2].reason == "no frame for 3s"

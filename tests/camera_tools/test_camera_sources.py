@@ -6,8 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from camera_tools.errors import SourceError
-from camera_tools.frames import Frame, SourceProperties
+from camera_tools.camera_errors import SourceError
 from camera_tools.sources import (
     ImageFolderSource,
     OpenCVSource,
@@ -15,6 +14,7 @@ from camera_tools.sources import (
     classify_spec,
     create_source,
 )
+from camera_tools.video_frames import Frame, SourceProperties
 
 
 @pytest.mark.parametrize(

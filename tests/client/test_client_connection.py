@@ -22,7 +22,7 @@ from client import (
     channel_credentials,
     connection_from_args,
 )
-from client.classify import cli as classify_cli
+from client.classify import classify_cli
 from client.inference_client import sc_client
 from tests.support import free_port
 from tests.tls_material import TlsMaterial, make_tls_material

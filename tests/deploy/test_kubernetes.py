@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from streaming.cli import build_parser
-from streaming.metrics import ServerMetrics
-from streaming.serve_cli import serve_config
+from streaming.server.serve_cli import serve_config
+from streaming.server.server_metrics import ServerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES = REPO / "deploy" / "kubernetes"
@@ -29,7 +29,7 @@ SERVICE_MONITOR_SCHEMA = Path(__file__).with_name("schemas") / "servicemonitor-m
 POD_LABELS = {"app.kubernetes.io/name": "stream-classify"}
 MIB = 2**20
 # What the budget cannot count: SECURITY.md, Memory ("a fixed margin of 256 MiB"), the bound
-# tests/adversarial/ checks.
+# tests/streaming/server/adversarial/ checks.
 MEMORY_MARGIN = 256 * MIB
 QUANTITY = re.compile(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?")
 QUANTITY_UNITS = {

@@ -145,7 +145,7 @@ def sources_opened(log: Path) -> set[str]:
         if line.startswith("{"):
             entry = json.loads(line)
             match = re.match(r"stream \d+ opened: .* source='([^']*)'", entry["message"])
-            if entry["logger"] == "streaming.service" and match:
+            if entry["logger"] == "streaming.server.stream_service" and match:
                 sources.add(match.group(1))
     return sources
 

@@ -1,6 +1,6 @@
 """The front door's ``--log-format json``: ``serve`` logs one JSON object per line on stderr.
 
-(``watch`` with ``--log-format json`` is run in tests/camera_tools/test_watch_metrics.py.)
+(``watch`` with ``--log-format json`` is run in tests/camera_tools/watch/test_watch_metrics.py.)
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ def test_serve_logs_json_lines(tiny_model: Any) -> None:
     records = [json.loads(line) for line in python_lines]
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     messages = [(r["logger"], r["message"]) for r in records]
-    assert any(logger == "streaming.server" and "listening on" in m for logger, m in messages)
-    assert any(logger == "streaming.server" and "stopped" in m for logger, m in messages)
+    assert any(
+        logger == "streaming.server.grpc_server" and "listening on" in m for logger, m in messages
+    )
+    assert any(
+        logger == "streaming.server.grpc_server" and "stopped" in m for logger, m in messages
+    )
     assert "serving" in out  # the banner stays plain text on stdout
