@@ -185,7 +185,8 @@ class OpenCVSource:
             index = int(match.group(1)) if match else int(self.spec)
             return cv2.VideoCapture(index)
         if self._kind is SourceKind.NETWORK:
-            # Without these an unreachable or silent stream blocks open()/read() for ~30 s or more.
+            # Without these an unreachable or silent stream blocks open()/read() for OpenCV's
+            # defaults (LIBAVFORMAT_INTERRUPT_{OPEN,READ}_DEFAULT_TIMEOUT_MS: 30 s each).
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
                 int(self.open_timeout_s * 1000),

@@ -114,7 +114,7 @@ class CallStatus:
         while (remaining := deadline - loop.time()) > 0:
             try:
                 late = await asyncio.wait_for(_status_error(self._call), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if late is None or not masks_server_status(late):
                 logger.debug("a failed write came before the stream's status: %s", late or "OK")
@@ -360,7 +360,7 @@ class AsyncStream(StreamBase):
         """
         try:
             item = await asyncio.wait_for(self._results.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"no prediction within {timeout:g} s") from None
         if item is _END:
             self._results.put_nowait(_END)  # stays ended for later calls
@@ -387,7 +387,7 @@ class AsyncStream(StreamBase):
         if cancel:
             self._call.cancel()
         self._end_requests()
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
 
     async def __aenter__(self) -> AsyncStream:

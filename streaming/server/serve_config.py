@@ -250,7 +250,8 @@ class ServerConfig:
             counted). 1 GiB by default: frames are
             resized to the model input on arrival (224x224 RGB is 150 KB, so eight batches of
             32 take ~40 MB), so the budget binds only when large RAW or encoded payloads pile
-            up, and 1 GiB beside TensorFlow's own ~1 GiB fits a 4 GiB container.
+            up, and 1 GiB beside the server's own footprint (915 MiB at 64 streams, BENCHMARKS.md
+            row 8) fits a 4 GiB container.
         max_streams: open streams (bidi streams and old-API windows) the server accepts.
         max_frame_side: largest width or height accepted, before or after decoding.
         metrics_address: ``HOST:PORT`` serving Prometheus metrics at ``/metrics`` (``:PORT`` is

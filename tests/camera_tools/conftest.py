@@ -306,18 +306,3 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-@pytest.fixture
-def wait_for() -> Callable[[Callable[[], bool], float], bool]:
-    """``wait_for(predicate, timeout)``: poll until true; False when the timeout runs out."""
-    return _wait_for

@@ -12,6 +12,7 @@ from camera_tools.camera_errors import SourceError
 from camera_tools.capture import CaptureOptions, RateLimiter, VideoStream, open_source
 from camera_tools.sources import SourceKind
 from camera_tools.states import SourceEvent, SourceState
+from tests.support import wait_until
 
 FAST_RETRY = BackoffPolicy(initial_delay=0.01, max_delay=0.05)
 # A fake reader left hanging is released when the test ends: stop() need not wait for it.
@@ -34,13 +35,6 @@ def drain(stream: VideoStream, timeout: float = 10.0) -> list[int]:
 
 def states(events: list[SourceEvent]) -> list[SourceState]:
     return [event.state for event in events]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 @pytest.mark.timeout(20)
@@ -235,7 +229,7 @@ def test_network_source_reconnects_after_end_error_and_refused_open(
     stream = open_source(
         "rtsp://user:pw@cam/live", source_factory=factory, options=options, on_event=events.append
     )
-    wait_for(lambda: stream.stats().frames_read == 9)
+    wait_until(lambda: stream.stats().frames_read == 9, timeout=10, interval=0.01)
     stream.stop()
     # then
     assert states(events) == [
@@ -284,7 +278,7 @@ def test_watchdog_reconnects_a_silent_stream(fake_factory: Callable[..., Any], s
     stream = open_source(
         "rtsp://cam/live", source_factory=factory, options=options, on_event=events.append
     )
-    wait_for(lambda: stream.stats().frames_read >= 20)
+    wait_until(lambda: stream.stats().frames_read >= 20, timeout=10, interval=0.01)
     stream.stop()
     # then the hung reader was abandoned and a new connection took over
     assert states(events)[:5] == [
@@ -311,7 +305,7 @@ def test_connect_timeout_covers_a_hanging_first_read(
     stream = open_source(
         "rtsp://cam/live", source_factory=factory, options=options, on_event=events.append
     )
-    wait_for(lambda: stream.stats().frames_read == 5)
+    wait_until(lambda: stream.stats().frames_read == 5, timeout=10, interval=0.01)
     stream.stop()
     assert states(events)[:3] == [
         SourceState.CONNECTING,

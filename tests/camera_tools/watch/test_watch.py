@@ -7,7 +7,6 @@ import csv
 import json
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from camera_tools.web import WebOptions
 from client import Delivery
 from client.host_port import parse_host_port
 from tests.camera_tools.videos import colour_frames, for_seconds, solid, write_video
+from tests.support import free_port
 
 FPS = 10
 # (label, seconds) per stretch of the cut video.
@@ -71,12 +71,6 @@ def read_segments(path: Path) -> list[dict[str, Any]]:
             for row in read_csv(path)
         ]
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.timeout(60)
