@@ -261,13 +261,14 @@ async def serve(
     """Run until SIGINT or SIGTERM, then drain and return; SIGHUP reloads the credentials."""
     server = StreamServer(config, classifier)
     await server.start()
-    if on_started is not None:
-        on_started(server)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_requested.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload_credentials)
+    # The banner says "ready": a supervisor may signal at once, so the handlers come first.
+    if on_started is not None:
+        on_started(server)
     try:
         await stop_requested.wait()
     finally:

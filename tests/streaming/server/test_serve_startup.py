@@ -14,12 +14,13 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+
+from tests.support import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +74,6 @@ def mapped_libraries(maps: list[str], name: str) -> set[str]:
 )
 def test_tensorflow_starts_once_and_quietly(
     tiny_model: Any,
-    free_port: Callable[[], int],
     front_flags: tuple[str, ...],
     tensorflow_lines_shown: bool,
 ) -> None:
