@@ -11,7 +11,8 @@ from streaming.bench.results import Row
 
 ATTACK_ROW = 9  # the group of attack rows: a well-behaved load beside each attack
 WEB_VIEW_ROW = 10  # watch on 8 files with its web view open in readers, against none
-ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW, WEB_VIEW_ROW)
+ONNX_ROW = 11  # the model under test served from TensorFlow and from ONNX Runtime
+ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW, WEB_VIEW_ROW, ONNX_ROW)
 
 
 @dataclass(frozen=True)

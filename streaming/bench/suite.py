@@ -2,7 +2,7 @@
 
 The suite decides which server each row runs against and records a failed row instead of
 stopping; the rows themselves are measured in ``limit_rows``, ``server_rows``, ``latency_rows``,
-``classify_row``, ``soak``, ``attack_rows`` and ``web_view``.
+``classify_row``, ``soak``, ``attack_rows``, ``web_view`` and ``onnx_rows``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from streaming.bench.limit_rows import (
     one_call_row,
     transport_row,
 )
+from streaming.bench.onnx_rows import onnx_rows
 from streaming.bench.processes import BenchError
 from streaming.bench.results import Row
 from streaming.bench.server_rows import jpeg_row, memory_row, memory_summary, server_row
-from streaming.bench.settings import ATTACK_ROW, WEB_VIEW_ROW, BenchRun, BenchSettings
+from streaming.bench.settings import ATTACK_ROW, ONNX_ROW, WEB_VIEW_ROW, BenchRun, BenchSettings
 from streaming.bench.soak import soak_row
 from streaming.bench.web_view import WebViewSpec, web_view_row
 
@@ -59,6 +60,8 @@ class Suite:
                 self._attempt("attack rows", lambda: attack_rows(h, self._row))
             if WEB_VIEW_ROW in rows:
                 self._attempt("web view row", lambda: self._web_view(h))
+            if ONNX_ROW in rows:
+                self._attempt("row 11", lambda: onnx_rows(h, self._row))
         self.run.elapsed_s = time.monotonic() - t0
         return self.run
 

@@ -235,9 +235,11 @@ class OnnxClassifier:
         ort = import_onnxruntime()
         providers = execution_providers(config.device, ort.get_available_providers())
         options = ort.SessionOptions()
-        options.log_severity_level = (
-            3  # errors only: its warnings about unused initialisers are noise
-        )
+        # Errors only: its warnings (e.g. about initialisers also listed as inputs) are noise.
+        options.log_severity_level = 3
+        # Idle intra-op threads sleep instead of spinning: between calls the cores belong to the
+        # event loop, the decode workers and the answer thread of the same server.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(path), sess_options=options, providers=providers
@@ -303,10 +305,6 @@ class OnnxClassifier:
     def description(self) -> ModelDescription:
         return self._description
 
-    @property
-    def model_input(self) -> OnnxInput:
-        return self._input
-
     def predict(self, groups: Sequence[np.ndarray]) -> np.ndarray:
         sized = [self._sized(group) for group in groups]
         images = sized[0] if len(sized) == 1 else np.concatenate(sized)
@@ -319,15 +317,13 @@ class OnnxClassifier:
             self.predict([np.zeros((size, spec.height, spec.width, spec.channels), np.uint8)])
         self.predict([np.zeros((1, spec.height + 7, spec.width + 5, spec.channels), np.uint8)])
 
-    def model_feed(self, images: np.ndarray) -> np.ndarray:
+    def _model_feed(self, images: np.ndarray) -> np.ndarray:
         """uint8 ``(n, h, w, c)`` frames at the model's size as the model's input tensor."""
         spec = self._input
+        if spec.dtype == np.uint8 and spec.layout == "nhwc":
+            return images
         if spec.dtype == np.uint8:
-            return (
-                images
-                if spec.layout == "nhwc"
-                else np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-            )
+            return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
         if spec.layout == "nchw":
             n, h, w, c = images.shape
             x = np.empty((n, c, h, w), np.float32)
@@ -360,7 +356,7 @@ class OnnxClassifier:
     def _classify(self, images: np.ndarray) -> np.ndarray:
         n = len(images)
         try:
-            out = self._run(self.model_feed(images))
+            out = self._run(self._model_feed(images))
         except InferenceError:
             raise
         except Exception as exc:  # ONNX Runtime raises its own pybind types
