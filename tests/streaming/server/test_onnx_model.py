@@ -29,7 +29,7 @@ from streaming.server.onnx_model import (
     execution_providers,
     read_input,
 )
-from streaming.server.serve_config import ModelConfig, ServerConfig
+from streaming.server.serve_config import ModelConfig, Scaling, ServerConfig, SoftmaxMode
 from streaming.server.server_errors import ConfigError, LabelsError, ModelLoadError
 
 pytestmark = pytest.mark.timeout(120)
@@ -196,14 +196,14 @@ class Variant:
 
     layout: str  # nhwc | nchw
     dtype: int = TensorProto.FLOAT
-    scaling: str = "unit"  # what the server must do (--scaling); uint8 models scale themselves
+    scaling: Scaling = "unit"  # what the server must do (--scaling); uint8 models scale themselves
     logits: bool = False
     batch: int | str = "N"
     channels: int = 3
 
     def config(self, path: Path, labels: Path | None = None) -> ModelConfig:
         scaling = "raw" if self.dtype == TensorProto.UINT8 else self.scaling
-        return ModelConfig(model_path=path, labels_path=labels, scaling=scaling)  # type: ignore[arg-type]
+        return ModelConfig(model_path=path, labels_path=labels, scaling=scaling)
 
 
 def build_model(path: Path, v: Variant) -> Path:
@@ -377,11 +377,11 @@ def test_frames_of_other_sizes_are_resized_like_the_intake(models: dict[str, Pat
     ],
 )
 def test_softmax_follows_the_flag(
-    softmax: str, logits: bool, expect_softmax: bool, tmp_path: Path
+    softmax: SoftmaxMode, logits: bool, expect_softmax: bool, tmp_path: Path
 ) -> None:
     v = Variant("nchw", logits=logits)
     path = build_model(tmp_path / "m.onnx", v)
-    config = ModelConfig(model_path=path, scaling="unit", softmax=softmax)  # type: ignore[arg-type]
+    config = ModelConfig(model_path=path, scaling="unit", softmax=softmax)
     images = frames(4)
     out = OnnxClassifier(config).predict([images])
     session = ort.InferenceSession(str(path), providers=[CPU_PROVIDER])
