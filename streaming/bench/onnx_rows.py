@@ -26,7 +26,7 @@ def onnx_rows(h: Harness, add_row: RowRecorder) -> None:
         python_module(
             "streaming.bench.onnx_convert", "--keras", str(h.model.path), "--onnx", str(onnx_path)
         ),
-        600,  # TensorFlow's start, the conversion (20 s for MobileNetV3Small) and the check
+        600,  # TensorFlow's start, the conversion and the check, on a busy machine at worst
         h.log_dir / "onnx-convert.log",
     )
     measured: dict[str, Row] = {}
