@@ -12,7 +12,8 @@ from streaming.bench.results import Row
 ATTACK_ROW = 9  # the group of attack rows: a well-behaved load beside each attack
 WEB_VIEW_ROW = 10  # watch on 8 files with its web view open in readers, against none
 STARTUP_ROW = 11  # seconds from `serve` to health SERVING, embedded model
-ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW, WEB_VIEW_ROW, STARTUP_ROW)
+ONNX_ROW = 12  # the model under test served from TensorFlow and from ONNX Runtime
+ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW, WEB_VIEW_ROW, STARTUP_ROW, ONNX_ROW)
 
 
 @dataclass(frozen=True)

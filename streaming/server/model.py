@@ -334,4 +334,9 @@ def load_classifier(config: ModelConfig) -> Classifier:
         if labels is None:
             labels = load_labels(default_model.LABELS_PATH)
         config = replace(config, model_path=default_model.MODEL_PATH)
+    if config.model_path is not None and Path(config.model_path).suffix.lower() == ".onnx":
+        # Its own module: ONNX Runtime is an optional extra, imported only for .onnx files.
+        from streaming.server.onnx_model import OnnxClassifier
+
+        return OnnxClassifier(config, labels)
     return TensorFlowClassifier(config, labels)

@@ -133,6 +133,45 @@ def test_attack_rows_measure_the_load_beside_each_attack(tiny_model: Any, tmp_pa
         assert row["note"]
 
 
+@pytest.mark.timeout(300)
+def test_onnx_row_serves_the_converted_model_beside_tensorflow(
+    tiny_model: Any, tmp_path: Path
+) -> None:
+    # when: row 12 alone (row 1 always runs)
+    json_path = tmp_path / "BENCHMARKS.json"
+    code = main(
+        [
+            "bench",
+            *QUICK,
+            "--rows",
+            "12",
+            "--model",
+            str(tiny_model.model_path),
+            "--markdown",
+            str(tmp_path / "BENCHMARKS.md"),
+            "--json",
+            str(json_path),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+
+    # then: the same model measured under each runtime, the ONNX one checked against Keras
+    data = json.loads(json_path.read_text())
+    assert code == 0 and data["failures"] == []
+    by_key = {row["key"]: row for row in data["rows"]}
+    assert set(by_key) == {"model", "onnx_tensorflow", "onnx_onnxruntime"}
+    tensorflow, onnx_runtime = by_key["onnx_tensorflow"], by_key["onnx_onnxruntime"]
+    assert tensorflow["name"] == "12. TensorFlow, 32 streams" and tensorflow["fps"] > 0
+    assert onnx_runtime["name"] == "12. ONNX Runtime, 32 streams" and onnx_runtime["fps"] > 0
+    assert tensorflow["extra"]["device"] == "/CPU:0"
+    assert onnx_runtime["extra"]["device"] == "onnxruntime CPU"
+    assert onnx_runtime["extra"]["max_abs_difference"] <= 1e-3
+    assert onnx_runtime["extra"]["vs_tensorflow"] > 0
+    for row in (tensorflow, onnx_runtime):
+        assert row["extra"]["lost_lossless"] == 0 and row["extra"]["errors"] == 0
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", ["cancel_storm", "legacy_flood"])
 def test_attack_generator_reports_what_it_did(server: Any, kind: str) -> None:
