@@ -10,6 +10,7 @@ Imported as ``tests.camera_tools.pages`` (test modules cannot import each other 
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import re
 import shutil
@@ -189,7 +190,5 @@ class PageServer:
         request.send_header("Content-Type", content_type)
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
-        try:
-            request.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the probe reads the headers only
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            request.wfile.write(body)  # the probe reads the headers only

@@ -66,8 +66,11 @@ def fmt(
         # what FFmpeg cannot read from one URL, or has no video, is never chosen
         ([fmt("audio", None, video=False, audio=True)], MODEL, None),
         ([fmt("dash", (640, 360), protocol="http_dash_segments")], MODEL, None),
-        ([fmt("dash", (640, 360), protocol="http_dash_segments"), fmt("ok", (256, 144))],
-         MODEL, "ok"),  # fmt: skip
+        (
+            [fmt("dash", (640, 360), protocol="http_dash_segments"), fmt("ok", (256, 144))],
+            MODEL,
+            "ok",
+        ),  # fmt: skip
         ([], MODEL, None),
     ],
 )
