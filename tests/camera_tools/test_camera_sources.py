@@ -74,6 +74,7 @@ def test_kind_from_content_type(content_type: str, kind: SourceKind) -> None:
     assert kind_from_content_type(content_type) is kind
 
 
+@pytest.mark.slow  # ffmpeg encodes the stream the server serves
 @pytest.mark.timeout(60)
 def test_recognise_spec_probes_http_urls_the_string_cannot_tell(
     grey_hls: Path, page_server: Callable[[Path], PageServer]

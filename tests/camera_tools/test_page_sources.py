@@ -138,6 +138,7 @@ def test_without_yt_dlp_a_page_fails_in_one_line_naming_the_extra(
 # -- real pages on loopback, resolved by yt-dlp ------------------------------------------------
 
 
+@pytest.mark.slow  # ffmpeg encodes the stream; yt-dlp resolves the page
 @pytest.mark.timeout(120)
 def test_resolve_page(grey_hls: Path, page_server: Callable[[Path], PageServer]) -> None:
     pages = page_server(grey_hls)
@@ -171,6 +172,7 @@ def read_all(stream: VideoStream, timeout: float) -> list[int]:
     return indices
 
 
+@pytest.mark.slow  # ffmpeg encodes the stream; yt-dlp resolves the page
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("path", ["vod.html", "g0/vod.m3u8"], ids=["page", "direct-hls"])
 def test_a_recording_is_read_like_a_file_every_frame_once_in_order(
@@ -196,6 +198,7 @@ def test_a_recording_is_read_like_a_file_every_frame_once_in_order(
     assert pages.requested("/vod.html") == (1 if path == "vod.html" else 0)
 
 
+@pytest.mark.slow  # ffmpeg encodes the stream; yt-dlp resolves the page
 @pytest.mark.timeout(120)
 def test_a_live_page_is_read_live_and_resolved_again_when_its_stream_moves(
     grey_hls: Path,
@@ -230,6 +233,7 @@ def test_a_live_page_is_read_live_and_resolved_again_when_its_stream_moves(
     assert StreamState.CONNECTED in states[2:] and StreamState.OFFLINE not in states
 
 
+@pytest.mark.slow  # ffmpeg encodes the stream; yt-dlp resolves the page
 @pytest.mark.timeout(60)
 def test_a_page_without_video_is_offline_and_retried_on_backoff(
     grey_hls: Path,
