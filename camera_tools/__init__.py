@@ -12,6 +12,12 @@ Typical use::
 from __future__ import annotations
 
 from camera_tools.backoff import NO_RETRY, Backoff, BackoffPolicy
+from camera_tools.camera_errors import (
+    CameraToolsError,
+    DisplayUnavailableError,
+    SinkError,
+    SourceError,
+)
 from camera_tools.capture import (
     CaptureOptions,
     CaptureStats,
@@ -19,8 +25,6 @@ from camera_tools.capture import (
     VideoStream,
     open_source,
 )
-from camera_tools.errors import CameraToolsError, DisplayUnavailableError, SinkError, SourceError
-from camera_tools.frames import Frame, SourceProperties
 from camera_tools.overlay import draw_overlay
 from camera_tools.redact import redact_url
 from camera_tools.sources import (
@@ -33,7 +37,8 @@ from camera_tools.sources import (
     classify_spec,
     create_source,
 )
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
+from camera_tools.video_frames import Frame, SourceProperties
 
 __all__ = [
     "NO_RETRY",
@@ -55,7 +60,7 @@ __all__ = [
     "SourceFactory",
     "SourceKind",
     "SourceProperties",
-    "StreamState",
+    "SourceState",
     "VideoStream",
     "classify_spec",
     "create_source",

@@ -22,7 +22,7 @@ from typing import Protocol, TextIO
 
 from camera_tools.alerts import AlertEvent
 from camera_tools.backoff import Backoff, BackoffPolicy
-from camera_tools.errors import SinkError
+from camera_tools.camera_errors import SinkError
 from camera_tools.redact import redact_url
 
 logger = logging.getLogger(__name__)

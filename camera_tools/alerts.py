@@ -28,7 +28,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-class AlertKind(str, enum.Enum):
+class AlertKind(enum.StrEnum):
     RAISED = "raised"
     CLEARED = "cleared"
 

@@ -33,11 +33,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from camera_tools.backoff import Backoff, BackoffPolicy
-from camera_tools.errors import SourceError, SourceOfflineError
-from camera_tools.frames import Frame, SourceProperties
+from camera_tools.camera_errors import SourceError, SourceOfflineError
 from camera_tools.redact import redact_url
 from camera_tools.sources import FrameSource, RawFrame, SourceFactory, SourceKind, create_source
-from camera_tools.states import SourceEvent, StreamState, announce_state
+from camera_tools.states import SourceEvent, SourceState, announce_state
+from camera_tools.video_frames import Frame, SourceProperties
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class VideoStream:
         self._on_event = on_event
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._state: StreamState | None = None
+        self._state: SourceState | None = None
         self._properties: SourceProperties | None = None
         self._properties_ready = threading.Event()
         self._buffer: _FrameBuffer | None = None
@@ -300,7 +300,7 @@ class VideoStream:
         self.stop()
 
     @property
-    def state(self) -> StreamState | None:
+    def state(self) -> SourceState | None:
         """Current state; ``None`` before :meth:`start`."""
         with self._lock:
             return self._state
@@ -354,10 +354,10 @@ class VideoStream:
     def _supervise(self) -> None:
         assert self._kind is not None and self._buffer is not None
         backoff = Backoff(self.options.reconnect)
-        final = StreamState.ENDED
+        final = SourceState.ENDED
         reason = "stopped"
         try:
-            self._set_state(StreamState.CONNECTING)
+            self._set_state(SourceState.CONNECTING)
             source: FrameSource | None = self._first_source
             self._first_source = None
             while not self._stop.is_set():
@@ -383,19 +383,19 @@ class VideoStream:
                     if session.open_failed or (
                         session.last_frame_at is None and self._kind.is_live
                     ):
-                        final, reason = StreamState.FAILED, outcome
+                        final, reason = SourceState.FAILED, outcome
                     else:
-                        final, reason = StreamState.ENDED, outcome
+                        final, reason = SourceState.ENDED, outcome
                     break
                 if session.last_frame_at is not None:
                     backoff.reset()  # it worked for a while: start the next backoff from scratch
                 delay = backoff.next_delay()
                 if delay is None:
-                    final = StreamState.FAILED
+                    final = SourceState.FAILED
                     reason = f"gave up after {backoff.attempt} reconnect attempts ({outcome})"
                     break
                 self._reconnects += 1
-                state = StreamState.OFFLINE if session.offline else StreamState.RECONNECTING
+                state = SourceState.OFFLINE if session.offline else SourceState.RECONNECTING
                 self._set_state(state, attempt=backoff.attempt, delay_s=delay, reason=outcome)
                 logger.debug(
                     "%s: reconnect attempt %d in %.2fs", self.source_id, backoff.attempt, delay
@@ -404,7 +404,7 @@ class VideoStream:
                     break
         except Exception as exc:  # a crash here must still end the stream visibly
             logger.exception("%s: capture supervisor crashed", self.source_id)
-            final, reason = StreamState.FAILED, redact_url(str(exc))
+            final, reason = SourceState.FAILED, redact_url(str(exc))
         finally:
             self._set_state(final, reason=reason)
             self._buffer.close()
@@ -425,7 +425,7 @@ class VideoStream:
             elif now - session.last_frame_at > self.options.stall_timeout_s:
                 session.abandoned = True
                 reason = f"no frame for {self.options.stall_timeout_s:g}s"
-                self._set_state(StreamState.STALLED, reason=reason)
+                self._set_state(SourceState.STALLED, reason=reason)
                 return reason
         return session.outcome
 
@@ -462,7 +462,7 @@ class VideoStream:
                     return
                 now = time.monotonic()
                 if session.last_frame_at is None:
-                    self._set_state(StreamState.CONNECTED, reason=f"{props.width}x{props.height}")
+                    self._set_state(SourceState.CONNECTED, reason=f"{props.width}x{props.height}")
                 session.last_frame_at = now
                 index = self._frames_read
                 self._frames_read += 1
@@ -513,7 +513,7 @@ class VideoStream:
 
     def _set_state(
         self,
-        state: StreamState,
+        state: SourceState,
         *,
         attempt: int = 0,
         delay_s: float | None = None,

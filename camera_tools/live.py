@@ -1,34 +1,42 @@
 """Everything a person watches live, behind one observer: web view, RTSP re-stream, alerts.
 
-The watch runner makes one :class:`LiveOutputs` from its flags (:func:`add_live_arguments`,
-:meth:`LiveOutputs.from_args`) and calls :meth:`~LiveOutputs.on_frame`,
+The watch runner makes one :class:`LiveOutputs` from its :class:`LiveOptions`
+(:meth:`LiveOutputs.start`) and calls :meth:`~LiveOutputs.on_frame`,
 :meth:`~LiveOutputs.on_state` and :meth:`~LiveOutputs.on_stats` from its source threads;
 none of them blocks on a browser, a player or a webhook.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TextIO
 
 import numpy as np
 
-from camera_tools.alert_options import add_alert_arguments, build_alerts
+from camera_tools.alert_options import AlertOptions, build_alerts
 from camera_tools.alert_outputs import AlertOutputs
 from camera_tools.alerts import AlertMonitor
-from camera_tools.capture import StreamState
-from camera_tools.restream import RtspRestreamer, add_restream_arguments
+from camera_tools.capture import SourceState
+from camera_tools.restream import RtspRestreamer
 from camera_tools.sinks.base import Classification
-from camera_tools.web import DOWN_STATES, SourceStats, WebHub, WebServer, add_web_arguments
+from camera_tools.web import DOWN_STATES, SourceStats, WebHub, WebOptions, WebServer
 
 
-def add_live_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--web``, ``--web-token``, ``--restream`` and the alert flags."""
-    add_web_arguments(parser)
-    add_restream_arguments(parser)
-    add_alert_arguments(parser)
+@dataclass(frozen=True)
+class LiveOptions:
+    """Which live outputs to start; the defaults start none.
+
+    Attributes:
+        web: The web view, or ``None``.
+        restream: (host, port) of the RTSP re-stream, or ``None``.
+        alerts: Alert rules and where alerts go.
+    """
+
+    web: WebOptions | None = None
+    restream: tuple[str, int] | None = None
+    alerts: AlertOptions = field(default_factory=AlertOptions)
 
 
 class LiveOutputs:
@@ -57,26 +65,26 @@ class LiveOutputs:
             self.monitor.start()
 
     @classmethod
-    def from_args(
-        cls, args: argparse.Namespace, sources: Sequence[str], *, console: TextIO = sys.stdout
+    def start(
+        cls, options: LiveOptions, sources: Sequence[str], *, console: TextIO = sys.stdout
     ) -> LiveOutputs:
-        """Start what the flags ask for; close what was started if a later part fails.
+        """Start what ``options`` ask for; close what was started if a later part fails.
 
         Raises:
             camera_tools.web.WebServerError: The web address cannot be bound.
             camera_tools.restream.RestreamUnavailableError: No GStreamer RTSP server.
-            camera_tools.errors.SinkError, ValueError: Bad alert outputs.
+            camera_tools.camera_errors.SinkError, ValueError: Bad alert outputs.
         """
         web = restreamer = None
         try:
-            if args.web is not None:
-                host, port = args.web
-                web = WebServer(WebHub(sources), host=host, port=port, token=args.web_token)
-            if args.restream is not None:
-                host, port = args.restream
+            if options.web is not None:
+                view = options.web
+                web = WebServer(WebHub(sources), host=view.host, port=view.port, token=view.token)
+            if options.restream is not None:
+                host, port = options.restream
                 restreamer = RtspRestreamer(host=host, port=port)
             extra = [web.hub.publish_alert] if web is not None else []
-            alerts = build_alerts(args, console=console, extra=extra)
+            alerts = build_alerts(options.alerts, console=console, extra=extra)
         except BaseException:
             for started in (web, restreamer):
                 if started is not None:
@@ -109,7 +117,7 @@ class LiveOutputs:
         if self.restreamer is not None:
             self.restreamer.publish_frame(source, image, classification)
 
-    def on_state(self, source: str, state: StreamState, detail: str = "") -> None:
+    def on_state(self, source: str, state: SourceState, detail: str = "") -> None:
         """The source's capture state changed (redacted ``detail``, e.g. the reason)."""
         if self.monitor is not None:
             self.monitor.observe_state(source, up=state.value not in DOWN_STATES, reason=detail)

@@ -8,7 +8,7 @@ read like a file; a live one like a live source.
 
 Resolved stream URLs are signed and expire, so :class:`PageSource` resolves the page at every
 open: when a read fails, the capture's reconnect gets a fresh URL. A page that has nothing to
-play now (no video, not live yet, over) raises :class:`~camera_tools.errors.SourceOfflineError`,
+play now (no video, not live yet, over) raises :class:`~camera_tools.camera_errors.SourceOfflineError`,
 which capture reports as the OFFLINE state and retries on its backoff.
 
 yt-dlp is optional (the ``live`` extra) and imported only in this module, only when a page is
@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from camera_tools.errors import PageSupportUnavailableError, SourceError, SourceOfflineError
-from camera_tools.frames import SourceProperties
+from camera_tools.camera_errors import PageSupportUnavailableError, SourceError, SourceOfflineError
 from camera_tools.redact import redact_url
 from camera_tools.sources import PAGE_PREFIX, OpenCVSource, RawFrame, SourceKind
+from camera_tools.video_frames import SourceProperties
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ class PageSource:
         self.resolved, self._stream = resolved, stream
         expiry = ""
         if resolved.expires_at is not None:
-            until = dt.datetime.fromtimestamp(resolved.expires_at, dt.timezone.utc)
+            until = dt.datetime.fromtimestamp(resolved.expires_at, dt.UTC)
             expiry = f", URL valid until {until.isoformat(timespec='seconds')}"
         logger.info(
             "%s: %s stream, %s, %dx%d%s",

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from camera_tools.errors import CameraToolsError
+from camera_tools.camera_errors import CameraToolsError
 from camera_tools.sinks.segments import Segment, read_segments
 from camera_tools.timeline_report import build_timelines, read_events, write_report
 

@@ -12,7 +12,6 @@ its first frame arrived; frames keep the first frame's size (scaled to ``max_wid
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -28,7 +27,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from camera_tools.errors import CameraToolsError
+from camera_tools.camera_errors import CameraToolsError
 from camera_tools.overlay import OverlayPainter
 from camera_tools.sinks.base import Classification, unique_slug
 
@@ -273,20 +272,3 @@ class RtspRestreamer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-
-
-def add_restream_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--restream",
-        type=_restream_url,
-        metavar="rtsp://HOST:PORT/",
-        help="serve each source's annotated video as rtsp://HOST:PORT/<source> (H.264; needs "
-        "Debian's python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly)",
-    )
-
-
-def _restream_url(text: str) -> tuple[str, int]:
-    try:
-        return parse_restream_url(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -29,9 +29,9 @@ from urllib.parse import urljoin, urlsplit
 import cv2
 import numpy as np
 
-from camera_tools.errors import SourceError
-from camera_tools.frames import SourceProperties
+from camera_tools.camera_errors import SourceError
 from camera_tools.redact import redact_url
+from camera_tools.video_frames import SourceProperties
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +343,8 @@ class OpenCVSource:
             index = int(match.group(1)) if match else int(self.spec)
             return cv2.VideoCapture(index)
         if self._kind in (SourceKind.NETWORK, SourceKind.HLS):
-            # Without these an unreachable or silent stream blocks open()/read() for ~30 s or more.
+            # Without these an unreachable or silent stream blocks open()/read() for OpenCV's
+            # defaults (LIBAVFORMAT_INTERRUPT_{OPEN,READ}_DEFAULT_TIMEOUT_MS: 30 s each).
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
                 int(self.open_timeout_s * 1000),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-class StreamState(enum.Enum):
+class SourceState(enum.Enum):
     """Lifecycle of a :class:`VideoStream`; ENDED and FAILED are final."""
 
     CONNECTING = "connecting"
@@ -26,7 +26,7 @@ class StreamState(enum.Enum):
 
     @property
     def is_final(self) -> bool:
-        return self in (StreamState.ENDED, StreamState.FAILED)
+        return self in (SourceState.ENDED, SourceState.FAILED)
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class SourceEvent:
     """
 
     source_id: str
-    state: StreamState
-    previous: StreamState | None
+    state: SourceState
+    previous: SourceState | None
     at: float
     attempt: int = 0
     delay_s: float | None = None
@@ -53,10 +53,10 @@ class SourceEvent:
 
 
 _STATE_LEVELS = {
-    StreamState.STALLED: logging.WARNING,
-    StreamState.RECONNECTING: logging.WARNING,
-    StreamState.OFFLINE: logging.WARNING,
-    StreamState.FAILED: logging.ERROR,
+    SourceState.STALLED: logging.WARNING,
+    SourceState.RECONNECTING: logging.WARNING,
+    SourceState.OFFLINE: logging.WARNING,
+    SourceState.FAILED: logging.ERROR,
 }
 
 

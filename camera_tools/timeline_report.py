@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from camera_tools.alerts import AlertEvent, event_from_dict
-from camera_tools.errors import CameraToolsError
+from camera_tools.camera_errors import CameraToolsError
 from camera_tools.overlay import label_color, label_color_hex, short_source_name, text_color_on
 from camera_tools.sinks.segments import Segment
 

@@ -76,7 +76,9 @@ class CallStatus:
     When a write fails because the server ended the call (a drain, a refusal), grpc.aio sets
     the call's status to INTERNAL "Internal error from Core" (grpc/grpc#36066): over the
     server's status if that came first, or to be replaced by it when it comes. So the first
-    status is kept the moment it is set, and a later one is waited for, briefly.
+    status is kept the moment it is set, and a later one is waited for, briefly. This is the
+    client side's one home for that workaround (the server's is ``_refuse`` in
+    ``streaming/service.py``, which reads a refused stream's config before ending it).
     """
 
     def __init__(self, call: grpc.aio.Call, *, wait_s: float = _LATE_STATUS_WAIT_S) -> None:
@@ -112,7 +114,7 @@ class CallStatus:
         while (remaining := deadline - loop.time()) > 0:
             try:
                 late = await asyncio.wait_for(_status_error(self._call), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if late is None or not masks_server_status(late):
                 logger.debug("a failed write came before the stream's status: %s", late or "OK")
@@ -358,7 +360,7 @@ class AsyncStream(StreamBase):
         """
         try:
             item = await asyncio.wait_for(self._results.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"no prediction within {timeout:g} s") from None
         if item is _END:
             self._results.put_nowait(_END)  # stays ended for later calls
@@ -385,7 +387,7 @@ class AsyncStream(StreamBase):
         if cancel:
             self._call.cancel()
         self._end_requests()
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
 
     async def __aenter__(self) -> AsyncStream:

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.photos import load_photos  # noqa: E402
+from default_model_data.photos import load_photos  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"

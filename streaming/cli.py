@@ -18,14 +18,20 @@ from streaming import __version__
 
 # name -> (module, help). A module whose package is not installed leaves its command out.
 COMMANDS = {
-    "serve": ("streaming.serve_cli", "run the classification server"),
-    "classify": ("client.classify.cli", "classify image files and folders through one stream"),
+    "serve": ("streaming.server.serve_cli", "run the classification server"),
+    "classify": (
+        "client.classify.classify_cli",
+        "classify image files and folders through one stream",
+    ),
     "watch": (
-        "camera_tools.watch.cli",
+        "camera_tools.watch.watch_cli",
         "classify webcams, RTSP/HTTP streams, video files and folders",
     ),
     "report": ("camera_tools.report_cli", "write a timeline report (HTML, PNG) from segment files"),
-    "bench": ("streaming.bench.cli", "measure the server against the model and transport limits"),
+    "bench": (
+        "streaming.bench.bench_cli",
+        "measure the server against the model and transport limits",
+    ),
     "train": ("streaming.training.train_cli", "train a model for your own classes"),
     "evaluate": ("streaming.training.evaluate_cli", "score a model on labelled frames or videos"),
 }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,18 +23,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def free_port() -> Callable[[], int]:
-    """``free_port()``: a TCP port free on 127.0.0.1 now, for programs that cannot bind port 0."""
-    return _free_port
 
 
 TINY_LABELS = ("red", "green", "blue")
@@ -88,8 +75,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_model: TinyModel) -> Any:
     """One loaded TensorFlow classifier shared by the in-process servers (loading costs seconds)."""
-    from streaming.config import ModelConfig
-    from streaming.model import load_classifier
+    from streaming.server.model import load_classifier
+    from streaming.server.serve_config import ModelConfig
 
     return load_classifier(
         ModelConfig(model_path=tiny_model.model_path, labels_path=tiny_model.labels_path)
@@ -99,8 +86,8 @@ def tiny_classifier(tiny_model: TinyModel) -> Any:
 @pytest.fixture
 def server_factory(tiny_classifier: Any, tiny_model: TinyModel) -> Iterator[Callable[..., Any]]:
     """Start real servers on 127.0.0.1:0: ``server_factory(window=3, max_batch=8, classifier=...)``."""
-    from streaming.config import ModelConfig, ServerConfig
-    from streaming.server import BackgroundServer
+    from streaming.server.grpc_server import BackgroundServer
+    from streaming.server.serve_config import ModelConfig, ServerConfig
 
     started: list[BackgroundServer] = []
 

@@ -1,12 +1,12 @@
 """Hypothesis strategies for what a client may send on the wire: StreamConfig and Frame messages
 with any value protobuf can carry, and the well-formed frame request that follows them.
 
-Shared by the in-process fuzzing (``tests/streaming/test_fuzz.py``) and the fuzzing of a separate
-server process (``tests/adversarial/test_fuzzed_input.py``); sizes are parameters because each
-suite bounds them for its own budget.
+Shared by the in-process fuzzing (``tests/streaming/server/test_fuzz.py``) and the fuzzing of a
+separate server process (``tests/streaming/server/adversarial/test_fuzzed_input.py``); sizes are
+parameters because each suite bounds them for its own budget.
 
 Imported as ``tests.strategies``: pytest's importlib mode (``pyproject.toml``) imports test files
-by their rootdir-relative name (``tests.streaming.test_fuzz``), so the ``tests`` namespace package
+by their rootdir-relative name (``tests.streaming.server.test_fuzz``), so the ``tests`` namespace package
 is there and a plain module in it imports without a conftest or a ``sys.path`` change; test files
 importing each other stays off-limits.
 """

@@ -1,9 +1,13 @@
 """The packages depend on each other one way only; this test fails on any import against the arrows.
 
     client  <-  camera_tools  <-  camera_tools.watch (the watch application)
-    client  <-  streaming (the server)
+    client  <-  streaming.server (the server)
     tools (streaming.bench, streaming.training) and the front door (streaming.cli) depend on the
     others; nothing depends on them.
+    streaming itself (the version) and streaming.default_model (the embedded model's paths) import
+    nothing of the project; the server, the tools and the front door may use them.
+    default_model_data (the embedded model's generator, not installed) may use the server and the
+    tools; nothing depends on it.
 
 Every import statement counts, also those inside functions, and so do module names handed to
 ``importlib`` as strings (the front door's command table).
@@ -20,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("client", "camera_tools", "streaming")
+PACKAGES = ("client", "camera_tools", "streaming", "default_model_data")
 
 
 @dataclass(frozen=True)
@@ -33,17 +37,24 @@ class Layer:
 LAYERS = (
     Layer("client", ("client",), ("client",)),
     Layer("camera", ("camera_tools",), ("client", "camera")),
-    Layer("watch", ("camera_tools.watch", "camera_tools.watch_cli"), ("client", "camera", "watch")),
-    Layer("server", ("streaming",), ("client", "server")),
+    Layer("watch", ("camera_tools.watch",), ("client", "camera", "watch")),
+    Layer("package root", ("streaming", "streaming.default_model"), ("package root",)),
+    Layer("server", ("streaming.server",), ("client", "package root", "server")),
     Layer(
         "tools",
         ("streaming.bench", "streaming.training"),
-        ("client", "camera", "watch", "server", "tools"),
+        ("client", "camera", "watch", "package root", "server", "tools"),
     ),
     Layer(
         "front door",
         ("streaming.cli", "streaming.__main__"),
-        ("client", "camera", "watch", "server", "tools", "front door"),
+        ("client", "camera", "watch", "package root", "server", "tools", "front door"),
+    ),
+    # The embedded model's data generator and training scripts: a tool outside the package.
+    Layer(
+        "model data",
+        ("default_model_data",),
+        ("client", "package root", "server", "tools", "model data"),
     ),
 )
 
@@ -122,18 +133,29 @@ def test_imports_follow_the_arrows(path: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "imports", "allowed"),
     [
-        ("client._sync", "streaming.values", False),
-        ("client.classify_cli", "camera_tools.sources", False),
+        ("client._sync", "streaming.server.server_values", False),
+        ("client._sync", "streaming", False),
+        ("client.classify.classify_cli", "camera_tools.sources", False),
         ("camera_tools.capture", "camera_tools.watch.runner", False),
-        ("camera_tools.sources", "streaming.decode", False),
+        ("camera_tools.sources", "streaming.server.frame_decode", False),
         ("camera_tools.watch.runner", "client", True),
-        ("streaming.batcher", "streaming.bench.suite", False),
-        ("streaming.service", "client.api.v1.stream_classifier_pb2", True),
-        ("streaming.service", "camera_tools", False),
-        ("streaming.server", "streaming.cli", False),
+        ("streaming.server.batcher", "streaming.bench.suite", False),
+        ("streaming.server.stream_service", "client.api.v1.stream_classifier_pb2", True),
+        ("streaming.server.stream_service", "camera_tools", False),
+        ("streaming.server.grpc_server", "streaming.cli", False),
+        ("streaming.server.grpc_server", "streaming", True),
+        ("streaming.server.model", "streaming.default_model", True),
+        ("streaming.default_model", "streaming.server.model", False),
+        ("streaming", "streaming.server", False),
+        ("streaming.training.backbones", "streaming.default_model", True),
+        ("streaming.training.trainer", "streaming.server.model", True),
+        ("streaming.server.model", "streaming.training.trainer", False),
+        ("camera_tools.watch.watch_cli", "streaming.server.serve_cli", False),
+        ("default_model_data.train_default_model", "streaming.training.trainer", True),
+        ("streaming.training.trainer", "default_model_data.synth", False),
         ("streaming.bench.suite", "client", True),
         ("streaming.bench.suite", "streaming.cli", False),
-        ("streaming.cli", "camera_tools.watch.cli", True),
+        ("streaming.cli", "camera_tools.watch.watch_cli", True),
     ],
 )
 def test_the_rules_themselves(module: str, imports: str, allowed: bool) -> None:
@@ -142,12 +164,58 @@ def test_the_rules_themselves(module: str, imports: str, allowed: bool) -> None:
     assert (target.name in own.may_import) is allowed
 
 
+# camera_tools is a library: its command lines parse flags into typed options (dataclasses)
+# and the library takes those. The RTSP child is a program of its own, run by the system Python.
+ARGPARSE_ALLOWED = {
+    "camera_tools.watch.watch_cli",
+    "camera_tools.report_cli",
+    "camera_tools._restream_server",
+}
+
+
+def imports_argparse(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "argparse":
+            return True
+    return False
+
+
+def test_only_the_command_lines_of_camera_tools_use_argparse() -> None:
+    users = {
+        module_name(path)
+        for path in project_modules()
+        if module_name(path).startswith("camera_tools") and imports_argparse(path)
+    }
+    assert users - ARGPARSE_ALLOWED == set()
+    assert users & ARGPARSE_ALLOWED, "the check found no command line at all: is it broken?"
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("import argparse", True),
+        ("import os, argparse as ap", True),
+        ("from argparse import Namespace", True),
+        ("def f():\n    import argparse", True),
+        ("import argparse_extra", False),
+        ("x = 'argparse'", False),
+    ],
+)
+def test_the_argparse_check_itself(tmp_path: Path, source: str, found: bool) -> None:
+    path = tmp_path / "module.py"
+    path.write_text(source)
+    assert imports_argparse(path) is found
+
+
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
         ("client", ("streaming", "camera_tools", "tensorflow")),
         ("camera_tools", ("streaming", "tensorflow")),
-        ("streaming.server", ("camera_tools", "streaming.bench", "streaming.cli")),
+        ("streaming.server", ("tensorflow", "grpc", "camera_tools", "streaming.bench")),
+        ("streaming.server.grpc_server", ("camera_tools", "streaming.bench", "streaming.cli")),
     ],
 )
 def test_importing_a_package_loads_nothing_upstream(
@@ -165,3 +233,14 @@ def test_importing_a_package_loads_nothing_upstream(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_no_two_modules_share_a_name() -> None:
+    # A traceback line or an import should say which side a module is on without its folder.
+    names: dict[str, list[str]] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.name in ("__init__.py", "__main__.py") or "_pb2" in path.name:
+                continue
+            names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}

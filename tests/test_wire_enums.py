@@ -13,7 +13,7 @@ import pytest
 
 import client
 from client.api.v1 import stream_classifier_pb2 as pb
-from streaming import values
+from streaming.server import server_values
 
 
 def proto_enum(name: str) -> dict[str, int]:
@@ -23,11 +23,11 @@ def proto_enum(name: str) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("python_enum", "proto_name", "prefix"),
     [
-        (values.Delivery, "DeliveryMode", "DELIVERY_MODE_"),
+        (server_values.Delivery, "DeliveryMode", "DELIVERY_MODE_"),
         (client.Delivery, "DeliveryMode", "DELIVERY_MODE_"),
-        (values.Encoding, "Encoding", "ENCODING_"),
+        (server_values.Encoding, "Encoding", "ENCODING_"),
         (client.Encoding, "Encoding", "ENCODING_"),
-        (values.ProbabilityFormat, "ProbabilityFormat", "PROBABILITIES_"),
+        (server_values.ProbabilityFormat, "ProbabilityFormat", "PROBABILITIES_"),
     ],
     ids=lambda v: getattr(v, "__qualname__", None) and f"{v.__module__}.{v.__qualname__}",
 )
@@ -43,8 +43,8 @@ def test_every_proto_enum_has_a_server_copy() -> None:
     assert set(pb.DESCRIPTOR.enum_types_by_name) == copied
 
 
-@pytest.mark.parametrize("code", list(values.StatusCode), ids=lambda c: c.name)
-def test_in_band_error_codes_are_grpc_status_codes(code: values.StatusCode) -> None:
+@pytest.mark.parametrize("code", list(server_values.StatusCode), ids=lambda c: c.name)
+def test_in_band_error_codes_are_grpc_status_codes(code: server_values.StatusCode) -> None:
     # FrameError.code on the wire is a gRPC status number, so clients can map it back.
     assert grpc.StatusCode[code.name].value[0] == code.value
     assert client.status_from_code(code.value) is grpc.StatusCode[code.name]

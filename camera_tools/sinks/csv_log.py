@@ -11,7 +11,7 @@ from typing import TextIO
 
 import numpy as np
 
-from camera_tools.errors import SinkError
+from camera_tools.camera_errors import SinkError
 from camera_tools.sinks.base import Classification
 
 logger = logging.getLogger(__name__)

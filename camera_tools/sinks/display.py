@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 import cv2
 import numpy as np
 
-from camera_tools.errors import DisplayUnavailableError, SinkError
+from camera_tools.camera_errors import DisplayUnavailableError, SinkError
 from camera_tools.sinks.base import Classification
 
 logger = logging.getLogger(__name__)

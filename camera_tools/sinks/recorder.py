@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera_tools.errors import SinkError
+from camera_tools.camera_errors import SinkError
 from camera_tools.sinks.base import Classification, slugify
 
 logger = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 from camera_tools.backoff import Backoff
 from camera_tools.redact import redact_url
-from camera_tools.states import SourceEvent, StreamState, announce_state
-from camera_tools.watch.config import WatchConfig
-from camera_tools.watch.errors import ServerUnavailableError
+from camera_tools.states import SourceEvent, SourceState, announce_state
+from camera_tools.watch.watch_config import WatchConfig
+from camera_tools.watch.watch_errors import ServerUnavailableError
 from client import ClassifierClientError, StreamClient
 
 logger = logging.getLogger(__name__)
@@ -54,21 +54,21 @@ class ServerConnection:
         self._lock = threading.Lock()
         self._client: StreamClient | None = None
         self._generation = 0
-        self._state: StreamState | None = None
+        self._state: SourceState | None = None
         self.failed_reason = ""
         self.name = server_id(config.server)
 
     def connect(self) -> None:
         """First connection: waits up to the connect timeout for a server that is starting."""
-        self._set_state(StreamState.CONNECTING)
+        self._set_state(SourceState.CONNECTING)
         try:
             client = self._new_client(wait_for_ready=True)
         except ClassifierClientError as exc:
-            self._set_state(StreamState.FAILED, reason=exc.details)
+            self._set_state(SourceState.FAILED, reason=exc.details)
             raise ServerUnavailableError(str(exc)) from exc
         with self._lock:
             self._client = client
-        self._set_state(StreamState.CONNECTED, reason=_describe(client))
+        self._set_state(SourceState.CONNECTED, reason=_describe(client))
 
     def lease(self) -> tuple[StreamClient, int] | None:
         """The current client and its generation; ``None`` once given up or closed."""
@@ -91,7 +91,7 @@ class ServerConnection:
                 return
             self._client.close()  # cancels the other sources' dead streams too
             self._client = None
-            self._set_state(StreamState.STALLED, reason=reason)
+            self._set_state(SourceState.STALLED, reason=reason)
             backoff = Backoff(self._config.reconnect)
             while not self._stop.is_set():
                 delay = backoff.next_delay()
@@ -99,10 +99,10 @@ class ServerConnection:
                     self.failed_reason = (
                         f"gave up after {backoff.attempt} reconnect attempts ({reason})"
                     )
-                    self._set_state(StreamState.FAILED, reason=self.failed_reason)
+                    self._set_state(SourceState.FAILED, reason=self.failed_reason)
                     return
                 self._set_state(
-                    StreamState.RECONNECTING, attempt=backoff.attempt, delay_s=delay, reason=reason
+                    SourceState.RECONNECTING, attempt=backoff.attempt, delay_s=delay, reason=reason
                 )
                 if self._stop.wait(delay):
                     return
@@ -114,7 +114,7 @@ class ServerConnection:
                     continue
                 self._client = client
                 self._generation += 1
-                self._set_state(StreamState.CONNECTED, reason=_describe(client))
+                self._set_state(SourceState.CONNECTED, reason=_describe(client))
                 return
 
     def _answers(self) -> bool:
@@ -147,14 +147,14 @@ class ServerConnection:
 
     def _set_state(
         self,
-        state: StreamState,
+        state: SourceState,
         *,
         attempt: int = 0,
         delay_s: float | None = None,
         reason: str = "",
     ) -> None:
         previous, self._state = self._state, state
-        if previous is state and state is not StreamState.RECONNECTING:
+        if previous is state and state is not SourceState.RECONNECTING:
             return
         reason = redact_url(reason)
         event = SourceEvent(self.name, state, previous, time.time(), attempt, delay_s, reason)

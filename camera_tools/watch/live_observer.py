@@ -12,7 +12,7 @@ from __future__ import annotations
 from camera_tools.live import LiveOutputs
 from camera_tools.states import SourceEvent
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
-from camera_tools.watch.report import SourceCounters, SourceSummary
+from camera_tools.watch.source_summary import SourceCounters, SourceSummary
 from camera_tools.web import DOWN_STATES, SourceStats
 
 

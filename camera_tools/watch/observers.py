@@ -25,8 +25,9 @@ What each call carries:
   without overlay when *any* observer has ``wants_images = True``, else ``None`` (no frame is kept
   for nobody). The array is shared by every observer: copy it before drawing on it.
 * ``on_state``: every state change, with its reason, of each source's capture
-  (:class:`~camera_tools.capture.StreamState`: CONNECTING, CONNECTED = live, STALLED,
-  RECONNECTING or OFFLINE (a page with nothing to play now) with attempt and delay, ENDED, FAILED) and of the shared server connection, whose
+  (:class:`~camera_tools.capture.SourceState`: CONNECTING, CONNECTED = live, STALLED,
+  RECONNECTING or OFFLINE (a page with nothing to play now) with attempt and
+  delay, ENDED, FAILED) and of the shared server connection, whose
   ``event.source_id`` is :attr:`Watcher.server_id <camera_tools.watch.Watcher.server_id>`
   (``"server HOST:PORT"``). Credentials are already redacted.
 * ``on_counters``: each running source's :class:`SourceCounters` (frames read, classified,
@@ -62,7 +63,7 @@ import numpy as np
 
 from camera_tools.sinks import Classification
 from camera_tools.states import SourceEvent
-from camera_tools.watch.report import SourceCounters, SourceSummary
+from camera_tools.watch.source_summary import SourceCounters, SourceSummary
 from client import Prediction
 
 logger = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from camera_tools.sinks import (
     VideoRecorder,
     derive_output_path,
 )
-from camera_tools.watch.config import WatchConfig, source_ids
 from camera_tools.watch.observers import ClassifiedFrame, WatchObserver
-from camera_tools.watch.report import SourceSummary
+from camera_tools.watch.source_summary import SourceSummary
+from camera_tools.watch.watch_config import WatchConfig, source_ids
 
 logger = logging.getLogger(__name__)
 

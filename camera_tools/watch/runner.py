@@ -28,12 +28,12 @@ from pathlib import Path
 
 from camera_tools.sinks import Sink, check_display
 from camera_tools.states import SourceEvent
-from camera_tools.watch.config import WatchConfig, source_ids
 from camera_tools.watch.connection import ServerConnection, server_id
 from camera_tools.watch.observers import ClassifiedFrame, ObserverGroup, WatchObserver
 from camera_tools.watch.outputs import ConfiguredOutputs
-from camera_tools.watch.report import SourceSummary, WatchReport
 from camera_tools.watch.source_loop import Publication, SourceLoop
+from camera_tools.watch.source_summary import SourceSummary, WatchReport
+from camera_tools.watch.watch_config import WatchConfig, source_ids
 
 logger = logging.getLogger(__name__)
 

@@ -29,15 +29,15 @@ import grpc
 
 from camera_tools.backoff import Backoff
 from camera_tools.capture import VideoStream
-from camera_tools.frames import Frame
 from camera_tools.sinks import Classification
 from camera_tools.sources import FrameSource, SourceKind, create_source, recognise_spec
-from camera_tools.states import SourceEvent, StreamState
-from camera_tools.watch.config import WatchConfig
+from camera_tools.states import SourceEvent, SourceState
+from camera_tools.video_frames import Frame
 from camera_tools.watch.connection import ServerConnection
 from camera_tools.watch.failures import FailureAction, failure_action
 from camera_tools.watch.observers import ClassifiedFrame
-from camera_tools.watch.report import SourceOutcome, SourceSummary, SourceTally
+from camera_tools.watch.source_summary import SourceOutcome, SourceSummary, SourceTally
+from camera_tools.watch.watch_config import WatchConfig
 from client import ClassifierClientError, Delivery, Prediction, Stream
 
 logger = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class SourceLoop:
         )
 
     def _source_event(self, event: SourceEvent) -> None:
-        if event.state is StreamState.FAILED:
+        if event.state is SourceState.FAILED:
             self._failure = event.reason
         self._publish(event)
 
@@ -195,7 +195,7 @@ class SourceLoop:
             self.capture.stop()
             if (
                 self.outcome is not SourceOutcome.FAILED
-                and self.capture.state is StreamState.FAILED
+                and self.capture.state is SourceState.FAILED
             ):
                 self.outcome = SourceOutcome.FAILED
             self._publish(self.summary())
@@ -229,7 +229,7 @@ class SourceLoop:
             if error is None:
                 if self._stop.is_set():
                     self.outcome = SourceOutcome.STOPPED
-                elif self.capture.state is StreamState.FAILED:
+                elif self.capture.state is SourceState.FAILED:
                     self.outcome = SourceOutcome.FAILED
                     self.reason = self._failure or "source failed"
                 else:

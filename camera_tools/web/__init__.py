@@ -6,15 +6,14 @@ Feed a :class:`WebHub` from the watch runner and serve it with a :class:`WebServ
 from __future__ import annotations
 
 from camera_tools.web.hub import DOWN_STATES, SourceStats, WebHub
-from camera_tools.web.options import add_web_arguments, parse_bind
-from camera_tools.web.server import WebServer, WebServerError
+from camera_tools.web.options import WebOptions
+from camera_tools.web.web_server import WebServer, WebServerError
 
 __all__ = [
     "DOWN_STATES",
     "SourceStats",
     "WebHub",
+    "WebOptions",
     "WebServer",
     "WebServerError",
-    "add_web_arguments",
-    "parse_bind",
 ]

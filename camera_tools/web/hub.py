@@ -242,7 +242,7 @@ class WebHub:
                 self._send_update(entry, now)
 
     def publish_state(self, source: str, state: str, detail: str = "") -> None:
-        """The source's capture state changed (a ``StreamState`` value: ``reconnecting``...)."""
+        """The source's capture state changed (a ``SourceState`` value: ``reconnecting``...)."""
         now = self._clock()
         with self._lock:
             entry = self._source(source)

@@ -1,45 +1,36 @@
-"""Command-line flags of the web view: ``--web HOST:PORT`` and ``--web-token``."""
+"""What the web view is asked to do: :class:`WebOptions` (``watch --web``, ``--web-token``)."""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
+
+from client.host_port import LOOPBACK, parse_host_port
 
 
-def parse_bind(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` (loopback) or ``[::1]:PORT`` → (host, port).
+@dataclass(frozen=True)
+class WebOptions:
+    """Where the web view listens and the token it asks for.
 
-    Raises:
-        ValueError: Not an address with a port in 0-65535.
+    Attributes:
+        host: Interface to bind; loopback unless another is asked for (then set a token).
+        port: Port to bind; 0 takes a free one.
+        token: Require ``?token=TOKEN`` or ``Authorization: Bearer TOKEN`` on every request.
 
     Example:
-        >>> parse_bind("127.0.0.1:8080"), parse_bind(":9000"), parse_bind("[::1]:80")
-        (('127.0.0.1', 8080), ('127.0.0.1', 9000), ('::1', 80))
+        >>> WebOptions.at(":8080")
+        WebOptions(host='127.0.0.1', port=8080)
     """
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"expected HOST:PORT (e.g. 127.0.0.1:8080), got {text!r}")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port_text)
 
+    host: str = LOOPBACK
+    port: int = 0
+    token: str | None = field(default=None, repr=False)
 
-def _bind(text: str) -> tuple[str, int]:
-    try:
-        return parse_bind(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    @classmethod
+    def at(cls, address: str, token: str | None = None) -> WebOptions:
+        """From ``HOST:PORT`` as :func:`client.host_port.parse_host_port` reads it.
 
-
-def add_web_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("web view")
-    group.add_argument(
-        "--web",
-        type=_bind,
-        metavar="HOST:PORT",
-        help="serve a live page of every source (e.g. 127.0.0.1:8080; loopback unless a "
-        "host is given, then use --web-token)",
-    )
-    group.add_argument(
-        "--web-token",
-        metavar="TOKEN",
-        help="require ?token=TOKEN or 'Authorization: Bearer TOKEN' on every web request",
-    )
+        Raises:
+            ValueError: Not ``HOST:PORT``.
+        """
+        host, port = parse_host_port(address)
+        return cls(host, port, token)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from client._sync import Stream, StreamClient
 from client._types import EncodedFrame, WireFormat
-from client.classify.decode import describe_failure, load_image
+from client.classify.image_files import describe_failure, load_image
 from client.classify.output import ResultWriter
 from client.classify.progress import Progress
 

@@ -64,8 +64,8 @@ def _answer_bytes(num_classes: int) -> int:
 
     The load generator asks for no probability vector (like `watch`, `classify` and `sc_client`).
     """
-    from streaming.convert import result_to_pb
-    from streaming.values import FrameResult, ProbabilityFormat
+    from streaming.server.server_values import FrameResult, ProbabilityFormat
+    from streaming.server.wire import result_to_pb
 
     probs = np.full(num_classes, 1.0 / num_classes, np.float32)
     result = FrameResult(

@@ -63,8 +63,8 @@ def measure(
     Uses the server's own classifier (same preprocessing, same ``tf.function``), so the only
     thing missing compared with the server is everything around the model call.
     """
-    from streaming.config import ModelConfig
-    from streaming.model import TensorFlowClassifier
+    from streaming.server.model import TensorFlowClassifier
+    from streaming.server.serve_config import ModelConfig
 
     classifier = TensorFlowClassifier(ModelConfig(model_path=model_path, input_size=input_size))
     d = classifier.description

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from streaming.training.values import Annotation, Problem
+from streaming.training.training_values import Annotation, Problem
 
 logger = logging.getLogger(__name__)
 

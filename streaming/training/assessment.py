@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streaming.model import Classifier
+from streaming.server.model import Classifier
 from streaming.training.evaluation import Evaluation, label_ids, score
 from streaming.training.plots import save_confusion_png, save_contact_sheet
-from streaming.training.values import FrameSet
+from streaming.training.training_values import FrameSet
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streaming.training.errors import TrainingError
+from streaming.training.training_errors import TrainingError
 
 BACKBONES = ("small", "broadcast")
 SMALL_DEFAULT_SIZE = 96

@@ -27,14 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streaming.config import ModelConfig
-    from streaming.errors import StreamingError
-    from streaming.model import load_classifier
+    from streaming.server.model import load_classifier
+    from streaming.server.serve_config import ModelConfig
+    from streaming.server.server_errors import StreamingError
     from streaming.training.assessment import assess
-    from streaming.training.errors import TrainingError
     from streaming.training.evaluation import format_report
     from streaming.training.inputs_cli import load_options_from, print_problems
     from streaming.training.loading import load_inputs
+    from streaming.training.training_errors import TrainingError
 
     if not args.model.exists():
         print(f"error: model not found: {args.model}", file=sys.stderr)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streaming.training.values import FrameSet
+from streaming.training.training_values import FrameSet
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from camera_tools.sources import IMAGE_EXTENSIONS
-from streaming.training.values import ImageItem, Problem
+from streaming.training.training_values import ImageItem, Problem
 
 
 def scan_folder(root: Path) -> tuple[list[ImageItem], list[Problem]]:

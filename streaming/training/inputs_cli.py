@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streaming.training.loading import LoadOptions
 from streaming.training.sampling import SamplingPolicy
-from streaming.training.values import Problem
+from streaming.training.training_values import Problem
 
 INPUT_HELP = (
     "a label folder (DATA/<label>/images..., sub-folders allowed) or a segments file "

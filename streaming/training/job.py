@@ -7,13 +7,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streaming.training.errors import DataError
 from streaming.training.loading import LoadOptions, drop_small_classes, load_inputs
 from streaming.training.model_card import CardFacts, write_model_card
 from streaming.training.sampling import SamplingPolicy
 from streaming.training.split import split_by_group
 from streaming.training.trainer import CARD_FILE, FitResult, FitSettings, fit
-from streaming.training.values import FrameSet, Problem
+from streaming.training.training_errors import DataError
+from streaming.training.training_values import FrameSet, Problem
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streaming.config import ModelConfig
+from streaming.server.serve_config import ModelConfig
 from streaming.training.annotations import drop_overlaps, is_annotation_file, read_annotations
-from streaming.training.errors import DataError, import_tensorflow
 from streaming.training.folders import scan_folder
 from streaming.training.sampling import SamplingPolicy, sample_video
-from streaming.training.values import Annotation, FrameSet, ImageItem, Problem
+from streaming.training.training_errors import DataError, import_tensorflow
+from streaming.training.training_values import Annotation, FrameSet, ImageItem, Problem
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ServerResize:
     """BGR frames of any size to uint8 RGB at the model size, resized by the server's function."""
 
     def __init__(self, height: int, width: int) -> None:
-        from streaming.model import make_preprocess
+        from streaming.server.model import make_preprocess
 
         self._tf = import_tensorflow()
         self._preprocess = make_preprocess(self._tf, ModelConfig(), height, width, 3)

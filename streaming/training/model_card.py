@@ -10,7 +10,7 @@ from pathlib import Path
 from streaming.training.evaluation import format_report
 from streaming.training.sampling import SamplingPolicy
 from streaming.training.trainer import FitResult, FitSettings
-from streaming.training.values import Problem
+from streaming.training.training_values import Problem
 
 MAX_PROBLEMS_LISTED = 100
 
@@ -40,7 +40,7 @@ def write_model_card(
     lines = [
         f"# {out.name}: image classifier for {', '.join(result.labels)}",
         "",
-        f"Trained by `stream-classify train` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        f"Trained by `stream-classify train` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
         "",
         "## Serve it",
         "",

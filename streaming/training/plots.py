@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streaming.training.errors import MissingExtraError
 from streaming.training.evaluation import Evaluation
+from streaming.training.training_errors import MissingExtraError
 
 
 def save_confusion_png(evaluation: Evaluation, path: Path) -> Path:

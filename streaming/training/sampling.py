@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera_tools.errors import SourceError
+from camera_tools.camera_errors import SourceError
 from camera_tools.sources import OpenCVSource, SourceKind
-from streaming.training.values import Annotation, Problem
+from streaming.training.training_values import Annotation, Problem
 
 logger = logging.getLogger(__name__)
 

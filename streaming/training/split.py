@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from streaming.training.errors import DataError
-from streaming.training.values import FrameSet
+from streaming.training.training_errors import DataError
+from streaming.training.training_values import FrameSet
 
 logger = logging.getLogger(__name__)
 

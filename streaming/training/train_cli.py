@@ -82,13 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from streaming.errors import StreamingError
+    from streaming.server.server_errors import StreamingError
     from streaming.training.backbones import Backbone
-    from streaming.training.errors import TrainingError
+    from streaming.training.input_pipeline import Augmentation
     from streaming.training.inputs_cli import print_problems
     from streaming.training.job import TrainJob, run_job
-    from streaming.training.pipeline import Augmentation
     from streaming.training.trainer import FitSettings
+    from streaming.training.training_errors import TrainingError
 
     try:
         augmentation = Augmentation.none() if args.no_augment else Augmentation()

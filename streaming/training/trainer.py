@@ -19,12 +19,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from streaming.config import ModelConfig
+from streaming.server.serve_config import ModelConfig
 from streaming.training.assessment import Assessment, assess
 from streaming.training.backbones import Backbone, serving_copy
-from streaming.training.errors import DataError, TrainingError, import_tensorflow
-from streaming.training.pipeline import Augmentation, evaluation_dataset, training_dataset
-from streaming.training.values import FrameSet
+from streaming.training.input_pipeline import Augmentation, evaluation_dataset, training_dataset
+from streaming.training.training_errors import DataError, TrainingError, import_tensorflow
+from streaming.training.training_values import FrameSet
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def fit(
         keras.mixed_precision.set_global_policy(policy_before)
     assessment = None
     if state.best_epoch:
-        from streaming.model import load_classifier
+        from streaming.server.model import load_classifier
 
         classifier = load_classifier(
             ModelConfig(model_path=out / MODEL_FILE, labels_path=out / LABELS_FILE)

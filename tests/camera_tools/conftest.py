@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import pytest
 
-from camera_tools.errors import SourceError, SourceOfflineError
-from camera_tools.frames import SourceProperties
+from camera_tools.camera_errors import SourceError, SourceOfflineError
 from camera_tools.sources import RawFrame, SourceKind
+from camera_tools.video_frames import SourceProperties
 from tests.camera_tools.pages import PageServer, grey_frames, write_hls
 from tests.camera_tools.videos import write_video
 
@@ -267,8 +267,8 @@ def rtsp_colour_bars() -> Iterator[RtspServer]:
 @pytest.fixture(scope="session")
 def embedded_classifier() -> Any:
     """The embedded model, loaded once (it costs seconds)."""
-    from streaming.config import ModelConfig
-    from streaming.model import load_classifier
+    from streaming.server.model import load_classifier
+    from streaming.server.serve_config import ModelConfig
 
     return load_classifier(ModelConfig())
 
@@ -276,7 +276,7 @@ def embedded_classifier() -> Any:
 @pytest.fixture
 def embedded_server(server_factory: Callable[..., Any], embedded_classifier: Any) -> Any:
     """A real server on 127.0.0.1:0 with the embedded model; ``.address`` is its address."""
-    from streaming.config import ModelConfig
+    from streaming.server.serve_config import ModelConfig
 
     return server_factory(classifier=embedded_classifier, model=ModelConfig())
 
@@ -317,21 +317,6 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-@pytest.fixture
-def wait_for() -> Callable[[Callable[[], bool], float], bool]:
-    """``wait_for(predicate, timeout)``: poll until true; False when the timeout runs out."""
-    return _wait_for
 
 
 # -- web pages and HLS streams on loopback (see pages.py) ----------------------------------------

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from camera_tools.alert_options import add_alert_arguments, build_alerts
+from camera_tools.alert_options import AlertOptions, build_alerts
 from camera_tools.alerts import (
     AlertEvent,
     AlertKind,
@@ -164,17 +163,14 @@ def test_parse_down_rejects(text: str) -> None:
         parse_down_seconds(text)
 
 
-def test_flags_build_a_monitor_only_with_rules(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    add_alert_arguments(parser)
-    assert build_alerts(parser.parse_args([])) is None
-    args = parser.parse_args(["--alert", "black:5", "--alert", "static:2", "--alert-down", "30"])
-    built = build_alerts(args)
+def test_options_build_a_monitor_only_with_rules() -> None:
+    assert build_alerts(AlertOptions()) is None
+    rules = AlertRules(
+        (parse_label_rule("black:5"), parse_label_rule("static:2")), parse_down_seconds("30")
+    )
+    built = build_alerts(AlertOptions(rules))
     assert built is not None
     monitor, outputs = built
     assert [r.name for r in monitor.rules.labels] == ["black:5", "static:2"]
     assert monitor.rules.down == DownRule(30.0)
     outputs.close()
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--alert", "black"])
-    assert "LABEL[,LABEL...]:SECONDS" in capsys.readouterr().err

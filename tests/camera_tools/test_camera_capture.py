@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
+from camera_tools.camera_errors import SourceError
 from camera_tools.capture import CaptureOptions, RateLimiter, VideoStream, open_source
-from camera_tools.errors import SourceError
 from camera_tools.sources import SourceKind
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
+from tests.support import wait_until
 
 FAST_RETRY = BackoffPolicy(initial_delay=0.01, max_delay=0.05)
 # A fake reader left hanging is released when the test ends: stop() need not wait for it.
@@ -32,15 +33,8 @@ def drain(stream: VideoStream, timeout: float = 10.0) -> list[int]:
     return indices
 
 
-def states(events: list[SourceEvent]) -> list[StreamState]:
+def states(events: list[SourceEvent]) -> list[SourceState]:
     return [event.state for event in events]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 @pytest.mark.timeout(20)
@@ -72,7 +66,7 @@ def test_video_file_is_read_in_order_then_ends(video_30f_10fps: Path) -> None:
     assert frames[5].position_s == pytest.approx(0.5)
     assert frames[0].source_id == str(video_30f_10fps)
     assert props is not None and props.total_frames == 30
-    assert states(events) == [StreamState.CONNECTING, StreamState.CONNECTED, StreamState.ENDED]
+    assert states(events) == [SourceState.CONNECTING, SourceState.CONNECTED, SourceState.ENDED]
     assert stream.stats().frames_overwritten == 0
 
 
@@ -212,7 +206,7 @@ def test_file_is_never_reopened(fake_factory: Callable[..., Any], script: Any, t
     with open_source("clip.mp4", source_factory=factory, on_event=events.append) as stream:
         assert drain(stream) == [0, 1, 2]
     assert len(factory.created) == 1
-    assert states(events)[-1] is StreamState.ENDED
+    assert states(events)[-1] is SourceState.ENDED
 
 
 @pytest.mark.timeout(20)
@@ -235,17 +229,17 @@ def test_network_source_reconnects_after_end_error_and_refused_open(
     stream = open_source(
         "rtsp://user:pw@cam/live", source_factory=factory, options=options, on_event=events.append
     )
-    wait_for(lambda: stream.stats().frames_read == 9)
+    wait_until(lambda: stream.stats().frames_read == 9, timeout=10, interval=0.01)
     stream.stop()
     # then
     assert states(events) == [
-        StreamState.CONNECTING,
-        StreamState.CONNECTED,
-        StreamState.RECONNECTING,  # end of stream; stays RECONNECTING through the refused open
-        StreamState.CONNECTED,
-        StreamState.RECONNECTING,  # read error
-        StreamState.CONNECTED,
-        StreamState.ENDED,  # stop()
+        SourceState.CONNECTING,
+        SourceState.CONNECTED,
+        SourceState.RECONNECTING,  # end of stream; stays RECONNECTING through the refused open
+        SourceState.CONNECTED,
+        SourceState.RECONNECTING,  # read error
+        SourceState.CONNECTED,
+        SourceState.ENDED,  # stop()
     ]
     assert len(factory.created) == 4
     assert stream.stats().reconnects == 3
@@ -267,11 +261,11 @@ def test_network_source_fails_after_max_retries(
         "rtsp://cam/live", source_factory=factory, options=options, on_event=events.append
     ) as stream:
         assert drain(stream) == []
-    assert states(events) == [StreamState.CONNECTING, StreamState.RECONNECTING, StreamState.FAILED]
+    assert states(events) == [SourceState.CONNECTING, SourceState.RECONNECTING, SourceState.FAILED]
     assert [e.attempt for e in events] == [0, 1, 0]
     assert "gave up after 2" in events[-1].reason
     assert len(factory.created) == 3
-    assert stream.state is StreamState.FAILED
+    assert stream.state is SourceState.FAILED
 
 
 @pytest.mark.timeout(20)
@@ -284,15 +278,15 @@ def test_watchdog_reconnects_a_silent_stream(fake_factory: Callable[..., Any], s
     stream = open_source(
         "rtsp://cam/live", source_factory=factory, options=options, on_event=events.append
     )
-    wait_for(lambda: stream.stats().frames_read >= 20)
+    wait_until(lambda: stream.stats().frames_read >= 20, timeout=10, interval=0.01)
     stream.stop()
     # then the hung reader was abandoned and a new connection took over
     assert states(events)[:5] == [
-        StreamState.CONNECTING,
-        StreamState.CONNECTED,
-        StreamState.STALLED,
-        StreamState.RECONNECTING,
-        StreamState.CONNECTED,
+        SourceState.CONNECTING,
+        SourceState.CONNECTED,
+        SourceState.STALLED,
+        SourceState.RECONNECTING,
+        SourceState.CONNECTED,
     ]
     assert events[2].reason == "no frame for 0.3s"
     assert len(factory.created) == 2
@@ -311,12 +305,12 @@ def test_connect_timeout_covers_a_hanging_first_read(
     stream = open_source(
         "rtsp://cam/live", source_factory=factory, options=options, on_event=events.append
     )
-    wait_for(lambda: stream.stats().frames_read == 5)
+    wait_until(lambda: stream.stats().frames_read == 5, timeout=10, interval=0.01)
     stream.stop()
     assert states(events)[:3] == [
-        StreamState.CONNECTING,
-        StreamState.RECONNECTING,
-        StreamState.CONNECTED,
+        SourceState.CONNECTING,
+        SourceState.RECONNECTING,
+        SourceState.CONNECTED,
     ]
     assert "no frame within 0.2s" in events[1].reason
 
@@ -327,7 +321,7 @@ def test_dead_webcam_fails_without_retry(fake_factory: Callable[..., Any], scrip
     events: list[SourceEvent] = []
     with open_source("0", source_factory=factory, on_event=events.append) as stream:
         assert drain(stream) == []
-    assert states(events) == [StreamState.CONNECTING, StreamState.FAILED]
+    assert states(events) == [SourceState.CONNECTING, SourceState.FAILED]
     assert "connection refused" in events[-1].reason
 
 
@@ -381,7 +375,9 @@ def test_liveness_told_at_open_decides_how_the_source_is_read(
         else:
             assert stream.live is reads_live
         if reads_live:
-            wait_for(lambda: len(factory.created) == 2)  # the end of a live stream: reopen
+            wait_until(
+                lambda: len(factory.created) == 2, timeout=10, interval=0.01
+            )  # the end of a live stream: reopen
         else:
             # a recording: every frame once, in order (the reader waits for the consumer)
             time.sleep(0.2)  # let a newest-wins slot overwrite, were it one
@@ -392,7 +388,7 @@ def test_liveness_told_at_open_decides_how_the_source_is_read(
     assert (stream.stats().reconnects > 0) is reopens
     assert (stream.stats().frames_overwritten == 0) or reads_live
     if not reopens:
-        assert states(events) == [StreamState.CONNECTING, StreamState.CONNECTED, StreamState.ENDED]
+        assert states(events) == [SourceState.CONNECTING, SourceState.CONNECTED, SourceState.ENDED]
         assert events[-1].reason == "end of stream"
 
 
@@ -411,11 +407,11 @@ def test_an_offline_source_has_its_own_state_and_is_retried_on_backoff(
         "https://site/live.html", source_factory=factory, on_event=events.append, options=options
     )
     # when it is watched until it plays
-    wait_for(lambda: stream.stats().frames_read == 3)
+    wait_until(lambda: stream.stats().frames_read == 3, timeout=10, interval=0.01)
     stream.stop()
     # then it was OFFLINE (announced once, with the reason and the backoff) until it played
     assert states(events) == [
-        StreamState.CONNECTING, StreamState.OFFLINE, StreamState.CONNECTED, StreamState.ENDED,
+        SourceState.CONNECTING, SourceState.OFFLINE, SourceState.CONNECTED, SourceState.ENDED,
     ]  # fmt: skip
     offline = events[1]
     assert offline.reason == "not live yet" and offline.attempt == 1 and offline.delay_s is not None
@@ -433,7 +429,7 @@ def test_an_offline_source_fails_after_max_retries(
         "https://site/live.html", source_factory=factory, on_event=events.append, options=options
     ) as stream:
         assert drain(stream) == []
-    assert states(events) == [StreamState.CONNECTING, StreamState.OFFLINE, StreamState.FAILED]
+    assert states(events) == [SourceState.CONNECTING, SourceState.OFFLINE, SourceState.FAILED]
     assert "gave up after 2" in events[-1].reason and "not live yet" in events[-1].reason
 
 
@@ -451,12 +447,12 @@ def test_a_live_stream_that_reopens_as_a_recording_has_ended(
         "https://cdn/live.m3u8", source_factory=factory, on_event=events.append, options=options
     )
     # when it is reopened a few times
-    wait_for(lambda: len(factory.created) >= 3)
+    wait_until(lambda: len(factory.created) >= 3, timeout=10, interval=0.01)
     stream.stop()
     # then the recording is never read (it would replay the broadcast): the source is offline
     assert states(events)[:4] == [
-        StreamState.CONNECTING, StreamState.CONNECTED, StreamState.RECONNECTING,
-        StreamState.OFFLINE,
+        SourceState.CONNECTING, SourceState.CONNECTED, SourceState.RECONNECTING,
+        SourceState.OFFLINE,
     ]  # fmt: skip
     assert events[3].reason == "the live stream has ended"
     assert stream.stats().frames_read == 3 and stream.live is True

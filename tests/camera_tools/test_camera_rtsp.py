@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +11,8 @@ import pytest
 from camera_tools.backoff import BackoffPolicy
 from camera_tools.capture import CaptureOptions, VideoStream, open_source
 from camera_tools.sources import create_source
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
+from tests.support import wait_until
 
 # The RTSP server and its fixture (which skips when GStreamer's RTSP server is missing) live in conftest.py.
 pytestmark = pytest.mark.slow
@@ -53,13 +53,13 @@ def test_frames_flow_from_rtsp(rtsp_server: Any) -> None:
     assert frame is not None and frame.image.shape == (120, 160, 3)
     assert frame.source_id == f"rtsp://***@127.0.0.1:{rtsp_server.port}/test"
     assert props is not None and props.is_live and (props.width, props.height) == (160, 120)
-    assert [e.state for e in events][:2] == [StreamState.CONNECTING, StreamState.CONNECTED]
+    assert [e.state for e in events][:2] == [SourceState.CONNECTING, SourceState.CONNECTED]
     assert all("s3cret" not in e.source_id + e.reason for e in events)
 
 
 @pytest.mark.timeout(60)
 def test_rtsp_source_reconnects_after_server_restart(
-    rtsp_server: Any, caplog: pytest.LogCaptureFixture, wait_for: Callable[..., bool]
+    rtsp_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a stream that is delivering frames
     caplog.set_level("INFO", logger="camera_tools")
@@ -69,15 +69,19 @@ def test_rtsp_source_reconnects_after_server_restart(
         assert len(read_frames(stream, 5, timeout=20)) == 5
         # when the server dies, stays down a moment, and comes back on the same port
         rtsp_server.kill()
-        assert wait_for(
-            lambda: stream.state in (StreamState.STALLED, StreamState.RECONNECTING), timeout=15
-        ), f"no stall/reconnect noticed: {[e.state for e in events]}"
+        wait_until(
+            lambda: stream.state in (SourceState.STALLED, SourceState.RECONNECTING),
+            timeout=15,
+            message=lambda: f"no stall/reconnect noticed: {[e.state for e in events]}",
+        )
         time.sleep(1.0)
         rtsp_server.start()
         # then the source reconnects by itself and frames flow again
-        assert wait_for(lambda: stream.state is StreamState.CONNECTED, timeout=30), [
-            e.state for e in events
-        ]
+        wait_until(
+            lambda: stream.state is SourceState.CONNECTED,
+            timeout=30,
+            message=lambda: str([e.state for e in events]),
+        )
         after = read_frames(stream, 5, timeout=15)
         stats = stream.stats()
     finally:
@@ -86,9 +90,9 @@ def test_rtsp_source_reconnects_after_server_restart(
     assert len(after) == 5
     assert stats.reconnects >= 1
     states = [e.state for e in events]
-    first_gap = states.index(StreamState.CONNECTED) + 1
-    assert states[first_gap] in (StreamState.STALLED, StreamState.RECONNECTING)
-    assert StreamState.CONNECTED in states[first_gap:]
+    first_gap = states.index(SourceState.CONNECTED) + 1
+    assert states[first_gap] in (SourceState.STALLED, SourceState.RECONNECTING)
+    assert SourceState.CONNECTED in states[first_gap:]
     gap_logs = [
         r for r in caplog.records if "reconnecting" in r.getMessage() or "stalled" in r.getMessage()
     ]
@@ -97,9 +101,7 @@ def test_rtsp_source_reconnects_after_server_restart(
 
 
 @pytest.mark.timeout(60)
-def test_rtsp_watchdog_reconnects_a_frozen_server(
-    rtsp_server: Any, wait_for: Callable[..., bool]
-) -> None:
+def test_rtsp_watchdog_reconnects_a_frozen_server(rtsp_server: Any) -> None:
     # given a stream that is delivering frames
     events: list[SourceEvent] = []
     # OpenCV's own read timeout is set longer than the watchdog's, so the watchdog must act.
@@ -108,22 +110,30 @@ def test_rtsp_watchdog_reconnects_a_frozen_server(
         assert len(read_frames(stream, 5, timeout=20)) == 5
         # when the server freezes with its connection open (OpenCV's read blocks)
         rtsp_server.freeze()
-        stalled = wait_for(lambda: StreamState.STALLED in [e.state for e in events], timeout=15)
-        rtsp_server.thaw()
-        # then the watchdog declared the stall and a fresh connection delivers again
-        assert stalled, [e.state for e in events]
-        assert wait_for(lambda: stream.state is StreamState.CONNECTED, timeout=30), [
-            e.state for e in events
-        ]
+        try:
+            # then the watchdog declares the stall ...
+            wait_until(
+                lambda: SourceState.STALLED in [e.state for e in events],
+                timeout=15,
+                message=lambda: str([e.state for e in events]),
+            )
+        finally:
+            rtsp_server.thaw()
+        # ... and a fresh connection delivers again
+        wait_until(
+            lambda: stream.state is SourceState.CONNECTED,
+            timeout=30,
+            message=lambda: str([e.state for e in events]),
+        )
         assert len(read_frames(stream, 5, timeout=15)) == 5
     finally:
         stream.stop()
 
     states = [e.state for e in events]
     assert states[1:5] == [
-        StreamState.CONNECTED,
-        StreamState.STALLED,
-        StreamState.RECONNECTING,
-        StreamState.CONNECTED,
+        SourceState.CONNECTED,
+        SourceState.STALLED,
+        SourceState.RECONNECTING,
+        SourceState.CONNECTED,
     ]
     assert events[2].reason == "no frame for 3s"

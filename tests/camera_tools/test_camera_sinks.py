@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camera_tools.errors import DisplayUnavailableError, SinkError
+from camera_tools.camera_errors import DisplayUnavailableError, SinkError
 from camera_tools.sinks import (
     CSV_COLUMNS,
     Classification,

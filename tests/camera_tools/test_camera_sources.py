@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from camera_tools.errors import SourceError
-from camera_tools.frames import Frame, SourceProperties
+from camera_tools.camera_errors import SourceError
 from camera_tools.sources import (
     ImageFolderSource,
     OpenCVSource,
@@ -19,6 +18,7 @@ from camera_tools.sources import (
     kind_from_content_type,
     recognise_spec,
 )
+from camera_tools.video_frames import Frame, SourceProperties
 from tests.camera_tools.pages import PageServer
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from camera_tools.backoff import BackoffPolicy
+from camera_tools.camera_errors import PageSupportUnavailableError, SourceError, SourceOfflineError
 from camera_tools.capture import CaptureOptions, VideoStream, open_source
-from camera_tools.errors import PageSupportUnavailableError, SourceError, SourceOfflineError
 from camera_tools.page_sources import (
     PageSource,
     StreamFormat,
@@ -23,8 +23,9 @@ from camera_tools.page_sources import (
     url_expiry,
 )
 from camera_tools.sources import SourceKind, create_source
-from camera_tools.states import SourceEvent, StreamState
+from camera_tools.states import SourceEvent, SourceState
 from tests.camera_tools.pages import PageServer, grey_index
+from tests.support import wait_until
 
 FAST_RETRY = BackoffPolicy(initial_delay=0.2, max_delay=0.5)
 MODEL = (224, 224)
@@ -192,7 +193,7 @@ def test_a_recording_is_read_like_a_file_every_frame_once_in_order(
     assert indices == list(range(30))
     assert stream.live is False
     assert [e.state for e in events] == [
-        StreamState.CONNECTING, StreamState.CONNECTED, StreamState.ENDED,
+        SourceState.CONNECTING, SourceState.CONNECTED, SourceState.ENDED,
     ]  # fmt: skip
     assert stream.stats().reconnects == 0 and stream.stats().frames_overwritten == 0
     assert pages.requested("/vod.html") == (1 if path == "vod.html" else 0)
@@ -203,7 +204,6 @@ def test_a_recording_is_read_like_a_file_every_frame_once_in_order(
 def test_a_live_page_is_read_live_and_resolved_again_when_its_stream_moves(
     grey_hls: Path,
     page_server: Callable[[Path], PageServer],
-    wait_for: Callable[[Callable[[], bool], float], bool],
 ) -> None:
     # given a live page read by the capture
     pages = page_server(grey_hls)
@@ -214,7 +214,7 @@ def test_a_live_page_is_read_live_and_resolved_again_when_its_stream_moves(
         pages.url("live.html"), options=options, source_factory=factory, on_event=events.append
     )
     try:
-        assert wait_for(lambda: stream.stats().frames_read >= 5, 60), events
+        wait_until(lambda: stream.stats().frames_read >= 5, 60, message=lambda: str(events))
         assert stream.live is True and stream.kind is SourceKind.PAGE
 
         # when its stream moves (the old URL answers 404, like an expired signed URL)
@@ -222,15 +222,17 @@ def test_a_live_page_is_read_live_and_resolved_again_when_its_stream_moves(
         moved_at = stream.stats().frames_read
 
         # then the page is resolved again and the new stream is read
-        assert wait_for(lambda: pages.requested("/g1/seg_") >= 2, 60), events
-        assert wait_for(lambda: stream.stats().frames_read >= moved_at + 10, 30), events
+        wait_until(lambda: pages.requested("/g1/seg_") >= 2, 60, message=lambda: str(events))
+        wait_until(
+            lambda: stream.stats().frames_read >= moved_at + 10, 30, message=lambda: str(events)
+        )
     finally:
         stream.stop()
     assert pages.requested("/live.html") >= 2
     assert stream.stats().reconnects >= 1
     states = [e.state for e in events]
-    assert states[:2] == [StreamState.CONNECTING, StreamState.CONNECTED]
-    assert StreamState.CONNECTED in states[2:] and StreamState.OFFLINE not in states
+    assert states[:2] == [SourceState.CONNECTING, SourceState.CONNECTED]
+    assert SourceState.CONNECTED in states[2:] and SourceState.OFFLINE not in states
 
 
 @pytest.mark.slow  # ffmpeg encodes the stream; yt-dlp resolves the page
@@ -238,7 +240,6 @@ def test_a_live_page_is_read_live_and_resolved_again_when_its_stream_moves(
 def test_a_page_without_video_is_offline_and_retried_on_backoff(
     grey_hls: Path,
     page_server: Callable[[Path], PageServer],
-    wait_for: Callable[[Callable[[], bool], float], bool],
 ) -> None:
     pages = page_server(grey_hls)
     events: list[SourceEvent] = []
@@ -248,11 +249,11 @@ def test_a_page_without_video_is_offline_and_retried_on_backoff(
         on_event=events.append,
     )
     try:
-        assert wait_for(lambda: pages.requested("/empty.html") >= 3, 40), events
+        wait_until(lambda: pages.requested("/empty.html") >= 3, 40, message=lambda: str(events))
     finally:
         stream.stop()
-    offline = [e for e in events if e.state is StreamState.OFFLINE]
-    assert [e.state for e in events][:2] == [StreamState.CONNECTING, StreamState.OFFLINE]
+    offline = [e for e in events if e.state is SourceState.OFFLINE]
+    assert [e.state for e in events][:2] == [SourceState.CONNECTING, SourceState.OFFLINE]
     assert "Unsupported URL" in offline[0].reason and offline[0].delay_s is not None
     assert stream.stats().reconnects >= 2 and stream.stats().frames_read == 0
-    assert events[-1].state is StreamState.ENDED and events[-1].reason == "stopped"
+    assert events[-1].state is SourceState.ENDED and events[-1].reason == "stopped"

@@ -8,7 +8,7 @@ import pytest
 
 from camera_tools.alert_outputs import JsonlAlertOutput
 from camera_tools.alerts import AlertEvent, AlertKind
-from camera_tools.errors import SinkError
+from camera_tools.camera_errors import SinkError
 from camera_tools.overlay import label_color
 from camera_tools.sinks import Classification, SegmentLog, read_segments
 from camera_tools.timeline_report import build_timelines, format_duration

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,12 +22,13 @@ from client import (
     channel_credentials,
     connection_from_args,
 )
-from client.classify import cli as classify_cli
+from client.classify import classify_cli
 from client.inference_client import sc_client
+from tests.support import free_port
+from tests.tls_material import TlsMaterial, make_tls_material
 
 from .flavours import Flavour
 from .grpc_servers import TokenInterceptor, aio_server, server_credentials
-from .tls_material import TlsMaterial, make_tls_material
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,12 +39,6 @@ FRAME = np.full((8, 8, 3), 200, np.uint8)
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
     return make_tls_material(tmp_path_factory.mktemp("tls"))
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # Tokens.
@@ -180,7 +174,7 @@ def test_channel_credentials_reject_bad_files_clearly(
         pytest.param(lambda port, sock: f"dns:///127.0.0.1:{port}", id="dns-scheme"),
         pytest.param(lambda port, sock: f"ipv4:127.0.0.1:{port}", id="ipv4-scheme"),
         pytest.param(
-            lambda port, sock: f"ipv4:127.0.0.1:{closed_port()},127.0.0.1:{port}",
+            lambda port, sock: f"ipv4:127.0.0.1:{free_port()},127.0.0.1:{port}",
             id="ipv4-list-first-down",
         ),
         pytest.param(lambda port, sock: f"unix:{sock}", id="unix-socket"),

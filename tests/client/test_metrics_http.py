@@ -1,8 +1,7 @@
-"""``client.metrics_http``: HOST:PORT parsing, and a registry served on loopback and stopped."""
+"""``client.metrics_http``: a registry served on loopback and stopped."""
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
 import sys
@@ -13,42 +12,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from client.metrics_http import ANY_INTERFACE, parse_host_port, serve_registry
+from client.metrics_http import serve_registry
 from tests.metrics_scrape import scrape
 
 ROOT = Path(__file__).resolve().parents[2]
-BAD = ValueError
-
-
-@pytest.mark.parametrize(
-    ("text", "default_host", "expected"),
-    [
-        ("127.0.0.1:9100", None, ("127.0.0.1", 9100)),
-        ("localhost:0", None, ("localhost", 0)),
-        ("[::1]:9100", None, ("::1", 9100)),
-        ("[::]:65535", None, ("::", 65535)),
-        (":9100", ANY_INTERFACE, ("0.0.0.0", 9100)),
-        ("[]:9100", ANY_INTERFACE, ("0.0.0.0", 9100)),
-        ("host:80", ANY_INTERFACE, ("host", 80)),
-        (":9100", None, "expected HOST:PORT, got ':9100'"),
-        ("[]:9100", None, "expected HOST:PORT"),
-        ("9100", ANY_INTERFACE, "expected HOST:PORT, got '9100'"),
-        ("host:", None, "expected HOST:PORT"),
-        ("host:http", None, "expected HOST:PORT"),
-        ("host:-1", None, "expected HOST:PORT"),
-        ("host:²", None, "expected HOST:PORT"),  # isdigit() but not int()
-        ("host:٣", None, "expected HOST:PORT"),  # an Arabic-Indic 3: digits are ASCII only
-        ("[::1]", None, "expected HOST:PORT"),
-        ("host:65536", None, "port must be 0..65535, got 65536"),
-        ("host:99999999999999999999", ANY_INTERFACE, "port must be 0..65535"),
-    ],
-)
-def test_parse_host_port(text: str, default_host: str | None, expected: object) -> None:
-    if isinstance(expected, str):
-        with pytest.raises(BAD, match=re.escape(expected)):
-            parse_host_port(text, default_host=default_host)
-    else:
-        assert parse_host_port(text, default_host=default_host) == expected
 
 
 def test_serves_the_registry_on_the_bound_port_until_stopped() -> None:

@@ -15,7 +15,7 @@ import yaml
 
 from client import StreamClient
 from streaming.cli import build_parser
-from streaming.serve_cli import serve_config
+from streaming.server.serve_cli import serve_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streaming.metrics import ServerMetrics
+from streaming.server.server_metrics import ServerMetrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "stream-classify.json"
 # Grafana's variables, as Grafana substitutes them before sending a query.

@@ -60,7 +60,7 @@ def opened_in_log(log: Path) -> int:
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert entries and all(e["level"] and e["time"] for e in entries)
     return sum(
-        e["logger"] == "streaming.service"
+        e["logger"] == "streaming.server.stream_service"
         and re.match(r"stream \d+ opened", e["message"]) is not None
         for e in entries
     )

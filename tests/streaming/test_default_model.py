@@ -1,6 +1,6 @@
 """The embedded broadcast monitor: its contract, and its answers on frames it never trained on.
 
-The frames here are made independently of ``training/synth.py``: ffmpeg's own test sources and
+The frames here are made independently of ``default_model_data/synth.py``: ffmpeg's own test sources and
 noise (when ffmpeg is installed, as in CI), numpy noise, PIL-drawn text on black, and frames of
 the committed demo clip, whose program segments are photos held out from training.
 """

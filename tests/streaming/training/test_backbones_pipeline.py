@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streaming.training.backbones import Backbone, serving_copy, small_network
-from streaming.training.pipeline import Augmentation, training_dataset
+from streaming.training.input_pipeline import Augmentation, training_dataset
 
 # Real networks in TensorFlow: the end-to-end tier. TensorFlow is imported inside the tests, so
 # collecting the unit tier (-m "not slow") never loads it.

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from streaming.training.annotations import read_annotations
-from streaming.training.errors import DataError
 from streaming.training.folders import scan_folder
 from streaming.training.loading import LoadOptions, drop_small_classes, load_inputs
 from streaming.training.sampling import RepeatFilter, SamplingPolicy
 from streaming.training.split import split_by_group
-from streaming.training.values import Annotation, FrameSet
+from streaming.training.training_errors import DataError
+from streaming.training.training_values import Annotation, FrameSet
 
 
 def test_folder_groups_frames_of_a_sub_folder_and_reports_empty_labels(

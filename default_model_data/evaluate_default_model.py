@@ -1,0 +1,186 @@
+"""Evaluate the embedded broadcast monitor on frames it was not trained on.
+
+Three sets:
+
+* ``independent`` - ffmpeg lavfi test sources, ffmpeg noise/geq, ffmpeg drawtext on black and
+  held-out photos scaled/cropped by ffmpeg, each also as JPEG q30 and half-size JPEG q60
+  (see ``default_model_data/independent.py``). Needs ``ffmpeg`` on PATH.
+* ``synthetic-holdout`` - the training generator with a fresh seed; ``program`` uses only the
+  held-out photos.
+* ``demo`` - every frame of ``demo/broadcast_sample.mp4`` against its cuts file, raw and with a
+  trailing 5-frame probability average (what the server's window does).
+
+Usage::
+
+    python -m default_model_data.evaluate_default_model [--model PATH] [--json default_model_data/evaluation_report.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from default_model_data.independent import have_ffmpeg, independent_frames, to_input
+from default_model_data.photos import load_photos
+from default_model_data.synth import CLASSES, make_program_holdout, sample
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO / "streaming" / "default_model" / "broadcast_monitor.keras"
+DEMO_CLIP = REPO / "demo" / "broadcast_sample.mp4"
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
+    m = np.zeros((n, n), np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m
+
+
+def summarize(
+    name: str, y_true: np.ndarray, y_pred: np.ndarray, groups: list[str] | None = None
+) -> dict[str, object]:
+    m = confusion(y_true, y_pred, len(CLASSES))
+    per_class = {c: round(float(m[i, i] / max(1, m[i].sum())), 4) for i, c in enumerate(CLASSES)}
+    result: dict[str, object] = {
+        "frames": int(len(y_true)),
+        "accuracy": round(float((y_true == y_pred).mean()), 4),
+        "per_class": per_class,
+        "confusion": m.tolist(),
+    }
+    print(f"\n== {name}: {len(y_true)} frames, accuracy {result['accuracy']:.2%}")
+    print("rows = truth, columns = predicted: " + " ".join(f"{c:>10}" for c in CLASSES))
+    for i, c in enumerate(CLASSES):
+        print(f"{c:>34} " + " ".join(f"{v:>10d}" for v in m[i]) + f"   {per_class[c]:.2%}")
+    if groups is not None:
+        by: dict[str, list[bool]] = defaultdict(list)
+        for g, t, p in zip(groups, y_true, y_pred, strict=True):
+            by[g].append(bool(t == p))
+        fam = {g: round(float(np.mean(v)), 4) for g, v in sorted(by.items())}
+        result["per_family"] = fam
+        misses = {g: a for g, a in fam.items() if a < 1.0}
+        print("families below 100%:", misses or "none")
+    return result
+
+
+def predict(model: Any, frames: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate(
+        [
+            model.predict_on_batch(frames[i : i + batch].astype(np.float32))
+            for i in range(0, len(frames), batch)
+        ]
+    )
+
+
+def eval_independent(model: object, size: int) -> dict[str, object]:
+    frames = independent_frames(load_photos(holdout=True))
+    y = np.array([CLASSES.index(f.label) for f in frames])
+    out: dict[str, object] = {}
+    for interp_name, interp in (("area", cv2.INTER_AREA), ("bilinear", cv2.INTER_LINEAR)):
+        x = np.stack([to_input(f.image, size, interp) for f in frames])
+        pred = predict(model, x).argmax(1)
+        out[interp_name] = summarize(
+            f"independent (ffmpeg + held-out photos, {interp_name} resize)",
+            y,
+            pred,
+            [f"{f.label}/{f.family}" for f in frames],
+        )
+        if interp_name == "area":
+            wrong = [
+                (f.family, f.variant, CLASSES[p])
+                for f, p, t in zip(frames, pred, y, strict=True)
+                if p != t
+            ]
+            print("misses (family, variant, predicted):", wrong)
+    return out
+
+
+def eval_synthetic(model: object, size: int, per_class: int, seed: int) -> dict[str, object]:
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for i, label in enumerate(CLASSES):
+        maker = make_program_holdout if label == "program" else None
+        xs += [sample(label, rng, size, maker) for _ in range(per_class)]
+        ys += [i] * per_class
+    pred = predict(model, np.stack(xs)).argmax(1)
+    return summarize("synthetic-holdout (fresh seed, held-out photos)", np.array(ys), pred)
+
+
+def eval_demo(model: object, size: int, clip: Path, window: int = 5) -> dict[str, object]:
+    cuts = json.loads(clip.with_suffix(".cuts.json").read_text())
+    cap = cv2.VideoCapture(str(clip))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(to_input(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+    cap.release()
+    probs = predict(model, np.stack(frames))
+    # Trailing window, as a live server would: frame t averages frames t-window+1 .. t.
+    csum = np.cumsum(np.vstack([np.zeros((1, probs.shape[1])), probs]), axis=0)
+    lo = np.maximum(np.arange(len(probs)) - window + 1, 0)
+    smoothed = (csum[1:] - csum[lo]) / (np.arange(len(probs)) - lo + 1)[:, None]
+    truth = np.full(len(frames), -1)
+    for seg in cuts:
+        truth[seg["first_frame"] : seg["last_frame"] + 1] = CLASSES.index(seg["label"])
+    segments = []
+    print(f"\n== demo clip {clip.name}: {len(frames)} frames")
+    for seg in cuts:
+        s = slice(seg["first_frame"], seg["last_frame"] + 1)
+        raw = float((probs[s].argmax(1) == truth[s]).mean())
+        win = float((smoothed[s].argmax(1) == truth[s]).mean())
+        segments.append({**seg, "raw_accuracy": round(raw, 4), "window_accuracy": round(win, 4)})
+        print(
+            f"{seg['label']:>11} {seg['start_s']:6.2f}-{seg['end_s']:6.2f}s  raw {raw:7.2%}  window{window} {win:7.2%}"
+        )
+    valid = truth >= 0
+    result = {
+        "frames": len(frames),
+        "raw_accuracy": round(float((probs.argmax(1) == truth)[valid].mean()), 4),
+        "window_accuracy": round(float((smoothed.argmax(1) == truth)[valid].mean()), 4),
+        "segments": segments,
+    }
+    print(
+        f"overall raw {result['raw_accuracy']:.2%}, window{window} {result['window_accuracy']:.2%}"
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--synthetic-per-class", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=777)
+    parser.add_argument("--demo", type=Path, default=DEMO_CLIP)
+    parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+
+    import keras
+
+    model = keras.models.load_model(args.model, compile=False)
+    size = int(model.input_shape[1])
+    report: dict[str, object] = {"model": str(args.model), "input_size": size}
+    if have_ffmpeg():
+        report["independent"] = eval_independent(model, size)
+    else:
+        logger.warning("ffmpeg not found: skipping the independent set")
+    report["synthetic_holdout"] = eval_synthetic(model, size, args.synthetic_per_class, args.seed)
+    if args.demo.exists():
+        report["demo"] = eval_demo(model, size, args.demo)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

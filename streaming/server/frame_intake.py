@@ -1,0 +1,95 @@
+"""Decode on arrival: each frame is checked, decoded and resized to the model input when it arrives.
+
+JPEG/PNG decoding and resizing run in a bounded worker pool (``workers``, the old ``-wrk``)
+while only the sending stream waits, so a frame that is slow to decode delays its own stream
+and never everyone's batch. Resizing happens here, on uint8 pixels, so a 4096x4096 RAW frame
+never becomes float32 at full size in the model's preprocessing, and what the memory budget
+then counts is the small decoded image. RAW frames already at the model's input size stay
+zero-copy views on the received bytes and are decoded at batch time (a reshape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+from streaming.server.frame_decode import decode_frame
+from streaming.server.server_errors import FrameRejected
+from streaming.server.server_values import Encoding, FrameData, ModelDescription
+
+logger = logging.getLogger(__name__)
+
+# Module constants: a global is read faster than an enum member, and this runs per frame.
+_RAW = frozenset((Encoding.RAW_RGB, Encoding.RAW_BGR))
+
+
+class FrameIntake:
+    """Turns received frames into model-sized uint8 images in a bounded thread pool."""
+
+    def __init__(
+        self,
+        description: ModelDescription,
+        max_frame_side: int,
+        max_frame_pixels: int,
+        workers: int,
+    ) -> None:
+        self._width = description.input_width
+        self._height = description.input_height
+        self._channels = description.input_channels
+        self._max_side = max_frame_side
+        self._max_pixels = max_frame_pixels
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sc-decode")
+
+    def needs_decoding(self, frame: FrameData) -> bool:
+        """False for RAW frames at the model's input size: they are decoded at batch time."""
+        return not (
+            frame.width == self._width and frame.height == self._height and frame.encoding in _RAW
+        )
+
+    async def decode(self, frame: FrameData) -> np.ndarray | FrameRejected:
+        """The frame as a model-sized image, or why it cannot be one (answered in-band)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.decode_now, frame)
+
+    def decode_now(self, frame: FrameData) -> np.ndarray | FrameRejected:
+        """``decode`` on the calling thread: the server's one place that decodes a frame.
+
+        The batch runner calls it too, at batch time, for RAW frames already at the model's
+        input size (a reshape, see ``needs_decoding``).
+        """
+        try:
+            # decode_frame checks the declared size first; JPEGs decode at the smallest DCT
+            # scale that still covers the model input.
+            image = decode_frame(
+                frame,
+                self._channels,
+                self._max_side,
+                max_pixels=self._max_pixels,
+                target_size=(self._width, self._height),
+            )
+            return self._resized(image)
+        except FrameRejected as exc:
+            return exc
+        except Exception as exc:  # a decoder bug must not take the stream down
+            logger.exception("decoding frame %d failed unexpectedly", frame.seq)
+            return FrameRejected(f"frame {frame.seq}: cannot decode: {exc}")
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _resized(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        if (width, height) == (self._width, self._height):
+            return image
+        # Area averaging is the antialiased downscale; bilinear is enough for upscaling.
+        shrinking = width * height > self._width * self._height
+        resized = cv2.resize(
+            image,
+            (self._width, self._height),
+            interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
+        )
+        return resized[:, :, None] if resized.ndim == 2 else resized

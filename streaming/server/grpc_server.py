@@ -1,0 +1,335 @@
+"""Server assembly and lifecycle: build the model and batcher, serve, drain on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from streaming import __version__
+from streaming.server.auth import Credentials
+from streaming.server.batcher import Batcher
+from streaming.server.legacy_service import (
+    LEGACY_SERVICE,
+    LegacyInferenceService,
+    add_legacy_service,
+)
+from streaming.server.model import Classifier, load_classifier
+from streaming.server.serve_config import ServerConfig
+from streaming.server.server_errors import ConfigError
+from streaming.server.server_metrics import ServerMetrics
+from streaming.server.stream_service import (
+    STREAM_SERVICE,
+    StreamClassifierService,
+    add_stream_service,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Shutdown past --grace: time to send the UNAVAILABLE statuses, then the process exits.
+CUT_OFF_S = 0.5
+
+
+def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """Channel arguments of the server: message limit, keepalive, calls per connection."""
+    limit = config.effective_max_message_bytes
+    return [
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_receive_message_length", limit),
+        # A second server on the same port must fail, not silently share it.
+        ("grpc.so_reuseport", 0),
+        # Ping idle connections: a peer that vanished (power cut, NAT timeout) is found and its
+        # streams freed instead of holding their slots for ever.
+        ("grpc.keepalive_time_ms", int(config.keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_s * 1000)),
+        # Recent gRPC cores time pings out by this argument (default one minute), not the above.
+        ("grpc.http2.ping_timeout_ms", int(config.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_concurrent_streams", config.max_calls_per_connection),
+    ]
+
+
+def exposure_warning(config: ServerConfig) -> str | None:
+    """Why listening on ``config.address`` is risky, or ``None`` (loopback, or TLS and tokens)."""
+    security = config.security
+    if security.tls and security.auth_tokens is not None:
+        return None
+    host = config.address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost" or host.startswith("unix:"):
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: assume it is reachable from elsewhere
+    missing = " and ".join(
+        what
+        for what, absent in (
+            ("TLS", not security.tls),
+            ("tokens", security.auth_tokens is None),
+        )
+        if absent
+    )
+    return (
+        f"listening on {config.address}, reachable from other machines, without {missing}: "
+        "see SECURITY.md"
+    )
+
+
+class StreamServer:
+    """The gRPC server: streaming API, old unary API, health and reflection on one port.
+
+    Example:
+        >>> server = StreamServer(ServerConfig(address="127.0.0.1:0"))   # doctest: +SKIP
+        >>> await server.start(); print(server.port)                    # doctest: +SKIP
+        >>> await server.stop()                                         # doctest: +SKIP
+    """
+
+    def __init__(self, config: ServerConfig, classifier: Classifier | None = None) -> None:
+        self.config = config
+        self._classifier = classifier
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._stopped = asyncio.Event()
+        self.port = 0
+        self.batcher: Batcher | None = None
+        self._stream_service: StreamClassifierService | None = None
+        self._legacy_service: LegacyInferenceService | None = None
+        self.metrics = ServerMetrics()
+        self.metrics_port: int | None = None
+        self._credentials: Credentials | None = None
+
+    @property
+    def classifier(self) -> Classifier:
+        if self._classifier is None:
+            raise RuntimeError("the server has not started")
+        return self._classifier
+
+    @property
+    def stream_service(self) -> StreamClassifierService:
+        if self._stream_service is None:
+            raise RuntimeError("the server has not started")
+        return self._stream_service
+
+    @property
+    def legacy_service(self) -> LegacyInferenceService:
+        if self._legacy_service is None:
+            raise RuntimeError("the server has not started")
+        return self._legacy_service
+
+    async def start(self) -> None:
+        """Load and warm up the model, then listen.
+
+        Raises:
+            ConfigError: the address is taken, or a certificate or token file is unusable.
+        """
+        config = self.config
+        # Read the credentials first: a bad file should fail before the model loads.
+        self._credentials = credentials = Credentials(config.security)
+        loop = asyncio.get_running_loop()
+        if self._classifier is None:
+            # Loading TensorFlow and the model takes seconds: keep the loop responsive meanwhile.
+            self._classifier = await loop.run_in_executor(None, load_classifier, config.model)
+        description = self._classifier.description
+        # The services bound the streams they open: max_streams (the streaming service) and
+        # legacy_max_windows (the old API), so the batcher has no cap of its own.
+        self.batcher = Batcher(self._classifier, config, self.metrics)
+        await self.batcher.start()
+        interceptors = [credentials.interceptor] if credentials.interceptor is not None else []
+        server = grpc.aio.server(options=grpc_options(config), interceptors=interceptors)
+        self._stream_service = StreamClassifierService(
+            self.batcher, description, config, credentials, metrics=self.metrics
+        )
+        self._legacy_service = LegacyInferenceService(
+            self.batcher, config, credentials, metrics=self.metrics
+        )
+        add_stream_service(server, self._stream_service)
+        add_legacy_service(server, self._legacy_service)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if config.security.reflection:
+            reflection.enable_server_reflection(
+                (STREAM_SERVICE, LEGACY_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                server,
+            )
+        server_credentials = credentials.server_credentials()
+        try:
+            if server_credentials is None:
+                self.port = server.add_insecure_port(config.address)
+            else:
+                self.port = server.add_secure_port(config.address, server_credentials)
+        except RuntimeError as exc:
+            await self.batcher.stop()
+            raise ConfigError(f"cannot listen on {config.address}: {exc}") from exc
+        self.metrics.set_build_info(
+            version=__version__,
+            model=description.model_name,
+            device=description.device,
+            labels=len(description.labels),
+        )
+        metrics_at = config.metrics_host_port
+        if metrics_at is not None:
+            try:
+                self.metrics_port = self.metrics.start_http_server(*metrics_at)
+            except ConfigError:
+                await server.stop(None)
+                await self.batcher.stop()
+                raise
+        await server.start()
+        self._server = server
+        self._legacy_service.start()
+        for name in ("", STREAM_SERVICE, LEGACY_SERVICE):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info(
+            "listening on %s (port %d, %s%s)",
+            config.address,
+            self.port,
+            "mTLS" if config.security.tls_client_ca else "TLS" if credentials.tls else "plaintext",
+            ", tokens" if credentials.interceptor is not None else "",
+        )
+
+    def reload_credentials(self) -> bool:
+        """Re-read the token file and certificates (SIGHUP); open streams are not touched.
+
+        Returns:
+            Whether the new files were taken; on an error the old ones stay and it is logged.
+        """
+        if self._credentials is None:
+            return False
+        try:
+            self._credentials.reload()
+        except ConfigError as exc:
+            logger.error("reload failed, keeping the current credentials: %s", exc)
+            return False
+        return True
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain within ``grace`` seconds, whatever the backlog.
+
+        Report NOT_SERVING, refuse new streams, stop reading, and answer what was received;
+        when grace runs out, every stream still owed answers ends with UNAVAILABLE naming the
+        first ``seq`` to resend, and the server closes.
+        """
+        if self._server is None or self.batcher is None:
+            return
+        grace = self.config.grace_s if grace is None else grace
+        deadline = time.monotonic() + grace
+        logger.info("shutting down: answering received frames (grace %.1f s)", grace)
+        await self._health.enter_graceful_shutdown()
+        self.batcher.begin_drain()  # the one draining flag: both services read it
+        stream_service, legacy_service = self.stream_service, self.legacy_service
+        stream_service.drain()
+        try:
+            await asyncio.wait_for(self.batcher.wait_idle(), timeout=grace)
+        except TimeoutError:
+            ended = stream_service.cut_off()
+            logger.warning(
+                "grace period over with %d frames unanswered: %d streams told to resend",
+                self.batcher.scheduler.pending_count,
+                ended,
+            )
+        legacy_service.close()
+        # Streams end by themselves once their last answer (or status) is sent; stop() cancels
+        # stragglers such as calls that never sent a config.
+        remaining = max(deadline - time.monotonic(), 0.0)
+        await self._server.stop(grace=min(remaining, 1.0) + CUT_OFF_S)
+        await self.batcher.stop()
+        # Last, so a final scrape during the drain still sees the answered frames.
+        self.metrics.stop()
+        self._server = None
+        self._stopped.set()
+        logger.info("stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(
+    config: ServerConfig, classifier: Classifier | None = None, on_started: Any = None
+) -> None:
+    """Run until SIGINT or SIGTERM, then drain and return; SIGHUP reloads the credentials."""
+    server = StreamServer(config, classifier)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_credentials)
+    # The banner says "ready": a supervisor may signal at once, so the handlers come first.
+    if on_started is not None:
+        on_started(server)
+    try:
+        await stop_requested.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+        await server.stop()
+
+
+class BackgroundServer:
+    """A server running on its own event loop in a thread: for tests, notebooks and benchmarks.
+
+    Example:
+        >>> with BackgroundServer(ServerConfig(address="127.0.0.1:0")) as running:   # doctest: +SKIP
+        ...     print(running.address)
+    """
+
+    def __init__(self, config: ServerConfig, classifier: Classifier | None = None) -> None:
+        self.server = StreamServer(config, classifier)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="sc-server", daemon=True
+        )
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.server.config
+
+    @property
+    def address(self) -> str:
+        host = self.config.address.rsplit(":", 1)[0]
+        host = "127.0.0.1" if host in ("[::]", "0.0.0.0", "") else host
+        return f"{host}:{self.server.port}"
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self, timeout: float = 120.0) -> BackgroundServer:
+        self._thread.start()
+        try:
+            self.call(self.server.start(), timeout)
+        except BaseException:
+            self._shutdown_loop()
+            raise
+        return self
+
+    def stop(self, grace: float | None = None, timeout: float = 60.0) -> None:
+        if self._thread.is_alive():
+            try:
+                self.call(self.server.stop(grace), timeout)
+            finally:
+                self._shutdown_loop()
+
+    def _shutdown_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

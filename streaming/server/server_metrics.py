@@ -1,0 +1,276 @@
+"""Prometheus metrics of the server (``serve --metrics-address``), on a registry of their own.
+
+Every label takes values from a closed enum, never a stream or client id, so the number of
+series stays fixed however many streams come and go. Label children are bound once here, so a
+call on the hot path is one dict lookup and one locked add.
+
+Example:
+    >>> metrics = ServerMetrics()
+    >>> metrics.frame_received(Delivery.LOSSLESS)
+    >>> metrics.value("stream_classify_frames_received_total", delivery="lossless")
+    1.0
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from client.metrics_http import MetricsEndpoint, serve_registry
+from streaming.server.server_errors import ConfigError
+from streaming.server.server_values import Delivery
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "stream_classify"
+
+# Seconds: 0.5 ms to 10 s, dense where a batched model call and its queue wait live (ms to 100s of ms).
+LATENCY_BUCKETS_S = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# Frames per model call: powers of two up to twice the largest useful --max-batch.
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 128, 256)
+
+
+class DropReason(enum.Enum):
+    """Why the server let a frame go unanswered on purpose (LIVE streams only)."""
+
+    LIVE_REPLACED = "live_replaced"  # a newer frame of the same LIVE stream took its place
+    BUDGET = "budget"  # the server-wide byte budget (--memory-budget) was full
+
+
+class FailReason(enum.Enum):
+    """Why a frame was answered with an error instead of a prediction."""
+
+    BAD_FRAME = "bad_frame"  # undecodable, wrong size or shape: INVALID_ARGUMENT in-band
+    MODEL_ERROR = "model_error"  # the model call raised: INTERNAL in-band
+
+
+class LegacyOutcome(enum.Enum):
+    """How one call of the old unary ``sc_service.inference`` API ended."""
+
+    OK = "ok"
+    BAD_REQUEST = "bad_request"
+    REFUSED = "refused"  # draining or too many streams
+    ERROR = "error"
+
+
+def _label(delivery: Delivery) -> str:
+    return delivery.name.lower()
+
+
+class ServerMetrics:
+    """The server's metrics (names in docs/metrics.md), on a private registry.
+
+    The registry is private so two servers in one process (tests, benchmarks) never share or
+    clash over a metric. All methods are thread-safe: the batcher's threads and the event loop
+    may both call them.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        received = Counter(
+            f"{PREFIX}_frames_received",
+            "Frames received from clients.",
+            ["delivery"],
+            registry=r,
+        )
+        answered = Counter(
+            f"{PREFIX}_frames_answered",
+            "Frames answered (with a prediction or an in-band error).",
+            ["delivery"],
+            registry=r,
+        )
+        dropped = Counter(
+            f"{PREFIX}_frames_dropped",
+            "Frames of LIVE streams dropped without an answer.",
+            ["reason"],
+            registry=r,
+        )
+        failed = Counter(
+            f"{PREFIX}_frames_failed",
+            "Frames answered with an in-band error.",
+            ["reason"],
+            registry=r,
+        )
+        self._received = {d: received.labels(_label(d)) for d in Delivery}
+        self._answered = {d: answered.labels(_label(d)) for d in Delivery}
+        self._dropped = {reason: dropped.labels(reason.value) for reason in DropReason}
+        self._failed = {reason: failed.labels(reason.value) for reason in FailReason}
+        self._streams_open = Gauge(
+            f"{PREFIX}_streams_open",
+            "Classify streams open now.",
+            registry=r,
+        )
+        self._streams_opened = Counter(
+            f"{PREFIX}_streams_opened",
+            "Classify streams opened since the server started.",
+            registry=r,
+        )
+        self._queue_wait = Histogram(
+            f"{PREFIX}_queue_wait_seconds",
+            "Time a frame waited between arrival and the start of its model call.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self._model_call = Histogram(
+            f"{PREFIX}_model_call_seconds",
+            "Duration of one batched model call.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self._frame_latency = Histogram(
+            f"{PREFIX}_frame_latency_seconds",
+            "Server-side latency of a frame, from received to answered.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self._batch_size = Histogram(
+            f"{PREFIX}_batch_size",
+            "Frames per model call.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self._busy = Gauge(
+            f"{PREFIX}_model_busy_ratio",
+            "Share of the last seconds the model spent in calls (0 to 1).",
+            registry=r,
+        )
+        self._held_frames = Gauge(
+            f"{PREFIX}_held_frames",
+            "Frames held by the server (queued, in a batch or unsent).",
+            registry=r,
+        )
+        self._frame_budget = Gauge(
+            f"{PREFIX}_frame_budget",
+            "Frames all streams together may hold (--frame-budget).",
+            registry=r,
+        )
+        self._held_bytes = Gauge(
+            f"{PREFIX}_held_bytes", "Bytes of frame data held by the server.", registry=r
+        )
+        self._memory_budget = Gauge(
+            f"{PREFIX}_memory_budget_bytes", "Bytes of frame data the server may hold.", registry=r
+        )
+        legacy = Counter(
+            f"{PREFIX}_legacy_calls",
+            "Calls of the old unary sc_service.inference API, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self._legacy = {outcome: legacy.labels(outcome.value) for outcome in LegacyOutcome}
+        self._build = Info(
+            f"{PREFIX}_build", "Version, model and device of this server.", registry=r
+        )
+        self._http: MetricsEndpoint | None = None
+
+    # Frames -------------------------------------------------------------------------------
+
+    def frame_received(self, delivery: Delivery) -> None:
+        self._received[delivery].inc()
+
+    def frames_answered(self, delivery: Delivery, n: int = 1) -> None:
+        self._answered[delivery].inc(n)
+
+    def frame_dropped(self, reason: DropReason, n: int = 1) -> None:
+        self._dropped[reason].inc(n)
+
+    def frame_failed(self, reason: FailReason) -> None:
+        self._failed[reason].inc()
+
+    # Streams ------------------------------------------------------------------------------
+
+    def stream_opened(self) -> None:
+        self._streams_opened.inc()
+        self._streams_open.inc()
+
+    def stream_closed(self) -> None:
+        self._streams_open.dec()
+
+    # Batches and load ----------------------------------------------------------------------
+
+    def observe_batch(
+        self,
+        size: int,
+        queue_wait_s: Sequence[float],
+        model_call_s: float,
+        latency_s: Sequence[float] = (),
+    ) -> None:
+        """One model call: its size and duration, each frame's queue wait and (when answered) latency."""
+        self._batch_size.observe(size)
+        self._model_call.observe(model_call_s)
+        for wait in queue_wait_s:
+            self._queue_wait.observe(wait)
+        for latency in latency_s:
+            self._frame_latency.observe(latency)
+
+    def watch(
+        self,
+        *,
+        busy: Callable[[], float],
+        held_frames: Callable[[], float],
+        held_bytes: Callable[[], float],
+        frame_budget: int,
+        memory_budget: int,
+    ) -> None:
+        """Read the load gauges from the server when scraped (always current, nothing per frame)."""
+        self._busy.set_function(lambda: min(1.0, max(0.0, busy())))
+        self._held_frames.set_function(held_frames)
+        self._held_bytes.set_function(held_bytes)
+        self._frame_budget.set(frame_budget)
+        self._memory_budget.set(memory_budget)
+
+    def legacy_call(self, outcome: LegacyOutcome) -> None:
+        self._legacy[outcome].inc()
+
+    def set_build_info(self, *, version: str, model: str, device: str, labels: int) -> None:
+        self._build.info(
+            {"version": version, "model": model, "device": device, "labels": str(labels)}
+        )
+
+    # Reading back --------------------------------------------------------------------------
+
+    def value(self, sample_name: str, **labels: str) -> float | None:
+        """One sample's current value (as exposed, e.g. ``..._total``), or None when absent."""
+        return self.registry.get_sample_value(sample_name, labels)
+
+    # HTTP endpoint -------------------------------------------------------------------------
+
+    def start_http_server(self, host: str, port: int) -> int:
+        """Serve ``/metrics`` on a background thread; returns the bound port (``port=0`` picks one).
+
+        Raises ConfigError when the address cannot be bound.
+        """
+        if self._http is not None:
+            raise RuntimeError("the metrics endpoint is already running")
+        try:
+            self._http = serve_registry(self.registry, host, port)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
+        logger.info("metrics on http://%s:%d/metrics", host, self._http.port)
+        return self._http.port
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the HTTP endpoint (if running) and close its socket."""
+        endpoint, self._http = self._http, None
+        if endpoint is not None:
+            endpoint.stop(timeout)

@@ -1,0 +1,364 @@
+"""The streaming API's gRPC servicer (``streamclassify.v1.StreamClassifier``) over the batcher.
+
+The old unary API has its own module, ``streaming.server.legacy_service``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import NoReturn
+
+import grpc
+
+from client.api.v1 import stream_classifier_pb2 as pb
+from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from streaming.server.auth import Credentials
+from streaming.server.batcher import Batcher, ServerDraining
+from streaming.server.logsafe import shown
+from streaming.server.serve_config import ServerConfig
+from streaming.server.server_metrics import ServerMetrics
+from streaming.server.server_values import FrameData, ModelDescription, StreamSettings
+from streaming.server.stream_state import StreamState
+from streaming.server.wire import (
+    Undecodable,
+    classify_request_parser,
+    frame_from_pb,
+    model_info_to_pb,
+    result_to_pb,
+    safe_parser,
+    settings_from_pb,
+)
+
+logger = logging.getLogger(__name__)
+
+STREAM_SERVICE = pb.DESCRIPTOR.services_by_name["StreamClassifier"].full_name
+# Trailing metadata of a stream ended by shutdown: the first seq the server did not answer.
+RESEND_FROM_KEY = "resend-from-seq"
+
+
+async def abort(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    trailing_metadata: tuple[tuple[str, str], ...] = (),
+) -> NoReturn:
+    """End the call with ``code`` (both APIs use it; typed ``NoReturn`` for the type checker)."""
+    await context.abort(code, message, trailing_metadata=trailing_metadata)
+    raise AssertionError("unreachable: abort raises")
+
+
+# How long a refused stream's first message is waited for before the refusal is sent.
+_REFUSAL_READ_S = 1.0
+
+
+async def _refuse(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+) -> NoReturn:
+    """End a stream the server cannot take, once its StreamConfig has arrived (or briefly not).
+
+    The server side's one workaround for grpc/grpc#36066 (the client side's is
+    ``client._aio.CallStatus``): ending a call while the client is still writing its first
+    message makes grpc.aio clients report INTERNAL "Internal error from Core" instead of this
+    status, so the config a client sends right after opening is read first. The refused call
+    holds no stream slot meanwhile.
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(context.read(), _REFUSAL_READ_S)
+    await abort(context, code, message)
+
+
+async def _open(
+    batcher: Batcher, settings: StreamSettings, context: grpc.aio.ServicerContext
+) -> StreamState:
+    try:
+        return batcher.open_stream(settings)
+    except ServerDraining as exc:
+        await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+
+
+class _Unanswered:
+    """The seqs of a stream's received frames not answered yet, oldest first.
+
+    Answers come in the order frames were received, so an answer settles every older entry
+    too (LIVE frames dropped in between are never answered).
+    """
+
+    __slots__ = ("_seqs",)
+
+    def __init__(self) -> None:
+        self._seqs: deque[int] = deque()
+
+    def received(self, seq: int) -> None:
+        self._seqs.append(seq)
+
+    def answered(self, seq: int) -> None:
+        while self._seqs and self._seqs.popleft() != seq:
+            pass
+
+    @property
+    def first(self) -> int | None:
+        return self._seqs[0] if self._seqs else None
+
+
+class StreamClassifierService(pb_grpc.StreamClassifierServicer):
+    """``streamclassify.v1.StreamClassifier``: one bidi stream per video source."""
+
+    def __init__(
+        self,
+        batcher: Batcher,
+        description: ModelDescription,
+        config: ServerConfig,
+        credentials: Credentials | None = None,
+        *,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        self._batcher = batcher
+        self._config = config
+        self._credentials = credentials
+        self._metrics = metrics or ServerMetrics()
+        self._num_labels = len(description.labels)
+        self._info = model_info_to_pb(
+            description, default_window=config.window, max_batch=config.max_batch
+        )
+        self._readers: dict[StreamState, asyncio.Task[str | None]] = {}
+        self._submitting: set[StreamState] = set()  # streams whose reader waits in submit()
+        # Open Classify calls, configured or not: each holds a slot of max_streams from the
+        # moment it opens, so streams that never send a config cannot pile up. The server's
+        # one max_streams check (old-API windows are bounded apart, legacy_max_windows).
+        self._calls = 0
+
+    @property
+    def open_calls(self) -> int:
+        return self._calls
+
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest | Undecodable, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInfo:
+        if isinstance(request, Undecodable):
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        return self._info
+
+    async def Classify(
+        self,
+        request_iterator: AsyncIterator[pb.ClassifyRequest | FrameData | Undecodable],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.ClassifyResponse]:
+        if self._batcher.draining:
+            await _refuse(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the server is shutting down",
+            )
+        if self._calls >= self._config.max_streams:
+            await _refuse(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server already serves {self._calls} streams (--max-streams)",
+            )
+        self._calls += 1
+        stream: StreamState | None = None
+        reader: asyncio.Task[str | None] | None = None
+        unanswered = _Unanswered()
+        answered = 0
+        try:
+            settings = await self._read_config(context)
+            if settings is None:
+                return
+            stream = await _open(self._batcher, settings, context)
+            self._metrics.stream_opened()
+            caller = (
+                self._credentials.caller(context.invocation_metadata())
+                if self._credentials
+                else None
+            )
+            logger.info(
+                "stream %d opened:%s client=%s source=%s window=%d delivery=%s probabilities=%s",
+                stream.id,
+                f" token={caller}" if caller else "",
+                shown(settings.client_id),
+                shown(settings.source),
+                settings.window,
+                settings.delivery.name,
+                settings.probabilities.name,
+            )
+            reader = asyncio.create_task(
+                self._read(context, stream, unanswered), name=f"sc-reader-{stream.id}"
+            )
+            self._readers[stream] = reader
+            batcher = self._batcher
+            while (result := await batcher.next_result(stream)) is not None:
+                unanswered.answered(result.seq)
+                yield result_to_pb(result, settings.probabilities)
+                answered += 1
+            violation = reader.result() if reader.done() and not reader.cancelled() else None
+            if violation:
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, violation)
+            if self._batcher.draining and unanswered.first is not None:
+                # Shutdown came before these frames could be answered: say where to resume.
+                first = unanswered.first
+                await abort(
+                    context,
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the server is shutting down; frames from seq {first} on were not "
+                    "answered: resend them to another server",
+                    ((RESEND_FROM_KEY, str(first)),),
+                )
+        finally:
+            self._calls -= 1
+            if stream is not None:
+                if reader is not None:
+                    reader.cancel()
+                self._readers.pop(stream, None)
+                self._batcher.close_stream(stream)
+                self._metrics.stream_closed()
+                logger.info(
+                    "stream %d closed: %d answered, %d dropped", stream.id, answered, stream.dropped
+                )
+
+    async def _read_config(self, context: grpc.aio.ServicerContext) -> StreamSettings | None:
+        """The stream's settings from its first message, or ``None`` if it ended at once."""
+        timeout = self._config.config_timeout_s
+        try:
+            first = await asyncio.wait_for(context.read(), timeout)
+        except TimeoutError:
+            await abort(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no StreamConfig within {timeout:g} s of opening the stream (--config-timeout)",
+            )
+        if first is grpc.aio.EOF:
+            return None
+        if isinstance(first, Undecodable):
+            logger.warning("stream from %s refused: %s", context.peer(), first.describe())
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, first.describe())
+        if isinstance(first, FrameData) or first.WhichOneof("kind") != "config":
+            got = (
+                "a Frame"
+                if isinstance(first, FrameData) or first.HasField("frame")
+                else "an empty request"
+            )
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the first message of a Classify stream must be a StreamConfig, got {got}",
+            )
+        config = self._config
+        try:
+            return settings_from_pb(
+                first.config,
+                default_window=config.window,
+                default_top_k=config.top_k,
+                num_labels=self._num_labels,
+                max_window=config.max_window,
+                max_top_k=config.max_top_k,
+                max_name_chars=config.max_name_chars,
+            )
+        except ValueError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"bad StreamConfig: {exc}")
+
+    async def _read(
+        self,
+        context: grpc.aio.ServicerContext,
+        stream: StreamState,
+        unanswered: _Unanswered,
+    ) -> str | None:
+        """Feed frames to the batcher; returns a protocol violation message, if any."""
+        batcher = self._batcher
+        try:
+            while True:
+                # Room for the message first: once asked for, gRPC takes all of it off the wire.
+                # context.read(), not the request iterator: the iterator's generator keeps the
+                # last message alive until the next one is asked for, uncounted.
+                await batcher.ready_to_receive(stream)
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    break
+                if isinstance(request, Undecodable):
+                    # Logged once: the stream ends here, whatever else the client sends.
+                    logger.warning("stream %d ended: %s", stream.id, request.describe())
+                    batcher.close_stream(stream)
+                    return request.describe()
+                frame = request if isinstance(request, FrameData) else _frame_in(request)
+                # Only the frame is kept: no second reference to a message of tens of MiB while
+                # submit waits for room, nor after the frame was queued (and maybe answered).
+                del request
+                if isinstance(frame, str):
+                    batcher.close_stream(stream)
+                    return frame
+                # Counted before submit: a frame waiting for room is received, and owed an answer.
+                unanswered.received(frame.seq)
+                self._submitting.add(stream)
+                try:
+                    await batcher.submit(stream, frame)
+                finally:
+                    self._submitting.discard(stream)
+                del frame
+                if batcher.draining:
+                    break  # the frame in hand is queued; read no further
+        finally:
+            batcher.not_receiving(stream)
+            stream.finish_input()
+        return None
+
+    def drain(self) -> None:
+        """Stop reading open streams (the batcher is draining); received frames are still answered.
+
+        A reader waiting for room for a frame it holds keeps waiting (it stops after queueing
+        it); the others are stopped at once.
+        """
+        for stream, reader in self._readers.items():
+            if stream not in self._submitting:
+                reader.cancel()
+
+    def cut_off(self) -> int:
+        """Grace is over: end every open stream now; those owed answers end with UNAVAILABLE.
+
+        Returns:
+            How many streams were ended.
+        """
+        streams = list(self._readers)
+        for stream in streams:
+            self._batcher.close_stream(stream)
+        return len(streams)
+
+
+def _frame_in(request: pb.ClassifyRequest) -> FrameData | str:
+    """The frame a protobuf-parsed request carries, or why it is not a frame request."""
+    kind = request.WhichOneof("kind")
+    if kind == "frame":
+        return frame_from_pb(request.frame)
+    if kind == "config":
+        return "a stream takes exactly one StreamConfig, as its first message; got a second one"
+    return "a request must carry a StreamConfig or a Frame; got an empty one"
+
+
+def add_stream_service(server: grpc.aio.Server, service: StreamClassifierService) -> None:
+    """Register the streaming API, with request parsers that never raise (see ``Undecodable``)."""
+    register(
+        server,
+        STREAM_SERVICE,
+        {
+            "Classify": grpc.stream_stream_rpc_method_handler(
+                service.Classify,
+                request_deserializer=classify_request_parser(),
+                response_serializer=pb.ClassifyResponse.SerializeToString,
+            ),
+            "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+                service.GetModelInfo,
+                request_deserializer=safe_parser(pb.GetModelInfoRequest),
+                response_serializer=pb.ModelInfo.SerializeToString,
+            ),
+        },
+    )
+
+
+def register(server: grpc.aio.Server, name: str, methods: dict[str, grpc.RpcMethodHandler]) -> None:
+    """Register one service's handlers, generic and by method (both APIs use it)."""
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
+    server.add_registered_method_handlers(name, methods)

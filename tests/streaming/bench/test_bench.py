@@ -1,0 +1,169 @@
+"""Smoke test of ``stream-classify bench``: it runs end to end and writes a well-formed report.
+
+No benchmark number is asserted: the numbers depend on the machine, not on the code's correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streaming.bench.attacks import ATTACKS, AttackResult, AttackSpec, run_attack
+from streaming.cli import main
+
+pytestmark = [pytest.mark.slow]
+QUICK = ("--quick", "--no-profile", "--warmup", "0.1", "--duration", "0.5", "--max-batch", "8")
+
+ROW_NAMES = (
+    "1. Model limit",
+    "2. Transport limit",
+    "3. Server overhead",
+    "4. One call per frame",
+    "5. Server, 1 stream",
+    "5. Server, 32 streams JPEG",
+    "6. Steady load 80%",
+    "7. Overload (LIVE)",
+    "8. Peak memory (RSS)",
+    "5. `classify` command, 1 stream",
+)
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> None:
+    # given: a hand-written note outside the generated block, which a rerun must keep
+    markdown, json_path = tmp_path / "BENCHMARKS.md", tmp_path / "BENCHMARKS.json"
+    markdown.write_text(
+        "# Notes\n\n<!-- bench:begin (x) -->\nold\n<!-- bench:end -->\n\nkept by hand\n"
+    )
+
+    # when
+    code = main(
+        [
+            "bench",
+            "--quick",
+            "--rows",
+            "1,2,3,4,5,6,7,8",
+            "--model",
+            str(tiny_model.model_path),
+            "--warmup",
+            "0.1",
+            "--duration",
+            "0.5",
+            "--max-batch",
+            "8",
+            "--markdown",
+            str(markdown),
+            "--json",
+            str(json_path),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+
+    # then
+    assert code == 0
+    text = markdown.read_text()
+    assert text.startswith("# Notes") and text.rstrip().endswith("kept by hand")
+    assert "old" not in text.split("<!-- bench:begin")[1]
+    for name in ROW_NAMES:
+        assert f"| {name} |" in text
+    assert "| Target | Rule | Measured | Met |" in text
+    assert "TensorFlow" in text and "cores" in text
+    data = json.loads(json_path.read_text())
+    assert {"machine", "settings", "model", "rows", "targets"} <= data.keys()
+    assert data["failures"] == []
+    assert all(v["cores"] > 0 for v in data["model"]["per_batch"].values())
+    by_key = {row["key"]: row for row in data["rows"]}
+    for key in (
+        "model",
+        "transport",
+        "null",
+        "one_call",
+        "server_32",
+        "server_jpeg",
+        "classify",
+        "classify_null",
+        "overload",
+    ):
+        assert by_key[key]["fps"] > 0
+    assert by_key["classify"]["extra"]["in_order"] is True
+
+    assert all(t["met"] in (True, False, None) for t in data["targets"])
+    assert data["machine"]["cores"] >= 1
+
+
+@pytest.mark.timeout(600)
+def test_attack_rows_measure_the_load_beside_each_attack(tiny_model: Any, tmp_path: Path) -> None:
+    # when: only the attack group (row 1 always runs)
+    json_path = tmp_path / "BENCHMARKS.json"
+    code = main(
+        [
+            "bench",
+            *QUICK,
+            "--attacks",
+            "--model",
+            str(tiny_model.model_path),
+            "--markdown",
+            str(tmp_path / "BENCHMARKS.md"),
+            "--json",
+            str(json_path),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+
+    # then: a row per attack, whatever the server did (a server that fails an attack is a finding)
+    data = json.loads(json_path.read_text())
+    assert code == 0 and data["failures"] == []
+    by_key = {row["key"]: row for row in data["rows"]}
+    assert set(by_key) == {"model", "attack_baseline", *(f"attack_{kind}" for kind in ATTACKS)}
+    alone = by_key["attack_baseline"]["fps"]
+    assert alone > 0
+    for kind in ATTACKS:
+        row = by_key[f"attack_{kind}"]
+        assert row["name"] == f"9. Beside attack: {kind.replace('_', ' ')}"
+        assert row["extra"]["alone_fps"] == alone
+        assert row["extra"]["server_peak_rss_mib"] > 0
+        assert row["extra"]["attack"]["kind"] == kind
+        assert row["extra"]["attack"]["sent"] > 0
+        assert row["note"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["cancel_storm", "legacy_flood"])
+def test_attack_generator_reports_what_it_did(server: Any, kind: str) -> None:
+    # given: a real server on loopback, and one attack bounded to 2 s
+    spec = AttackSpec(kind, server.address, duration_s=2.0)
+
+    # when
+    result = asyncio.run(run_attack(spec))
+
+    # then: the JSON the suite reads comes back whole, and the counts add up
+    assert AttackResult.from_json(json.loads(result.to_json())) == result
+    assert result.kind == kind and result.unit in ("streams", "calls")
+    assert result.sent > 0
+    assert 0 <= result.answered <= result.sent
+    assert all(count > 0 for count in result.refused.values())
+    assert result.seconds >= spec.duration_s
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("starts", "error"), [(1, None), (0, ValueError)])
+def test_startup_row_times_serve_to_health_serving(
+    tmp_path: Path, starts: int, error: type[Exception] | None
+) -> None:
+    from streaming.bench.startup_row import startup_row
+
+    if error is not None:
+        with pytest.raises(error):
+            startup_row(tmp_path, starts)
+        return
+    row = startup_row(tmp_path, starts)
+    assert row.key == "startup" and row.fps is None
+    assert len(row.extra["seconds"]) == starts
+    assert row.extra["seconds_median"] == row.extra["seconds"][0] > 0
+    assert "listening on" in (tmp_path / "server-startup.log").read_text()  # its stderr, kept

@@ -1,0 +1,44 @@
+"""The batcher's counters reach Prometheus by reason, only ever growing."""
+
+from __future__ import annotations
+
+import pytest
+
+from streaming.server.batch_metrics import BatchMetrics
+from streaming.server.batch_stats import BatcherStats
+from streaming.server.server_metrics import ServerMetrics
+
+DROPPED = "stream_classify_frames_dropped_total"
+
+
+@pytest.mark.parametrize(
+    ("steps", "replaced", "budget"),
+    [
+        ([(0, 0)], 0, 0),
+        ([(3, 0)], 3, 0),
+        ([(5, 2)], 3, 2),
+        ([(1, 0), (4, 1), (9, 6)], 3, 6),  # reported in three goes: the sums, never twice
+        ([(2, 2), (2, 2)], 0, 2),  # nothing new: nothing added
+    ],
+)
+def test_drops_are_reported_by_reason(
+    steps: list[tuple[int, int]], replaced: int, budget: int
+) -> None:
+    stats = BatcherStats()
+    metrics = ServerMetrics()
+    recorder = BatchMetrics(
+        metrics,
+        stats,
+        lambda: 0,
+        held_frames=lambda: 0,
+        held_bytes=lambda: 0,
+        frame_budget=64,
+        memory_budget=1 << 20,
+    )
+    for dropped, by_budget in steps:
+        stats.dropped, stats.dropped_by_budget = dropped, by_budget
+        recorder.report_drops()
+    assert metrics.value(DROPPED, reason="live_replaced") == replaced
+    assert metrics.value(DROPPED, reason="budget") == budget
+    assert metrics.value("stream_classify_frame_budget") == 64
+    assert metrics.value("stream_classify_held_frames") == 0

@@ -1,0 +1,109 @@
+"""Decode on arrival: frames become model-sized uint8 images before any float conversion."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from streaming.server.frame_intake import FrameIntake
+from streaming.server.server_errors import FrameRejected
+from streaming.server.server_values import Encoding, FrameData, ModelDescription
+
+
+@pytest.fixture
+def intake() -> Iterator[Callable[..., FrameIntake]]:
+    made: list[FrameIntake] = []
+
+    def make(width: int = 32, height: int = 24, channels: int = 3) -> FrameIntake:
+        description = ModelDescription(("a", "b"), width, height, channels, "m", "cpu")
+        made.append(
+            FrameIntake(description, max_frame_side=8192, max_frame_pixels=8192 * 8192, workers=2)
+        )
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.shutdown()
+
+
+def raw(image: np.ndarray, encoding: Encoding = Encoding.RAW_RGB) -> FrameData:
+    height, width, channels = image.shape
+    return FrameData(7, encoding, width, height, channels, image.tobytes())
+
+
+def encoded(image: np.ndarray, encoding: Encoding) -> FrameData:
+    ok, data = cv2.imencode(".jpg" if encoding == Encoding.JPEG else ".png", image[:, :, ::-1])
+    assert ok
+    return FrameData(7, encoding, 0, 0, 0, data.tobytes())
+
+
+def test_a_large_raw_frame_is_resized_as_uint8_to_the_model_input(
+    intake: Callable[..., FrameIntake],
+) -> None:
+    # given: a 3000x2000 frame, red on the left half and blue on the right
+    image = np.zeros((2000, 3000, 3), np.uint8)
+    image[:, :1500] = (255, 0, 0)
+    image[:, 1500:] = (0, 0, 255)
+    # when
+    out = intake().decode_now(raw(image))
+    # then: model-sized uint8, the picture kept
+    assert isinstance(out, np.ndarray)
+    assert out.shape == (24, 32, 3) and out.dtype == np.uint8
+    assert tuple(out[12, 2]) == (255, 0, 0) and tuple(out[12, 29]) == (0, 0, 255)
+
+
+@pytest.mark.parametrize("encoding", [Encoding.JPEG, Encoding.PNG])
+@pytest.mark.parametrize("size", [(64, 48), (32, 24), (16, 12)])
+def test_encoded_frames_of_any_size_arrive_model_sized(
+    encoding: Encoding,
+    size: tuple[int, int],
+    intake: Callable[..., FrameIntake],
+) -> None:
+    image = np.full((size[1], size[0], 3), (10, 200, 30), np.uint8)
+    out = asyncio.run(intake().decode(encoded(image, encoding)))
+    assert isinstance(out, np.ndarray)
+    assert out.shape == (24, 32, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - (10, 200, 30)).max() <= 8  # JPEG is lossy
+
+
+def test_a_grey_model_gets_one_channel(intake: Callable[..., FrameIntake]) -> None:
+    image = np.full((100, 100, 3), 128, np.uint8)
+    out = intake(channels=1).decode_now(raw(image))
+    assert isinstance(out, np.ndarray) and out.shape == (24, 32, 1)
+
+
+@pytest.mark.parametrize(
+    ("frame", "needs"),
+    [
+        pytest.param(raw(np.zeros((24, 32, 3), np.uint8)), False, id="raw-at-model-size-is-a-view"),
+        pytest.param(
+            raw(np.zeros((24, 32, 3), np.uint8), Encoding.RAW_BGR), False, id="raw-bgr-at-size"
+        ),
+        pytest.param(raw(np.zeros((48, 64, 3), np.uint8)), True, id="raw-needs-resizing"),
+        pytest.param(FrameData(0, Encoding.JPEG, 32, 24, 3, b"x"), True, id="jpeg-always"),
+    ],
+)
+def test_only_frames_that_need_work_go_to_the_pool(
+    frame: FrameData, needs: bool, intake: Callable[..., FrameIntake]
+) -> None:
+    assert intake().needs_decoding(frame) is needs
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        pytest.param(FrameData(3, Encoding.JPEG, 0, 0, 0, b"nope"), "cannot decode JPEG", id="bad"),
+        pytest.param(FrameData(3, Encoding.RAW_RGB, 4, 4, 3, b"\0"), "data is 1 bytes", id="short"),
+        pytest.param(FrameData(3, 9, 4, 4, 3, b"\0"), "unsupported encoding 9", id="encoding"),
+    ],
+)
+def test_undecodable_frames_come_back_as_frame_errors(
+    frame: FrameData, message: str, intake: Callable[..., FrameIntake]
+) -> None:
+    out = intake().decode_now(frame)
+    assert isinstance(out, FrameRejected)
+    assert message in str(out)
