@@ -296,10 +296,17 @@ class Scheduler:
     def next_take_ns(self) -> int | None:
         """When the next batch should be taken (clock ns), or ``None`` if not until a change.
 
-        ``None`` means no frame is pending or the pipeline already holds ``in_flight_batches``
-        batches; ``submit`` and ``model_finished`` say when to ask again.
+        ``None`` means no frame is pending, the pipeline already holds ``in_flight_batches``
+        batches, or a batch of a size never timed is in the model; ``submit`` and
+        ``model_finished`` say when to ask again.
         """
-        if not self._pending or len(self._unfinished) >= self.policy.in_flight_batches:
+        unfinished = self._unfinished
+        if not self._pending or len(unfinished) >= self.policy.in_flight_batches:
+            return None
+        if unfinished and not all(self._durations.timed(len(b.items)) for b in unfinished):
+            # A call larger than any timed may last far longer than its estimate (a LOSSLESS
+            # burst makes the first batches of 32): a batch taken early would wait for it, its
+            # LIVE frames going stale meanwhile (issue 22). Take it when the call ends instead.
             return None
         size = min(self._pending, self._max_batch)
         at = 0 if size >= self._max_batch else self._oldest_arrival_ns() + self.policy.max_delay_ns
