@@ -122,6 +122,40 @@ class _Unanswered:
         return 0 if self._last_answered is None else self._last_answered + 1
 
 
+class _CallsPerConnection:
+    """Classify calls open on each connection (told apart by peer address), to say once when one
+    reaches ``--max-calls-per-connection``: HTTP/2 holds that connection's further calls,
+    unserved and unseen by the server, until others end."""
+
+    __slots__ = ("_cap", "_open", "_warned")
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._open: dict[str, int] = {}
+        self._warned: set[str] = set()
+
+    def opened(self, peer: str) -> None:
+        count = self._open.get(peer, 0) + 1
+        self._open[peer] = count
+        if count >= self._cap and peer not in self._warned:
+            self._warned.add(peer)
+            logger.warning(
+                "connection %s has %d streams open, the --max-calls-per-connection cap: its "
+                "further streams wait unserved until others end; its client should spread "
+                "streams over several connections (docs/connections.md)",
+                peer,
+                count,
+            )
+
+    def closed(self, peer: str) -> None:
+        count = self._open[peer] - 1
+        if count:
+            self._open[peer] = count
+        else:  # the connection may be gone: forget it
+            del self._open[peer]
+            self._warned.discard(peer)
+
+
 class StreamClassifierService(pb_grpc.StreamClassifierServicer):
     """``streamclassify.v1.StreamClassifier``: one bidi stream per video source."""
 
@@ -148,6 +182,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         # moment it opens, so streams that never send a config cannot pile up. The server's
         # one max_streams check (old-API windows are bounded apart, legacy_max_windows).
         self._calls = 0
+        self._per_connection = _CallsPerConnection(config.max_calls_per_connection)
         self._no_calls = asyncio.Event()
         self._no_calls.set()
 
@@ -177,6 +212,8 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             )
         self._calls += 1
         self._no_calls.clear()
+        peer = context.peer()
+        self._per_connection.opened(peer)
         stream: StreamState | None = None
         reader: asyncio.Task[str | None] | None = None
         unanswered = _Unanswered()
@@ -230,6 +267,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 context.set_trailing_metadata(resume)
         finally:
             self._calls -= 1
+            self._per_connection.closed(peer)
             if not self._calls:
                 self._no_calls.set()
             if stream is not None:
