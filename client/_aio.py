@@ -164,9 +164,7 @@ class AsyncStreamClient(ClientCore):
                 max_streams_per_channel=max_streams_per_channel,
             )
         )
-        self._pool: ChannelPool[grpc.aio.Channel] | None = None
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: pb_grpc.StreamClassifierStub | None = None
+        self._pool: ChannelPool[grpc.aio.Channel] | None = None  # opened by connect()
         self._streams: set[AsyncStream] = set()
 
     async def connect(self) -> ModelInfo:
@@ -192,7 +190,6 @@ class AsyncStreamClient(ClientCore):
         except grpc.aio.AioRpcError as exc:
             await channel.close()
             raise settings.unreachable(exc) from None
-        self._channel, self._stub = channel, stub
         self._pool = ChannelPool(channel, self._open_channel, settings.max_streams_per_channel)
         return self._connected(reply)
 
