@@ -2,9 +2,9 @@
 
 The scheduler takes up to ``max_batch`` frames round-robin across streams once the batch is
 full or its oldest frame has waited ``max_delay``, but while the model is busy it waits until
-the running call is about to end (less the time the next batch needs to be prepared): frames
-taken that late are the freshest a LIVE stream has, and LOSSLESS ones arriving meanwhile still
-join the batch. A LIVE stream keeps only its newest ``live_depth`` pending frames (older ones
+the running call is about to end (less the time the next batch needs to be prepared), or until
+it ends when the call is larger than any timed so far: frames taken that late are the freshest
+a LIVE stream has, and LOSSLESS ones arriving meanwhile still join the batch. A LIVE stream keeps only its newest ``live_depth`` pending frames (older ones
 are dropped and counted); a LOSSLESS stream is never dropped, its sender waits instead
 (``admits``). Two budgets bound what all streams hold together: frames, and bytes (messages
 being received, payloads being decoded, decoded images, batches); past the byte budget LIVE

@@ -141,8 +141,10 @@ def test_sigterm_gives_every_stream_its_status_and_resume_point_within_grace(
         "--max-calls-per-connection",
         str(2 * (STREAMS + LATE_STREAMS)),
     )
-    channels = [grpc.insecure_channel(address) for _ in range(connections)]
-    late_channel = grpc.insecure_channel(address)
+    # Each channel its own connection: channels to one target share one unless told not to.
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.insecure_channel(address, own_connection) for _ in range(connections)]
+    late_channel = grpc.insecure_channel(address, own_connection)
     outcomes = [Outcome() for _ in range(STREAMS)]
     late = [Outcome() for _ in range(LATE_STREAMS)]
     answered = threading.Semaphore(0)
