@@ -203,6 +203,9 @@ def test_any_grpc_target_reaches_the_server(
         pytest.param({"address": "127.0.0.1: 1"}, "address", id="space-in-address"),
         pytest.param({"load_balancing": "round robin"}, "load_balancing", id="bad-policy-name"),
         pytest.param({"connect_timeout": 0}, "connect_timeout", id="zero-timeout"),
+        pytest.param(
+            {"max_streams_per_channel": 0}, "max_streams_per_channel", id="no-stream-per-channel"
+        ),
     ],
 )
 def test_bad_connection_settings_are_refused(
