@@ -26,7 +26,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     HOME=/tmp
 COPY --from=wheel /dist/ /tmp/dist/
-RUN python -m pip install --no-cache-dir "${TF_PACKAGE}" \
+# The versions the test suite passed with (requirements.lock), as `make install` has them.
+COPY requirements.lock /tmp/dist/
+RUN python -m pip install --no-cache-dir -c /tmp/dist/requirements.lock "${TF_PACKAGE}" \
         "$(ls /tmp/dist/stream_classification-*.whl)[server]" \
     && rm -rf /tmp/dist \
     && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin classify

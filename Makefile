@@ -3,17 +3,30 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The exact versions every make target (and CI) installs; `make lock` regenerates it.
+LOCK   := requirements.lock
+# The extras `make install` and `make lock` install (tests/test_lock.py reads this line).
+EXTRAS := dev
 
-.PHONY: install test test-fast lint proto docs demo serve bench clean
+.PHONY: install lock test test-fast lint proto docs demo serve bench clean
 
 install: $(STAMP)
 
-# Re-install only when the project's dependencies change.
-$(STAMP): pyproject.toml
+# Re-install only when the project's dependencies or their pinned versions change. setuptools'
+# notice on every editable install of a flat layout ("Editable installation. Please be careful
+# with folders ...") asks nothing of the user: filtered so the output stays clean.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS='ignore:Editable installation' \
+		$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
+
+# Move every pin to the newest version pyproject.toml allows (a fresh virtualenv, no constraints),
+# then `make test` and commit requirements.lock.
+lock:
+	PYTHONWARNINGS='ignore:Editable installation' \
+		$(PYTHON) scripts/update_lock.py --extras $(EXTRAS) --output $(LOCK)
 
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \

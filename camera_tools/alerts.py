@@ -28,7 +28,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-class AlertKind(str, enum.Enum):
+class AlertKind(enum.StrEnum):
     RAISED = "raised"
     CLEARED = "cleared"
 
@@ -59,7 +59,7 @@ class LabelRule:
 
 @dataclass(frozen=True)
 class DownRule:
-    """Alert when a source stays down (reconnecting, stalled, failed) for ``seconds``."""
+    """Alert when a source stays down (reconnecting, stalled, offline, failed) for ``seconds``."""
 
     seconds: float
 
@@ -293,7 +293,7 @@ class AlertMonitor:
         self._emit(events)
 
     def observe_state(self, source: str, *, up: bool, reason: str = "") -> None:
-        """``source`` went down (``up=False``: reconnecting, stalled, failed) or came back."""
+        """``source`` went down (``up=False``: reconnecting, stalled, offline, failed) or came back."""
         with self._lock:
             now = self._clock()
             down = self._down_state(source)

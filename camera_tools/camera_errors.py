@@ -11,6 +11,15 @@ class SourceError(CameraToolsError):
     """A frame source cannot be recognised, opened or read."""
 
 
+class SourceOfflineError(SourceError):
+    """The source is there but has nothing to read now: a web page with no video, a broadcast
+    not live yet or over. Capture reports it as the OFFLINE state and retries on its backoff."""
+
+
+class PageSupportUnavailableError(SourceError):
+    """A web page is to be read but yt-dlp is not installed (the package's ``live`` extra)."""
+
+
 class SinkError(CameraToolsError):
     """A sink cannot write its output."""
 

@@ -13,7 +13,9 @@ supervisor *abandons* it: it starts a new reader and the old one closes its own
 capture whenever its blocking call returns.
 
 Buffering: live sources keep only the newest frame (older ones are overwritten
-and counted); files and folders use a bounded queue and the reader waits.
+and counted); files and folders use a bounded queue and the reader waits. An HLS playlist
+or a web page says at its first open whether it is live: a recording (a playlist with an
+end) is then read like a file, every frame once and in order, and ends with its reader.
 
 One concern, the capture of one source: the options, counters, rate limiter and frame buffer
 here exist only for these two threads and are tested through them (the rate limiter also
@@ -31,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from camera_tools.backoff import Backoff, BackoffPolicy
-from camera_tools.camera_errors import SourceError
+from camera_tools.camera_errors import SourceError, SourceOfflineError
 from camera_tools.redact import redact_url
 from camera_tools.sources import FrameSource, RawFrame, SourceFactory, SourceKind, create_source
 from camera_tools.states import SourceEvent, SourceState, announce_state
@@ -126,16 +128,23 @@ class RateLimiter:
 
 
 class _FrameBuffer:
-    """Newest-wins slot (``overwrite``) or bounded FIFO whose producer waits."""
+    """Newest-wins slot (``live``) or bounded FIFO of ``queue_size`` whose producer waits."""
 
-    def __init__(self, capacity: int, *, overwrite: bool) -> None:
+    def __init__(self, queue_size: int, *, live: bool) -> None:
         self._items: collections.deque[Frame] = collections.deque()
-        self._capacity = capacity
-        self._overwrite = overwrite
+        self._queue_size = queue_size
+        self._capacity = 1 if live else queue_size
+        self._overwrite = live
         self._cond = threading.Condition()
         self._closed = False
         self.overwritten = 0
         self.delivered = 0
+
+    def set_live(self, live: bool) -> None:
+        """Switch between the newest-wins slot and the queue (before the first frame)."""
+        with self._cond:
+            self._capacity = 1 if live else self._queue_size
+            self._overwrite = live
 
     def put(self, frame: Frame, abort: Callable[[], bool]) -> bool:
         with self._cond:
@@ -188,6 +197,7 @@ class _Session:
         self.done = threading.Event()
         self.outcome = ""  # why the reader stopped: "end of stream", an error, ...
         self.open_failed = False
+        self.offline = False  # the open failed with SourceOfflineError
 
 
 class VideoStream:
@@ -232,6 +242,7 @@ class VideoStream:
         self._properties_ready = threading.Event()
         self._buffer: _FrameBuffer | None = None
         self._kind: SourceKind | None = None
+        self._live: bool | None = None  # decided by the first successful open
         self._frames_read = 0
         self._frames_filtered = 0
         self._reconnects = 0
@@ -253,9 +264,7 @@ class VideoStream:
             return self
         first = self._factory(self.spec)  # fail fast on a bad spec, in the caller's thread
         self._kind = first.kind
-        self._buffer = _FrameBuffer(
-            1 if first.kind.is_live else self.options.queue_size, overwrite=first.kind.is_live
-        )
+        self._buffer = _FrameBuffer(self.options.queue_size, live=first.kind.is_live)
         self._first_source: FrameSource | None = first
         self._started = True
         self._supervisor.start()
@@ -307,6 +316,19 @@ class VideoStream:
         return self._kind
 
     @property
+    def live(self) -> bool | None:
+        """Whether the source is read as live (newest frame kept, reopened when it ends).
+
+        Known from the kind for webcams, network streams, files and folders; for an HLS
+        playlist or a page, ``None`` until its first open tells.
+        """
+        if self._live is not None:
+            return self._live
+        if self._kind is None or self._kind.live_decided_at_open:
+            return None
+        return self._kind.is_live
+
+    @property
     def properties(self) -> SourceProperties | None:
         """Properties from the latest successful open, or ``None`` before one."""
         return self._properties
@@ -355,8 +377,9 @@ class VideoStream:
                     # inside OpenCV when the interpreter exits aborts the whole process.
                     session.done.wait(self.options.reader_exit_s)
                     break
-                if not self._kind.reconnects:
-                    # Files and folders end for good; an open failure or a dead webcam is a failure.
+                if not self._kind.reconnects or (self._live is False and not session.open_failed):
+                    # Files, folders and recordings end for good; an open failure or a dead
+                    # webcam is a failure.
                     if session.open_failed or (
                         session.last_frame_at is None and self._kind.is_live
                     ):
@@ -372,9 +395,8 @@ class VideoStream:
                     reason = f"gave up after {backoff.attempt} reconnect attempts ({outcome})"
                     break
                 self._reconnects += 1
-                self._set_state(
-                    SourceState.RECONNECTING, attempt=backoff.attempt, delay_s=delay, reason=outcome
-                )
+                state = SourceState.OFFLINE if session.offline else SourceState.RECONNECTING
+                self._set_state(state, attempt=backoff.attempt, delay_s=delay, reason=outcome)
                 logger.debug(
                     "%s: reconnect attempt %d in %.2fs", self.source_id, backoff.attempt, delay
                 )
@@ -393,7 +415,7 @@ class VideoStream:
         while not session.done.wait(_POLL_S):
             if self._stop.is_set():
                 return "stopped"
-            if not self._kind.is_live:
+            if not (self._kind.is_live if self._live is None else self._live):
                 continue  # a file reader waiting on a slow consumer is not stalled
             now = time.monotonic()
             if session.last_frame_at is None:
@@ -417,11 +439,16 @@ class VideoStream:
         try:
             try:
                 props = source.open()
+                if session.abandoned or self._stop.is_set():
+                    return
+                self._decide_live(props, buffer)
+            except SourceOfflineError as exc:
+                session.open_failed = session.offline = True
+                session.outcome = redact_url(str(exc))
+                return
             except Exception as exc:
                 session.open_failed = True
                 session.outcome = f"open failed: {redact_url(str(exc))}"
-                return
-            if session.abandoned or self._stop.is_set():
                 return
             self._properties = props
             self._properties_ready.set()
@@ -463,6 +490,19 @@ class VideoStream:
             except Exception:
                 logger.debug("%s: error closing source", self.source_id, exc_info=True)
             session.done.set()
+
+    def _decide_live(self, props: SourceProperties, buffer: _FrameBuffer) -> None:
+        """Fix liveness at the first open; a live source that reopens as a recording is over.
+
+        Raises:
+            SourceOfflineError: The source was live and is now a recording (a live playlist
+                that got its end): reading it would replay the broadcast from its start.
+        """
+        if self._live is None:
+            self._live = props.is_live
+            buffer.set_live(props.is_live)
+        elif self._live and not props.is_live:
+            raise SourceOfflineError("the live stream has ended")
 
     def _accept(self, index: int, position: float | None, now: float, live: bool) -> bool:
         if index % (self.options.skip + 1):

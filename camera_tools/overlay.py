@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import bisect
 import collections
+import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import threading
 import time
@@ -27,7 +29,11 @@ import numpy as np
 from camera_tools.redact import redact_url
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-_FONT_PIXELS = 22  # cap height of _FONT at scale 1.0, in pixels
+_FONT_PIXELS = 22  # cap height of _FONT at scale 1.0, in pixels (drawn: 22 on OpenCV 4, 21 on 5)
+# Glyphs that reach highest and lowest, for a box whose height does not depend on its text.
+_REFERENCE_TEXT = "Hbdfhkl0123456789%gjpqy_"
+_MIN_BADGE_SCALE = 0.1  # the badge's colour says the label even where its text is too small to read
+_MIN_DETAILS_SCALE = 0.25  # below this the details line is unreadable: left out instead
 
 BGR = tuple[int, int, int]
 
@@ -214,13 +220,18 @@ def draw_overlay(
     height, width = out.shape[:2]
     scale = _text_scale(height)
     margin = max(2, round(0.012 * height))
+    # Text stays in the frame's top half, the badge also within its width: on a thumbnail it
+    # shrinks (and the details line goes) rather than cover the picture. The details, most
+    # telling first, may run off the right edge.
+    text_bottom = height // 2
+    text_width = width - 2 * margin
     y = margin
     if label is not None:
         badge_text = f"{label} {score * 100:.0f}%" if score is not None else label
-        y = _draw_box_text(
-            out, badge_text, (margin, y), scale, label_color(label), thickness_factor=2.2
-        )
-        y += margin
+        badge = _fit_box(
+            badge_text, scale, 2.2, text_width, text_bottom - y, _MIN_BADGE_SCALE
+        ) or _box(badge_text, _MIN_BADGE_SCALE, 2.2)
+        y = _draw_box_text(out, badge, (margin, y), label_color(label)) + margin
     details = [short_source_name(source)] if source else []
     if timestamp is not None:
         details.append(dt.datetime.fromtimestamp(timestamp).strftime("%H:%M:%S"))
@@ -228,32 +239,104 @@ def draw_overlay(
         details.append(f"{fps:.1f} fps")
     details.extend(extra)
     if details:
-        _draw_box_text(out, "  ".join(details), (margin, y), max(0.35, scale * 0.55), None)
+        box = _fit_box(
+            "  ".join(details),
+            max(0.35, scale * 0.55),
+            1.6,
+            None,
+            text_bottom - y,
+            _MIN_DETAILS_SCALE,
+        )
+        if box is not None:
+            _draw_box_text(out, box, (margin, y), None)
     if strip:
         _draw_strip(out, strip)
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class _TextBox:
+    """One line of text laid out in a padded box (sizes in pixels)."""
+
+    text: str
+    scale: float
+    thickness: int
+    width: int
+    height: int
+    pad: int
+    ascent: int  # from the box's inner top to the text's baseline
+
+
+@functools.lru_cache(maxsize=256)
+def _line_extent(scale: float, thickness: int) -> tuple[int, int]:
+    """Rows of ink above and below the baseline of a line of text, measured by drawing.
+
+    Not taken from ``cv2.getTextSize``: OpenCV 5 draws the Hershey font ids with its new
+    TrueType-based renderer, whose reported height is the font's ascent (a quarter taller than
+    the capitals) and whose baseline is the descent of the glyphs in that very string, so a box
+    sized from it grows and shrinks with the label; OpenCV 4 reports the cap height and a fixed
+    descent. Drawing the same reference glyphs gives a snug box of constant height on both.
+    """
+    (ref_w, ref_h), ref_base = cv2.getTextSize(_REFERENCE_TEXT, _FONT, scale, thickness)
+    room = 2 * (ref_h + ref_base + thickness) + 4
+    canvas = np.zeros((2 * room, ref_w + 2 * room), np.uint8)
+    cv2.putText(canvas, _REFERENCE_TEXT, (room, room), _FONT, scale, 255, thickness, cv2.LINE_AA)
+    rows = np.flatnonzero(canvas.any(axis=1))
+    if rows.size == 0:
+        return ref_h, ref_base
+    return room - int(rows[0]), int(rows[-1]) - room + 1
+
+
+def _box(text: str, scale: float, thickness_factor: float) -> _TextBox:
+    thickness = max(1, round(scale * thickness_factor))
+    ascent, descent = _line_extent(scale, thickness)
+    (text_w, _), _ = cv2.getTextSize(text, _FONT, scale, thickness)
+    pad = max(2, round(ascent * 0.35))
+    return _TextBox(
+        text, scale, thickness, text_w + 2 * pad, ascent + descent + 2 * pad, pad, ascent
+    )
+
+
+def _fit_box(
+    text: str,
+    scale: float,
+    thickness_factor: float,
+    max_width: int | None,
+    max_height: int,
+    min_scale: float,
+) -> _TextBox | None:
+    """The box of ``text`` at ``scale``, or smaller until it fits; None if not even at min_scale.
+
+    ``max_width`` None: any width (the frame's edge clips the text).
+    """
+    while True:
+        box = _box(text, scale, thickness_factor)
+        fits_width = max_width is None or box.width <= max_width
+        if fits_width and box.height <= max_height:
+            return box
+        if scale <= min_scale:
+            return None
+        # Sizes are nearly proportional to the scale: jump close, then step down.
+        shrink = max_height / box.height
+        if max_width is not None:
+            shrink = min(shrink, max_width / box.width)
+        scale = max(min_scale, scale * min(0.9, shrink))
+
+
 def _draw_box_text(
     image: np.ndarray,
-    text: str,
+    box: _TextBox,
     origin: tuple[int, int],
-    scale: float,
     background: BGR | None,
-    *,
-    thickness_factor: float = 1.6,
 ) -> int:
-    """Write ``text`` on a filled box (or a darkened one when ``background`` is None).
+    """Write ``box``'s text on a filled box (or a darkened one when ``background`` is None).
 
     Returns the y just below the box.
     """
     height, width = image.shape[:2]
-    thickness = max(1, round(scale * thickness_factor))
-    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
-    pad = max(2, round(text_h * 0.35))
     x0, y0 = origin
-    x1 = min(width, x0 + text_w + 2 * pad)
-    y1 = min(height, y0 + text_h + baseline + 2 * pad)
+    x1 = min(width, x0 + box.width)
+    y1 = min(height, y0 + box.height)
     if x1 <= x0 or y1 <= y0:
         return y0
     if background is None:
@@ -264,9 +347,8 @@ def _draw_box_text(
     else:
         cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), background, thickness=cv2.FILLED)
         color = text_color_on(background)
-    cv2.putText(
-        image, text, (x0 + pad, y0 + pad + text_h), _FONT, scale, color, thickness, cv2.LINE_AA
-    )
+    baseline = (x0 + box.pad, y0 + box.pad + box.ascent)
+    cv2.putText(image, box.text, baseline, _FONT, box.scale, color, box.thickness, cv2.LINE_AA)
     return y1
 
 

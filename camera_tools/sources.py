@@ -1,23 +1,30 @@
-"""Frame sources: webcams, network streams, video files and image folders.
+"""Frame sources: webcams, network streams, HLS playlists, web pages, video files and folders.
 
 A :class:`FrameSource` is a plain blocking reader with no threads and no policy;
 :mod:`camera_tools.capture` runs one in a thread and adds buffering, pacing and
 reconnects. :func:`create_source` picks the implementation for a spec string; it
 is the default ``source_factory`` and can be replaced (tests use fakes).
+
+Which http(s) URLs are web pages (resolved to their stream by yt-dlp, see
+:mod:`camera_tools.page_sources`) and which are media read directly: the extension tells
+(``.mp4``... a file, ``.m3u8`` an HLS playlist, ``.html``... a page), else the ``Content-Type``
+of a quick probe (:func:`recognise_spec`); ``ytdl:URL`` always means a page.
 """
 
 from __future__ import annotations
 
 import enum
 import glob
+import http.client
 import logging
 import os
 import re
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import cv2
 import numpy as np
@@ -35,6 +42,17 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
 )
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+PLAYLIST_EXTENSIONS = frozenset({".m3u8"})
+PAGE_EXTENSIONS = frozenset({".html", ".htm", ".xhtml", ".shtml", ".php", ".asp", ".aspx", ".jsp"})
+PAGE_PREFIX = "ytdl:"
+"""Marks a spec as a web page for yt-dlp whatever its URL looks like: ``ytdl:https://...``."""
+_PAGE_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_PLAYLIST_TYPES = frozenset(
+    {"application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl", "audio/x-mpegurl"}
+)
+_PROBE_TIMEOUT_S = 3.0  # a quick look at an http(s) URL's Content-Type, not a download
+_USER_AGENT = "Mozilla/5.0 (compatible; stream-classification)"
+_MAX_PLAYLIST_BYTES = 4 * 1024 * 1024
 _DEVICE = re.compile(r"^/dev/video(\d+)$")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -44,18 +62,33 @@ class SourceKind(enum.Enum):
 
     WEBCAM = "webcam"
     NETWORK = "network"
+    HLS = "hls"  # an HTTP Live Streaming playlist: live, or a recording when it has an end
+    PAGE = "page"  # a web page whose stream yt-dlp finds: live or a recording
     FILE = "file"
     FOLDER = "folder"
 
     @property
     def is_live(self) -> bool:
-        """Live sources keep only the newest frame; the others are read in order."""
-        return self in (SourceKind.WEBCAM, SourceKind.NETWORK)
+        """Live sources keep only the newest frame; the others are read in order.
+
+        For the kinds that are live or not as :attr:`live_decided_at_open` says, this is the
+        assumption until the source has been opened.
+        """
+        return self in (SourceKind.WEBCAM, SourceKind.NETWORK, SourceKind.HLS, SourceKind.PAGE)
+
+    @property
+    def live_decided_at_open(self) -> bool:
+        """Whether the opened source's :attr:`SourceProperties.is_live` tells if it is live.
+
+        An HLS playlist with an end, or a page whose stream is a recording, is read like a
+        file: every frame once, in order, then it ends.
+        """
+        return self in (SourceKind.HLS, SourceKind.PAGE)
 
     @property
     def reconnects(self) -> bool:
-        """Only network streams are reopened; a file's end is final."""
-        return self is SourceKind.NETWORK
+        """Only network streams, playlists and pages are reopened; a file's end is final."""
+        return self in (SourceKind.NETWORK, SourceKind.HLS, SourceKind.PAGE)
 
 
 @dataclass(frozen=True)
@@ -95,10 +128,14 @@ SourceFactory = Callable[[str], FrameSource]
 def classify_spec(spec: str) -> SourceKind:
     """Tell which kind of source a spec string names.
 
+    Looks at the string only; :func:`recognise_spec` also probes an http(s) URL that this
+    calls NETWORK, which may be a web page.
+
     Args:
         spec: ``0`` or ``/dev/video0`` (webcam), ``rtsp://...``/``http(s)://...``
-            (network stream; an http(s) URL of a video file counts as a file),
-            a directory or glob of images, or a video file path.
+            (network stream; an http(s) URL of a video file counts as a file, of a
+            ``.m3u8`` playlist as HLS, of a ``.html``/``.php``... page as a page),
+            ``ytdl:URL`` (a page for yt-dlp), a directory or glob of images, or a video file path.
 
     Raises:
         SourceError: The spec is empty or names an unknown URL scheme.
@@ -108,6 +145,10 @@ def classify_spec(spec: str) -> SourceKind:
         raise SourceError("empty source spec")
     if spec.isdigit() or _DEVICE.match(spec):
         return SourceKind.WEBCAM
+    if spec.lower().startswith(PAGE_PREFIX):
+        if not spec[len(PAGE_PREFIX) :].strip():
+            raise SourceError(f"no URL after {PAGE_PREFIX!r}")
+        return SourceKind.PAGE
     if "://" in spec:
         parts = urlsplit(spec)
         scheme = parts.scheme.lower()
@@ -115,8 +156,14 @@ def classify_spec(spec: str) -> SourceKind:
             return classify_spec(parts.path)
         if scheme not in NETWORK_SCHEMES:
             raise SourceError(f"unsupported URL scheme {scheme!r} in {redact_url(spec)}")
-        if scheme in ("http", "https") and Path(parts.path).suffix.lower() in VIDEO_EXTENSIONS:
-            return SourceKind.FILE
+        if scheme in ("http", "https"):
+            suffix = Path(parts.path).suffix.lower()
+            if suffix in VIDEO_EXTENSIONS:
+                return SourceKind.FILE
+            if suffix in PLAYLIST_EXTENSIONS:
+                return SourceKind.HLS
+            if suffix in PAGE_EXTENSIONS:
+                return SourceKind.PAGE
         return SourceKind.NETWORK
     if os.path.isdir(spec) or _GLOB_CHARS.search(spec):
         return SourceKind.FOLDER
@@ -125,8 +172,113 @@ def classify_spec(spec: str) -> SourceKind:
     return SourceKind.FILE
 
 
+def kind_from_content_type(content_type: str) -> SourceKind:
+    """The kind of an http(s) URL by the ``Content-Type`` it answers with.
+
+    Only a page and a playlist are told apart; anything else (MJPEG, MPEG-TS...) stays a
+    network stream, as before pages were recognised.
+
+    >>> kind_from_content_type("text/html; charset=utf-8").name
+    'PAGE'
+    >>> kind_from_content_type("application/vnd.apple.mpegurl").name
+    'HLS'
+    >>> kind_from_content_type("multipart/x-mixed-replace; boundary=frame").name
+    'NETWORK'
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type in _PAGE_TYPES:
+        return SourceKind.PAGE
+    if media_type in _PLAYLIST_TYPES:
+        return SourceKind.HLS
+    return SourceKind.NETWORK
+
+
+def recognise_spec(spec: str, *, probe_timeout_s: float = _PROBE_TIMEOUT_S) -> SourceKind:
+    """Like :func:`classify_spec`, but an http(s) URL that names no known extension is probed.
+
+    The probe is one GET whose headers are read and whose body is not; a URL that cannot be
+    probed (refused, an error status, a timeout) keeps today's path: a network stream,
+    reopened with backoff. Prefix ``ytdl:`` to send a URL to yt-dlp regardless.
+
+    Raises:
+        SourceError: The spec is empty or names an unknown URL scheme.
+    """
+    kind = classify_spec(spec)
+    url = spec.strip()
+    if kind is not SourceKind.NETWORK or urlsplit(url).scheme.lower() not in ("http", "https"):
+        return kind
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=probe_timeout_s) as response:
+            content_type = response.headers.get("Content-Type", "")
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        logger.debug("cannot probe %s (%s): read as a network stream", redact_url(url), exc)
+        return kind
+    found = kind_from_content_type(content_type)
+    logger.debug("%s answers %r: %s", redact_url(url), content_type, found.value)
+    return found
+
+
+@dataclass(frozen=True)
+class Playlist:
+    """What capture needs to know of an HLS playlist.
+
+    Attributes:
+        has_end: A media playlist with ``#EXT-X-ENDLIST`` (or of type VOD): a recording.
+        variants: The URIs of a master playlist's renditions, as written (maybe relative);
+            empty for a media playlist.
+    """
+
+    has_end: bool
+    variants: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Playlist:
+        """Read a playlist's tags.
+
+        >>> Playlist.parse("#EXTM3U\n#EXTINF:1,\na.ts\n#EXT-X-ENDLIST\n")
+        Playlist(has_end=True, variants=())
+        >>> Playlist.parse("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow/index.m3u8\n")
+        Playlist(has_end=False, variants=('low/index.m3u8',))
+
+        Raises:
+            ValueError: The text is not an HLS playlist.
+        """
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if not lines or not lines[0].startswith("#EXTM3U"):
+            raise ValueError("not an HLS playlist (no #EXTM3U)")
+        variants = [
+            uri
+            for tag, uri in zip(lines, lines[1:], strict=False)
+            if tag.startswith("#EXT-X-STREAM-INF") and not uri.startswith("#")
+        ]
+        has_end = "#EXT-X-ENDLIST" in lines or "#EXT-X-PLAYLIST-TYPE:VOD" in lines
+        return cls(has_end=has_end, variants=tuple(variants))
+
+
+def hls_has_end(url: str, *, timeout_s: float) -> bool:
+    """Whether the HLS playlist at ``url`` is a recording (for a master playlist: its first
+    rendition, the one FFmpeg reads).
+
+    Raises:
+        SourceError: The playlist cannot be fetched or is not one.
+    """
+    for _ in range(2):  # a master playlist, then one of its media playlists
+        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                text = response.read(_MAX_PLAYLIST_BYTES).decode("utf-8", "replace")
+            playlist = Playlist.parse(text)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise SourceError(f"cannot read the playlist {redact_url(url)}: {exc}") from exc
+        if not playlist.variants:
+            return playlist.has_end
+        url = urljoin(url, playlist.variants[0])
+    return False  # a master playlist of master playlists: not a recording we can vouch for
+
+
 class OpenCVSource:
-    """A webcam, network stream or video file read with ``cv2.VideoCapture``.
+    """A webcam, network stream, HLS playlist or video file read with ``cv2.VideoCapture``.
 
     Args:
         spec: Webcam index or device, URL, or file path.
@@ -135,6 +287,9 @@ class OpenCVSource:
         read_timeout_s: Limit on one read of a network stream (FFmpeg backend).
             OpenCV may retry internally, so a silent stream can take a few times
             this long to fail; the capture watchdog covers the rest.
+
+    An HLS playlist is fetched once at :meth:`open` to tell a recording (it has an end) from
+    a live stream: its properties say which.
     """
 
     def __init__(
@@ -157,6 +312,9 @@ class OpenCVSource:
         return self._kind
 
     def open(self) -> SourceProperties:
+        is_live = self._kind.is_live
+        if self._kind is SourceKind.HLS:
+            is_live = not hls_has_end(self.spec, timeout_s=self.open_timeout_s)
         cap = self._open_capture()
         if not cap.isOpened():
             cap.release()
@@ -174,7 +332,7 @@ class OpenCVSource:
             width=width,
             height=height,
             fps=fps if 0 < fps < 1000 else None,
-            is_live=self._kind.is_live,
+            is_live=is_live,
             total_frames=count if count > 0 else None,
         )
         return self._props
@@ -184,8 +342,9 @@ class OpenCVSource:
             match = _DEVICE.match(self.spec)
             index = int(match.group(1)) if match else int(self.spec)
             return cv2.VideoCapture(index)
-        if self._kind is SourceKind.NETWORK:
-            # Without these an unreachable or silent stream blocks open()/read() for ~30 s or more.
+        if self._kind in (SourceKind.NETWORK, SourceKind.HLS):
+            # Without these an unreachable or silent stream blocks open()/read() for OpenCV's
+            # defaults (LIBAVFORMAT_INTERRUPT_{OPEN,READ}_DEFAULT_TIMEOUT_MS: 30 s each).
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
                 int(self.open_timeout_s * 1000),
@@ -284,20 +443,45 @@ class ImageFolderSource:
 def create_source(
     spec: str,
     *,
+    kind: SourceKind | None = None,
     open_timeout_s: float = 10.0,
     read_timeout_s: float = 5.0,
     folder_fps: float = 10.0,
+    page_format: str | None = None,
+    min_size: tuple[int, int] | None = None,
 ) -> FrameSource:
     """Build the right unopened :class:`FrameSource` for ``spec``.
 
     This is the default source factory; bind options with :func:`functools.partial`.
 
+    Args:
+        spec: What to read (see :func:`classify_spec`).
+        kind: What ``spec`` is, when already known; by default :func:`recognise_spec`, which
+            may probe an http(s) URL (bind the kind to probe once rather than per reconnect).
+        open_timeout_s, read_timeout_s: Limits on network streams (see :class:`OpenCVSource`).
+        folder_fps: Frame rate given to image folders.
+        page_format: yt-dlp format selector for web pages; ``None`` picks the smallest
+            rendition at or above ``min_size``.
+        min_size: ``(width, height)`` frames are classified at (the model's input).
+
     Raises:
-        SourceError: The spec is not recognised.
+        SourceError: The spec is not recognised (PageSupportUnavailableError: it is a page
+            and yt-dlp is not installed).
     """
-    kind = classify_spec(spec)
+    kind = kind or recognise_spec(spec, probe_timeout_s=min(open_timeout_s, _PROBE_TIMEOUT_S))
     if kind is SourceKind.FOLDER:
         return ImageFolderSource(spec, fps=folder_fps)
+    if kind is SourceKind.PAGE:
+        # Here, not at the top: page_sources builds on this module (and imports yt-dlp lazily).
+        from camera_tools.page_sources import PageSource
+
+        return PageSource(
+            spec,
+            page_format=page_format,
+            min_size=min_size,
+            open_timeout_s=open_timeout_s,
+            read_timeout_s=read_timeout_s,
+        )
     return OpenCVSource(
         spec, kind=kind, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s
     )

@@ -19,6 +19,8 @@ class SourceState(enum.Enum):
     CONNECTED = "connected"
     STALLED = "stalled"
     RECONNECTING = "reconnecting"
+    # The source answers but has no stream (a page not live yet, ended, or without video).
+    OFFLINE = "offline"
     ENDED = "ended"
     FAILED = "failed"
 
@@ -37,7 +39,7 @@ class SourceEvent:
         previous: The state before, ``None`` for the first event.
         at: Wall-clock time of the change.
         attempt: Reconnect attempt number (0 outside reconnects).
-        delay_s: Wait before the next attempt, for RECONNECTING.
+        delay_s: Wait before the next attempt, for RECONNECTING and OFFLINE.
         reason: Short human-readable cause, credentials redacted.
     """
 
@@ -53,6 +55,7 @@ class SourceEvent:
 _STATE_LEVELS = {
     SourceState.STALLED: logging.WARNING,
     SourceState.RECONNECTING: logging.WARNING,
+    SourceState.OFFLINE: logging.WARNING,
     SourceState.FAILED: logging.ERROR,
 }
 

@@ -18,7 +18,9 @@ import grpc.aio
 from client._channel import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_STREAMS_PER_CHANNEL,
     SEND_QUEUE_FRAMES,
+    ChannelPool,
     ConnectionSettings,
 )
 from client._core import ClientCore, StreamBase, StreamCore, StreamPlan
@@ -114,7 +116,7 @@ class CallStatus:
         while (remaining := deadline - loop.time()) > 0:
             try:
                 late = await asyncio.wait_for(_status_error(self._call), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if late is None or not masks_server_status(late):
                 logger.debug("a failed write came before the stream's status: %s", late or "OK")
@@ -147,6 +149,7 @@ class AsyncStreamClient(ClientCore):
         client_id: str = "",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         load_balancing: str | None = None,
+        max_streams_per_channel: int = DEFAULT_MAX_STREAMS_PER_CHANNEL,
     ) -> None:
         super().__init__(
             ConnectionSettings(
@@ -158,10 +161,10 @@ class AsyncStreamClient(ClientCore):
                 client_id=client_id,
                 max_message_bytes=max_message_bytes,
                 load_balancing=load_balancing,
+                max_streams_per_channel=max_streams_per_channel,
             )
         )
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: pb_grpc.StreamClassifierStub | None = None
+        self._pool: ChannelPool[grpc.aio.Channel] | None = None  # opened by connect()
         self._streams: set[AsyncStream] = set()
 
     async def connect(self) -> ModelInfo:
@@ -175,13 +178,7 @@ class AsyncStreamClient(ClientCore):
         if self._closed:
             raise ClassifierClientError(grpc.StatusCode.CANCELLED, "the client is closed")
         settings = self._settings
-        options = settings.channel_options()
-        if settings.credentials is None:
-            channel = grpc.aio.insecure_channel(settings.address, options=options)
-        else:
-            channel = grpc.aio.secure_channel(
-                settings.address, settings.credentials, options=options
-            )
+        channel = self._open_channel()
         stub = pb_grpc.StreamClassifierStub(channel)
         try:
             reply = await stub.GetModelInfo(
@@ -193,8 +190,20 @@ class AsyncStreamClient(ClientCore):
         except grpc.aio.AioRpcError as exc:
             await channel.close()
             raise settings.unreachable(exc) from None
-        self._channel, self._stub = channel, stub
+        self._pool = ChannelPool(channel, self._open_channel, settings.max_streams_per_channel)
         return self._connected(reply)
+
+    def _open_channel(self) -> grpc.aio.Channel:
+        settings = self._settings
+        options = settings.channel_options()
+        if settings.credentials is None:
+            return grpc.aio.insecure_channel(settings.address, options=options)
+        return grpc.aio.secure_channel(settings.address, settings.credentials, options=options)
+
+    @property
+    def channels(self) -> int:
+        """Channels (connections) open: one per ``max_streams_per_channel`` streams at once."""
+        return 0 if self._pool is None else len(self._pool.channels)
 
     def open_stream(
         self,
@@ -224,10 +233,19 @@ class AsyncStreamClient(ClientCore):
             resize=resize,
             probabilities=probabilities,
         )
-        assert self._stub is not None  # set together with the model info that plan needed
-        stream = AsyncStream(
-            self._stub, plan, metadata=self._settings.metadata, on_close=self._streams.discard
-        )
+        assert self._pool is not None  # set together with the model info that plan needed
+        lease = self._pool.acquire()
+        try:
+            stream = AsyncStream(
+                pb_grpc.StreamClassifierStub(lease.channel),
+                plan,
+                metadata=self._settings.metadata,
+                on_close=self._streams.discard,
+                on_end=lease.release,
+            )
+        except BaseException:
+            lease.release()
+            raise
         self._streams.add(stream)
         return stream
 
@@ -266,8 +284,9 @@ class AsyncStreamClient(ClientCore):
         self._closed = True
         for stream in list(self._streams):
             await stream.close()
-        if self._channel is not None:
-            await self._channel.close()
+        if self._pool is not None:
+            for channel in self._pool.channels:
+                await channel.close()
 
     async def __aenter__(self) -> AsyncStreamClient:
         try:
@@ -299,9 +318,11 @@ class AsyncStream(StreamBase):
         *,
         metadata: tuple[tuple[str, str], ...] | None,
         on_close: Callable[[AsyncStream], None] | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
         self._core = StreamCore(plan)
         self._on_close = on_close
+        self._on_end = on_end  # the call ended: its place on the channel is free
         self._requests: asyncio.Queue[object] = asyncio.Queue(maxsize=SEND_QUEUE_FRAMES)
         self._results: asyncio.Queue[object] = asyncio.Queue()
         self._lock = asyncio.Lock()  # orders seq numbers with their place in the queue
@@ -360,7 +381,7 @@ class AsyncStream(StreamBase):
         """
         try:
             item = await asyncio.wait_for(self._results.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"no prediction within {timeout:g} s") from None
         if item is _END:
             self._results.put_nowait(_END)  # stays ended for later calls
@@ -387,7 +408,7 @@ class AsyncStream(StreamBase):
         if cancel:
             self._call.cancel()
         self._end_requests()
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
 
     async def __aenter__(self) -> AsyncStream:
@@ -444,6 +465,8 @@ class AsyncStream(StreamBase):
                 raise
         finally:
             self._core.finish()
+            if self._on_end is not None:
+                self._on_end()
             self._finished.set()
             self._end_requests()
             self._results.put_nowait(_END)

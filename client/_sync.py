@@ -10,7 +10,7 @@ import logging
 import queue
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Final
 
@@ -19,7 +19,9 @@ import grpc
 from client._channel import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_STREAMS_PER_CHANNEL,
     SEND_QUEUE_FRAMES,
+    ChannelPool,
     ConnectionSettings,
 )
 from client._core import ClientCore, StreamBase, StreamCore, StreamPlan
@@ -54,6 +56,9 @@ class StreamClient(ClientCore):
         max_message_bytes: largest message sent or received (the server's default).
         load_balancing: the channel's load-balancing policy, e.g. ``"round_robin"`` to spread
             streams over the servers of a multi-address target; ``None`` is gRPC's pick_first.
+        max_streams_per_channel: streams one channel (one connection) carries; more streams
+            open more channels, so a server's per-connection call cap never leaves a stream
+            waiting unserved (docs/connections.md).
 
     Raises:
         ClassifierClientError: the server cannot be reached or refused ``GetModelInfo``.
@@ -80,6 +85,7 @@ class StreamClient(ClientCore):
         client_id: str = "",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         load_balancing: str | None = None,
+        max_streams_per_channel: int = DEFAULT_MAX_STREAMS_PER_CHANNEL,
     ) -> None:
         settings = ConnectionSettings(
             address,
@@ -90,13 +96,11 @@ class StreamClient(ClientCore):
             client_id=client_id,
             max_message_bytes=max_message_bytes,
             load_balancing=load_balancing,
+            max_streams_per_channel=max_streams_per_channel,
         )
         super().__init__(settings)
-        options = settings.channel_options()
-        if credentials is None:
-            self._channel = grpc.insecure_channel(address, options=options)
-        else:
-            self._channel = grpc.secure_channel(address, credentials, options=options)
+        self._channel = self._open_channel()
+        self._pool = ChannelPool(self._channel, self._open_channel, max_streams_per_channel)
         self._stub = pb_grpc.StreamClassifierStub(self._channel)
         self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
         try:
@@ -110,6 +114,18 @@ class StreamClient(ClientCore):
             self._channel.close()
             raise settings.unreachable(exc) from None
         self._connected(reply)
+
+    def _open_channel(self) -> grpc.Channel:
+        settings = self._settings
+        options = settings.channel_options()
+        if settings.credentials is None:
+            return grpc.insecure_channel(settings.address, options=options)
+        return grpc.secure_channel(settings.address, settings.credentials, options=options)
+
+    @property
+    def channels(self) -> int:
+        """Channels (connections) open: one per ``max_streams_per_channel`` streams at once."""
+        return len(self._pool.channels)
 
     def open_stream(
         self,
@@ -158,7 +174,17 @@ class StreamClient(ClientCore):
             resize=resize,
             probabilities=probabilities,
         )
-        stream = Stream(self._stub, plan, metadata=self._settings.metadata)
+        lease = self._pool.acquire()
+        try:
+            stream = Stream(
+                pb_grpc.StreamClassifierStub(lease.channel),
+                plan,
+                metadata=self._settings.metadata,
+                on_end=lease.release,
+            )
+        except BaseException:
+            lease.release()
+            raise
         self._streams.add(stream)
         return stream
 
@@ -202,7 +228,8 @@ class StreamClient(ClientCore):
         self._closed = True
         for stream in list(self._streams):
             stream.close()
-        self._channel.close()
+        for channel in self._pool.channels:
+            channel.close()
 
     def __enter__(self) -> StreamClient:
         return self
@@ -233,8 +260,10 @@ class Stream(StreamBase):
         plan: StreamPlan,
         *,
         metadata: tuple[tuple[str, str], ...] | None,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
         self._core = StreamCore(plan)
+        self._on_end = on_end  # the call ended: its place on the channel is free
         self._requests: queue.Queue[object] = queue.Queue(maxsize=SEND_QUEUE_FRAMES)
         self._results: queue.Queue[object] = queue.Queue()
         self._lock = threading.Lock()  # orders seq numbers with their place in the queue
@@ -381,6 +410,8 @@ class Stream(StreamBase):
             self._call.cancel()
         finally:
             self._core.finish()
+            if self._on_end is not None:
+                self._on_end()
             self._end_requests()
             self._results.put(_END)
 

@@ -65,5 +65,5 @@ class JsonLogFormatter(logging.Formatter):
 
 def _utc_iso(timestamp: float) -> str:
     """``2026-11-28T13:23:10.123Z``."""
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -12,15 +12,17 @@ import numpy as np
 
 
 class SlowClassifier:
-    """The real classifier, made slow: every batch takes at least ``delay_s`` more."""
+    """The real classifier, made slow: every batch takes at least ``delay_s`` more, plus
+    ``per_frame_s`` for each of its frames (a model whose calls grow with the batch)."""
 
-    def __init__(self, inner: Any, delay_s: float) -> None:
+    def __init__(self, inner: Any, delay_s: float, per_frame_s: float = 0.0) -> None:
         self._inner = inner
         self._delay_s = delay_s
+        self._per_frame_s = per_frame_s
         self.description = inner.description
 
     def predict(self, groups: Sequence[np.ndarray]) -> np.ndarray:
-        time.sleep(self._delay_s)
+        time.sleep(self._delay_s + self._per_frame_s * sum(len(g) for g in groups))
         return self._inner.predict(groups)
 
     def warm_up(self, max_batch: int) -> None:

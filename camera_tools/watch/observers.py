@@ -26,7 +26,8 @@ What each call carries:
   for nobody). The array is shared by every observer: copy it before drawing on it.
 * ``on_state``: every state change, with its reason, of each source's capture
   (:class:`~camera_tools.capture.SourceState`: CONNECTING, CONNECTED = live, STALLED,
-  RECONNECTING with attempt and delay, ENDED, FAILED) and of the shared server connection, whose
+  RECONNECTING or OFFLINE (a page with nothing to play now) with attempt and
+  delay, ENDED, FAILED) and of the shared server connection, whose
   ``event.source_id`` is :attr:`Watcher.server_id <camera_tools.watch.Watcher.server_id>`
   (``"server HOST:PORT"``). Credentials are already redacted.
 * ``on_counters``: each running source's :class:`SourceCounters` (frames read, classified,

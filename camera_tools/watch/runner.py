@@ -114,8 +114,8 @@ class Watcher:
                     self._stop,
                     keep_images=self._observers.wants_images,
                 )
+                loop.start()  # a spec that names no source raises here: no thread to join
                 self._loops.append(loop)
-                loop.start()
             self._dispatch(started)
         finally:
             self._stop.set()

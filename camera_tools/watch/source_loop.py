@@ -19,7 +19,6 @@ was in flight and carry on with the newest frame.
 from __future__ import annotations
 
 import collections
-import functools
 import logging
 import threading
 import time
@@ -31,7 +30,7 @@ import grpc
 from camera_tools.backoff import Backoff
 from camera_tools.capture import VideoStream
 from camera_tools.sinks import Classification
-from camera_tools.sources import SourceKind, create_source
+from camera_tools.sources import FrameSource, SourceKind, create_source, recognise_spec
 from camera_tools.states import SourceEvent, SourceState
 from camera_tools.video_frames import Frame
 from camera_tools.watch.connection import ServerConnection
@@ -108,15 +107,12 @@ class SourceLoop:
         # Reset by every answer: only failures in a row back off further.
         self._reopen = Backoff(config.reconnect)
         self._capture_done = False
+        self._source_kind: SourceKind | None = None  # both found by the first _create_source
+        self._min_size: tuple[int, int] | None = None
         self.capture = VideoStream(
             spec,
             options=config.capture_options(),
-            source_factory=functools.partial(
-                create_source,
-                open_timeout_s=config.open_timeout_s,
-                read_timeout_s=min(config.open_timeout_s, config.stall_timeout_s),
-                folder_fps=config.folder_fps,
-            ),
+            source_factory=self._create_source,
             on_event=self._source_event,
             source_id=source_id,
         )
@@ -129,7 +125,7 @@ class SourceLoop:
 
     @property
     def live(self) -> bool:
-        return self.kind is not None and self.kind.is_live
+        return bool(self.capture.live)
 
     @property
     def delivery(self) -> Delivery:
@@ -160,6 +156,28 @@ class SourceLoop:
         """The counters now, with the outcome so far (final once the loop has ended)."""
         return self.tally.summary(self.capture.stats(), self.outcome, self.reason)
 
+    def _create_source(self, spec: str) -> FrameSource:
+        """The capture's source factory, called again for every reopen.
+
+        What ``spec`` is (which may take a probe of an http(s) URL) and the model's input size
+        (for a page's rendition) are found out once, by the first call, in :meth:`start`'s
+        thread: later calls come from the capture's thread, which must not wait on the
+        connection while it reconnects.
+        """
+        if self._source_kind is None:
+            self._source_kind = recognise_spec(spec)
+            lease = self._conn.lease()
+            self._min_size = None if lease is None else lease[0].model_info.input_size
+        return create_source(
+            spec,
+            kind=self._source_kind,
+            open_timeout_s=self._config.open_timeout_s,
+            read_timeout_s=min(self._config.open_timeout_s, self._config.stall_timeout_s),
+            folder_fps=self._config.folder_fps,
+            page_format=self._config.page_format,
+            min_size=self._min_size,
+        )
+
     def _source_event(self, event: SourceEvent) -> None:
         if event.state is SourceState.FAILED:
             self._failure = event.reason
@@ -183,6 +201,10 @@ class SourceLoop:
             self._publish(self.summary())
 
     def _loop(self) -> None:
+        # A playlist or a page says whether it is live, which sets the delivery, once opened.
+        while self.capture.live is None and not self.capture.finished:
+            if self._stop.wait(_POLL_S):
+                return
         while True:
             lease = self._conn.lease()
             if lease is None:

@@ -112,8 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="webcam index (0), /dev/videoN, rtsp:// or http(s):// URL, video file, "
-        "image folder or glob; several run at once, each on its own stream",
+        help="webcam index (0), /dev/videoN, rtsp:// or http(s):// URL (a web page is read "
+        "through yt-dlp; ytdl:URL forces it), video file, image folder or glob; several run at "
+        "once, each on its own stream",
     )
     parser.add_argument(
         "--server",
@@ -184,6 +185,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_float,
         default=_default("folder_fps"),
         help="frame rate given to image folders, for positions and --realtime (default %(default)s)",
+    )
+    what.add_argument(
+        "--format",
+        dest="page_format",
+        default=_default("page_format"),
+        metavar="FORMAT",
+        help="yt-dlp format of web page sources, e.g. 'best[height<=480]' (default: the "
+        "smallest video at or above the model's input size)",
     )
     what.add_argument(
         "--stall-timeout",
@@ -321,6 +330,7 @@ def build_config(args: argparse.Namespace) -> WatchConfig:
         reconnect=dataclasses.replace(DEFAULT_RECONNECT, max_retries=args.max_retries),
         stall_timeout_s=args.stall_timeout,
         folder_fps=args.folder_fps,
+        page_format=args.page_format,
         duration_s=args.duration,
         csv_path=args.csv,
         segments_path=args.segments,

@@ -26,7 +26,7 @@ class WatchConfig:
     The command line only parses flags into one of these; code embedding the watcher builds it.
 
     Attributes:
-        sources: Source specs (webcam index, URL, video file, image folder or glob).
+        sources: Source specs (webcam index, URL, web page, video file, image folder or glob).
         server: ``host:port`` of the classification server, or any gRPC target
             (``dns:///host:port``, ``ipv4:a:p,b:p``...).
         window: Frames averaged per answer; 0 = the server default.
@@ -42,6 +42,8 @@ class WatchConfig:
         stall_timeout_s: Silence after which a live source is reopened.
         open_timeout_s: Limit on opening (and on one read of) a network stream.
         folder_fps: Frame rate assigned to image folders (gives their frames a position).
+        page_format: yt-dlp format selector for web page sources; ``None`` = the smallest
+            rendition at or above the model's input size.
         duration_s: Stop after this many seconds; ``None`` runs until the sources end.
         drain_timeout_s: On stop, how long to wait for answers to frames already sent.
         counters_interval_s: How often observers receive each source's counters.
@@ -74,6 +76,7 @@ class WatchConfig:
     stall_timeout_s: float = 10.0
     open_timeout_s: float = 10.0
     folder_fps: float = 10.0
+    page_format: str | None = None
     duration_s: float | None = None
     drain_timeout_s: float = 3.0
     counters_interval_s: float = 1.0

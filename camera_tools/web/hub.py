@@ -29,8 +29,9 @@ from camera_tools.sinks.base import Classification, unique_slug
 
 logger = logging.getLogger(__name__)
 
-# States in which a source is not delivering frames: the page says "reconnecting…".
-DOWN_STATES = frozenset({"connecting", "reconnecting", "stalled", "failed"})
+# States in which a source is not delivering frames: the page says "reconnecting…" (or
+# "offline…" for a page with nothing to play now).
+DOWN_STATES = frozenset({"connecting", "reconnecting", "stalled", "offline", "failed"})
 _SSE_QUEUE = 256  # events a slow page may fall behind before the oldest are dropped
 _UPDATE_INTERVAL_S = 0.5  # score-only changes reach the page at most this often per source
 _CHANGE_INTERVAL_S = 0.1  # label changes too, so a flickering label cannot flood the pages

@@ -57,8 +57,8 @@ def _decode_plain_jpeg(image: Image.Image, data: bytes, size: tuple[int, int]) -
     """Decode an ordinary colour JPEG with OpenCV, or return None to leave it to PIL.
 
     Both run libjpeg-turbo at the same scale, so the pixels are identical; OpenCV does it in one
-    C++ call, without PIL's Python-level load loop and its RGBX-to-RGB repacking: ~0.2 ms (7%)
-    less client CPU per image, measured with two decode threads. Anything unusual keeps PIL's
+    C++ call, without PIL's Python-level load loop and its RGBX-to-RGB repacking, so it takes
+    less client CPU per image. Anything unusual keeps PIL's
     exact behaviour: grey or CMYK, an EXIF/XMP orientation to apply, or a file that does not end
     with the JPEG end marker (PIL reports a truncated file, OpenCV would decode it anyway).
     """

@@ -69,7 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--soak-minutes", type=float, default=10.0, help="length of --soak (default %(default)s)"
     )
     parser.add_argument(
-        "--rows", default="", help="only these rows, e.g. 1,2,3 (row 1 always runs)"
+        "--rows",
+        default="",
+        help="only these rows, e.g. 1,2,3 (row 1 always runs; 11: start-up time; 12: TensorFlow against ONNX Runtime)",
     )
     parser.add_argument(
         "--attacks",
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             drain_s=3.0,
             model_batches=(1, 8),
             classify_images=40,
+            startup_runs=2,
         )
     settings = replace(
         settings,

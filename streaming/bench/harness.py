@@ -86,8 +86,10 @@ class Harness:
 
     # -- servers -------------------------------------------------------------------------
 
-    def model_flags(self) -> list[str]:
-        flags = ["-la", str(self.model.path)]
+    def model_flags(self, path: Path | None = None) -> list[str]:
+        """``-la`` and ``--input-size`` of the model under test (or of ``path``, the same
+        model in another format)."""
+        flags = ["-la", str(path or self.model.path)]
         if self.s.input_size:
             flags += ["--input-size", "x".join(map(str, self.s.input_size))]
         return flags

@@ -11,7 +11,9 @@ from streaming.bench.results import Row
 
 ATTACK_ROW = 9  # the group of attack rows: a well-behaved load beside each attack
 WEB_VIEW_ROW = 10  # watch on 8 files with its web view open in readers, against none
-ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW, WEB_VIEW_ROW)
+STARTUP_ROW = 11  # seconds from `serve` to health SERVING, embedded model
+ONNX_ROW = 12  # the model under test served from TensorFlow and from ONNX Runtime
+ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW, WEB_VIEW_ROW, STARTUP_ROW, ONNX_ROW)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class BenchSettings:
     model_batches: tuple[int, ...] = (1, 8, 16, 32, 64)
     classify_images: int = 500
     attack_streams: int = 8  # the well-behaved load measured beside each attack
+    startup_runs: int = 3  # fresh `serve` processes timed to SERVING (the median is reported)
     profile: bool = True  # whole-machine perf profile of rows 3, 5 @32 and 7 when perf works
     rows: tuple[int, ...] = ALL_ROWS
     work_dir: Path = Path("bench-output")

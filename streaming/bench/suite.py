@@ -2,7 +2,7 @@
 
 The suite decides which server each row runs against and records a failed row instead of
 stopping; the rows themselves are measured in ``limit_rows``, ``server_rows``, ``latency_rows``,
-``classify_row``, ``soak``, ``attack_rows`` and ``web_view``.
+``classify_row``, ``soak``, ``attack_rows``, ``web_view``, ``startup_row`` and ``onnx_rows``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,20 @@ from streaming.bench.limit_rows import (
     one_call_row,
     transport_row,
 )
+from streaming.bench.onnx_rows import onnx_rows
 from streaming.bench.processes import BenchError
 from streaming.bench.results import Row
 from streaming.bench.server_rows import jpeg_row, memory_row, memory_summary, server_row
-from streaming.bench.settings import ATTACK_ROW, WEB_VIEW_ROW, BenchRun, BenchSettings
+from streaming.bench.settings import (
+    ATTACK_ROW,
+    ONNX_ROW,
+    STARTUP_ROW,
+    WEB_VIEW_ROW,
+    BenchRun,
+    BenchSettings,
+)
 from streaming.bench.soak import soak_row
+from streaming.bench.startup_row import startup_row
 from streaming.bench.web_view import WebViewSpec, web_view_row
 
 logger = logging.getLogger(__name__)
@@ -59,6 +68,10 @@ class Suite:
                 self._attempt("attack rows", lambda: attack_rows(h, self._row))
             if WEB_VIEW_ROW in rows:
                 self._attempt("web view row", lambda: self._web_view(h))
+            if STARTUP_ROW in rows:
+                self._row("start-up row", startup_row, h.log_dir, self.s.startup_runs)
+            if ONNX_ROW in rows:
+                self._attempt("ONNX row", lambda: onnx_rows(h, self._row))
         self.run.elapsed_s = time.monotonic() - t0
         return self.run
 

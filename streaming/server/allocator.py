@@ -4,11 +4,11 @@ glibc gives each thread that allocates its own heap ("arena", up to 8 per core) 
 returns their freed memory to the system. gRPC core assembles every received message from
 slices allocated on whichever of its threads read the socket, so with large frames each of
 those threads' arenas ends up keeping a message's worth of freed slices: four streams of
-48 MiB RAW frames grew the server by 370-500 MiB while the frames it held stayed within a
-128 MiB budget. With one arena the next message reuses what the last one freed (measured:
-240-290 MiB peak growth for the same attack, most of it the messages in flight). The price is
-one malloc lock for every thread: ~5% on the JPEG benchmark row, where decode threads and
-TensorFlow allocate at the same time.
+48 MiB RAW frames grew the server by 431 MiB with 8+ arenas while the frames it held stayed
+within a 128 MiB budget. With one arena the next message reuses what the last one freed
+(241-289 MiB peak growth for the same attack, most of it the messages in flight). The price is
+one malloc lock for every thread: about 5% on the JPEG row 5, where decode threads and
+TensorFlow allocate at the same time. Both figures: BENCHMARKS.md, session 4.
 
 This must run before the threads it concerns start (TensorFlow's and gRPC's), so ``serve``
 calls it first. An explicit ``MALLOC_ARENA_MAX`` in the environment wins; other C libraries

@@ -27,6 +27,10 @@ class DurationEstimates:
         old = self._prepare_ns_per_frame
         self._prepare_ns_per_frame = per_frame if old == 0 else old + _EMA * (per_frame - old)
 
+    def timed(self, size: int) -> bool:
+        """Whether a call of ``size`` frames or more has been timed, so ``model_ns`` is no guess."""
+        return any(k >= size for k in list(self._model_ns))
+
     def model_ns(self, size: int) -> float:
         """Expected call time; errs short (a batch taken early only waits a little longer)."""
         known = self._model_ns

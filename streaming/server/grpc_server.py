@@ -40,7 +40,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Shutdown past --grace: time to send the UNAVAILABLE statuses, then the process exits.
+# The end of --grace kept to send the statuses of the streams cut off (UNAVAILABLE and where to
+# resume): streams are cut off this long before the grace ends, so every stream has the
+# server's own status before the process exits.
 CUT_OFF_S = 0.5
 
 
@@ -278,20 +280,22 @@ class StreamServer:
         """Drain within ``grace`` seconds, whatever the backlog.
 
         Report NOT_SERVING, refuse new streams, stop reading, and answer what was received;
-        when grace runs out, every stream still owed answers ends with UNAVAILABLE naming the
-        first ``seq`` to resend, and the server closes.
+        when grace runs out (less ``CUT_OFF_S`` to send the statuses), every stream still owed
+        answers ends with UNAVAILABLE, and the server closes. Every stream the drain stops or
+        refuses carries ``resend-from-seq``: the first seq to send again elsewhere.
         """
         if self._server is None or self.batcher is None:
             return
         grace = self.config.grace_s if grace is None else grace
         deadline = time.monotonic() + grace
+        cut_off_after = max(grace - CUT_OFF_S, grace / 2)
         logger.info("shutting down: answering received frames (grace %.1f s)", grace)
         await self._health.enter_graceful_shutdown()
         self.batcher.begin_drain()  # the one draining flag: both services read it
         stream_service, legacy_service = self.stream_service, self.legacy_service
         stream_service.drain()
         try:
-            await asyncio.wait_for(self.batcher.wait_idle(), timeout=grace)
+            await asyncio.wait_for(self.batcher.wait_idle(), timeout=cut_off_after)
         except TimeoutError:
             ended = stream_service.cut_off()
             logger.warning(
@@ -301,9 +305,15 @@ class StreamServer:
             )
         legacy_service.close()
         # Streams end by themselves once their last answer (or status) is sent; stop() cancels
-        # stragglers such as calls that never sent a config.
-        remaining = max(deadline - time.monotonic(), 0.0)
-        await self._server.stop(grace=min(remaining, 1.0) + CUT_OFF_S)
+        # stragglers such as calls that never sent a config or clients that stopped reading.
+        remaining = max(deadline - time.monotonic(), CUT_OFF_S)
+        try:
+            await asyncio.wait_for(stream_service.wait_calls_ended(), timeout=remaining)
+        except TimeoutError:
+            logger.warning(
+                "%d streams still open at the end of the grace", stream_service.open_calls
+            )
+        await self._server.stop(grace=CUT_OFF_S)
         if self._poll_task is not None:
             self._poll_task.cancel()
             await asyncio.gather(self._poll_task, return_exceptions=True)
@@ -327,13 +337,14 @@ async def serve(
     checks the model directory."""
     server = StreamServer(config, classifier)
     await server.start()
-    if on_started is not None:
-        on_started(server)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_requested.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload)
+    # The banner says "ready": a supervisor may signal at once, so the handlers come first.
+    if on_started is not None:
+        on_started(server)
     try:
         await stop_requested.wait()
     finally:

@@ -6,7 +6,6 @@ TensorFlow is imported lazily so that clients and tools importing ``streaming`` 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from streaming.server.labels import load_labels, match_labels
 from streaming.server.serve_config import ModelConfig
 from streaming.server.server_errors import ConfigError, InferenceError, ModelLoadError
 from streaming.server.server_values import ModelDescription
+from streaming.server.tensorflow_runtime import import_tensorflow
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +68,8 @@ class NullClassifier:
 
 
 def _import_tensorflow() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ConfigError(
             "the server needs TensorFlow: pip install 'stream-classification[server]'"
@@ -335,4 +334,9 @@ def load_classifier(config: ModelConfig) -> Classifier:
         if labels is None:
             labels = load_labels(default_model.LABELS_PATH)
         config = replace(config, model_path=default_model.MODEL_PATH)
+    if config.model_path is not None and Path(config.model_path).suffix.lower() == ".onnx":
+        # Its own module: ONNX Runtime is an optional extra, imported only for .onnx files.
+        from streaming.server.onnx_model import OnnxClassifier
+
+        return OnnxClassifier(config, labels)
     return TensorFlowClassifier(config, labels)

@@ -2,9 +2,9 @@
 
 The scheduler takes up to ``max_batch`` frames round-robin across streams once the batch is
 full or its oldest frame has waited ``max_delay``, but while the model is busy it waits until
-the running call is about to end (less the time the next batch needs to be prepared): frames
-taken that late are the freshest a LIVE stream has, and LOSSLESS ones arriving meanwhile still
-join the batch. A LIVE stream keeps only its newest ``live_depth`` pending frames (older ones
+the running call is about to end (less the time the next batch needs to be prepared), or until
+it ends when the call is larger than any timed so far: frames taken that late are the freshest
+a LIVE stream has, and LOSSLESS ones arriving meanwhile still join the batch. A LIVE stream keeps only its newest ``live_depth`` pending frames (older ones
 are dropped and counted); a LOSSLESS stream is never dropped, its sender waits instead
 (``admits``). Two budgets bound what all streams hold together: frames, and bytes (messages
 being received, payloads being decoded, decoded images, batches); past the byte budget LIVE
@@ -296,10 +296,17 @@ class Scheduler:
     def next_take_ns(self) -> int | None:
         """When the next batch should be taken (clock ns), or ``None`` if not until a change.
 
-        ``None`` means no frame is pending or the pipeline already holds ``in_flight_batches``
-        batches; ``submit`` and ``model_finished`` say when to ask again.
+        ``None`` means no frame is pending, the pipeline already holds ``in_flight_batches``
+        batches, or a batch of a size never timed is in the model; ``submit`` and
+        ``model_finished`` say when to ask again.
         """
-        if not self._pending or len(self._unfinished) >= self.policy.in_flight_batches:
+        unfinished = self._unfinished
+        if not self._pending or len(unfinished) >= self.policy.in_flight_batches:
+            return None
+        if unfinished and not all(self._durations.timed(len(b.items)) for b in unfinished):
+            # A call larger than any timed may last far longer than its estimate (a LOSSLESS
+            # burst makes the first batches of 32): a batch taken early would wait for it, its
+            # LIVE frames going stale meanwhile (issue 22). Take it when the call ends instead.
             return None
         size = min(self._pending, self._max_batch)
         at = 0 if size >= self._max_batch else self._oldest_arrival_ns() + self.policy.max_delay_ns

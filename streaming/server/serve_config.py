@@ -16,6 +16,7 @@ MESSAGE_OVERHEAD_BYTES = 64 * 1024
 
 Scaling = Literal["raw", "unit", "meanstd"]
 SoftmaxMode = Literal["auto", "always", "never"]
+OnnxLayout = Literal["auto", "nhwc", "nchw"]
 
 # The `serve --help` sections and docs/serve-flags.md tables, in this order.
 ORIGINAL = "flags of the original server (same names and defaults)"
@@ -32,15 +33,19 @@ class ModelConfig:
     """How to load the model and turn uint8 frames into its input.
 
     Attributes:
-        model_path: a ``.keras``/``.h5`` file or a SavedModel directory; ``None`` serves the
-            embedded broadcast-monitor model.
+        model_path: a ``.keras``/``.h5`` file, a SavedModel directory or an ``.onnx`` file
+            (served by ONNX Runtime, the ``onnx`` extra); ``None`` serves the embedded
+            broadcast-monitor model.
         labels_path: a pickled ``{label: index}`` dict (the old ``-ohe`` file), ``.txt`` (one per
             line) or ``.json``; ``None`` uses the embedded model's labels or ``class_<i>``.
         scaling: ``raw`` feeds float 0–255 RGB (Keras application models rescale themselves),
             ``unit`` feeds 0–1, ``meanstd`` feeds ``(x/255 - mean) / std``.
         softmax: ``auto`` applies softmax only when the model's outputs are not probabilities.
-        device: ``auto`` (first GPU, else CPU), ``cpu``, ``gpu`` or a TensorFlow device name.
+        device: ``auto`` (first GPU, else CPU), ``cpu``, ``gpu`` or a TensorFlow device name
+            (ONNX: ``cuda:N``).
         input_size: (width, height) for models whose input size is not fixed.
+        onnx_layout: an ONNX model's input layout; ``auto`` reads it from where its 1 or 3
+            channels are (see streaming/server/onnx_model.py).
         null_classes: > 0 serves a no-op model with that many classes (benchmarks of the server).
         model_dir: a directory of numbered versions (``DIR/<N>/``), see
             ``streaming.server.model_versions``; excludes ``model_path`` and ``labels_path``.
@@ -54,7 +59,8 @@ class ModelConfig:
             "-la",
             "--laddr",
             parse=Path,
-            help="model: `.keras`, `.h5` or a SavedModel directory",
+            help="model: `.keras`, `.h5`, a SavedModel directory, or `.onnx` (ONNX Runtime, "
+            "see docs/onnx.md)",
             group=ORIGINAL,
             default_text="the embedded broadcast monitor",
         ),
@@ -75,8 +81,8 @@ class ModelConfig:
         metadata=flag(
             "--scaling",
             choices=("raw", "unit", "meanstd"),
-            help="model input: raw 0-255 RGB (Keras application models rescale themselves), "
-            "unit 0-1, or meanstd `(x/255 - mean)/std`",
+            help="model input (also of float ONNX models): raw 0-255 RGB (Keras application "
+            "models rescale themselves), unit 0-1, or meanstd `(x/255 - mean)/std` (torchvision)",
             group=MODEL,
         ),
     )
@@ -113,7 +119,8 @@ class ModelConfig:
         metadata=flag(
             "--device",
             metavar="auto|cpu|gpu|NAME",
-            help="TensorFlow device; GPUs get memory growth",
+            help="TensorFlow device (GPUs get memory growth); for ONNX models the CUDA or CPU "
+            "provider (NAME `cuda:N`)",
             group=MODEL,
         ),
     )
@@ -126,6 +133,16 @@ class ModelConfig:
             help="for models whose input size is not fixed",
             group=MODEL,
             default_text="from the model",
+        ),
+    )
+    onnx_layout: OnnxLayout = field(
+        default="auto",
+        metadata=flag(
+            "--onnx-layout",
+            choices=("auto", "nhwc", "nchw"),
+            help="ONNX models: input layout; auto reads it from the input shape (NCHW when "
+            "dimension 1 is 1 or 3 and the last is not)",
+            group=MODEL,
         ),
     )
     model_dir: Path | None = field(
@@ -180,6 +197,8 @@ class ModelConfig:
             raise ConfigError(f"scaling must be raw, unit or meanstd, got {self.scaling!r}")
         if self.softmax not in ("auto", "always", "never"):
             raise ConfigError(f"softmax must be auto, always or never, got {self.softmax!r}")
+        if self.onnx_layout not in ("auto", "nhwc", "nchw"):
+            raise ConfigError(f"onnx_layout must be auto, nhwc or nchw, got {self.onnx_layout!r}")
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
             raise ConfigError("mean and std need the same length and std must be positive")
         if self.input_size is not None and min(self.input_size) < 1:
@@ -304,7 +323,8 @@ class ServerConfig:
             counted). 1 GiB by default: frames are
             resized to the model input on arrival (224x224 RGB is 150 KB, so eight batches of
             32 take ~40 MB), so the budget binds only when large RAW or encoded payloads pile
-            up, and 1 GiB beside TensorFlow's own ~1 GiB fits a 4 GiB container.
+            up, and 1 GiB beside the server's own footprint (915 MiB at 64 streams, BENCHMARKS.md
+            row 8) fits a 4 GiB container.
         max_streams: open streams (bidi streams and old-API windows) the server accepts.
         max_frame_side: largest width or height accepted, before or after decoding.
         metrics_address: ``HOST:PORT`` serving Prometheus metrics at ``/metrics`` (``:PORT`` is

@@ -86,7 +86,7 @@ def _label(delivery: Delivery) -> str:
 
 
 class ServerMetrics:
-    """The server's metrics (names in the README's "Running in production"), on a private registry.
+    """The server's metrics (names in docs/metrics.md), on a private registry.
 
     The registry is private so two servers in one process (tests, benchmarks) never share or
     clash over a metric. All methods are thread-safe: the batcher's threads and the event loop

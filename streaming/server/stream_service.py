@@ -37,8 +37,12 @@ from streaming.server.wire import (
 logger = logging.getLogger(__name__)
 
 STREAM_SERVICE = pb.DESCRIPTOR.services_by_name["StreamClassifier"].full_name
-# Trailing metadata of a stream ended by shutdown: the first seq the server did not answer.
+# Trailing metadata of every stream ended by shutdown: the first seq the server did not answer
+# (0 when it answered none), so the client knows where to resume on another server.
 RESEND_FROM_KEY = "resend-from-seq"
+# A stream refused or ended by shutdown before any of its frames was answered resumes from 0.
+_RESEND_ALL = ((RESEND_FROM_KEY, "0"),)
+_SHUTTING_DOWN = "the server is shutting down"
 
 
 async def abort(
@@ -60,6 +64,7 @@ async def _refuse(
     context: grpc.aio.ServicerContext,
     code: grpc.StatusCode,
     message: str,
+    trailing_metadata: tuple[tuple[str, str], ...] = (),
 ) -> NoReturn:
     """End a stream the server cannot take, once its StreamConfig has arrived (or briefly not).
 
@@ -71,7 +76,7 @@ async def _refuse(
     """
     with contextlib.suppress(Exception):
         await asyncio.wait_for(context.read(), _REFUSAL_READ_S)
-    await abort(context, code, message)
+    await abort(context, code, message, trailing_metadata)
 
 
 async def _open(
@@ -80,31 +85,76 @@ async def _open(
     try:
         return batcher.open_stream(settings)
     except ServerDraining as exc:
-        await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc), _RESEND_ALL)
 
 
 class _Unanswered:
-    """The seqs of a stream's received frames not answered yet, oldest first.
+    """The seqs of a stream's received frames not answered yet, oldest first, and where to resume.
 
     Answers come in the order frames were received, so an answer settles every older entry
     too (LIVE frames dropped in between are never answered).
     """
 
-    __slots__ = ("_seqs",)
+    __slots__ = ("_seqs", "_last_answered", "input_ended")
 
     def __init__(self) -> None:
         self._seqs: deque[int] = deque()
+        self._last_answered: int | None = None
+        self.input_ended = False  # the client half-closed: it sent nothing the server did not read
 
     def received(self, seq: int) -> None:
         self._seqs.append(seq)
 
     def answered(self, seq: int) -> None:
+        self._last_answered = seq
         while self._seqs and self._seqs.popleft() != seq:
             pass
 
     @property
     def first(self) -> int | None:
         return self._seqs[0] if self._seqs else None
+
+    @property
+    def resume_from(self) -> int:
+        """The first seq to send again elsewhere: the oldest received and unanswered, else the
+        one after the last answered (frames the server never read come after it), else 0."""
+        if self._seqs:
+            return self._seqs[0]
+        return 0 if self._last_answered is None else self._last_answered + 1
+
+
+class _CallsPerConnection:
+    """Classify calls open on each connection (told apart by peer address), to say once when one
+    reaches ``--max-calls-per-connection``: HTTP/2 holds that connection's further calls,
+    unserved and unseen by the server, until others end."""
+
+    __slots__ = ("_cap", "_open", "_warned")
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._open: dict[str, int] = {}
+        self._warned: set[str] = set()
+
+    def opened(self, peer: str) -> None:
+        count = self._open.get(peer, 0) + 1
+        self._open[peer] = count
+        if count >= self._cap and peer not in self._warned:
+            self._warned.add(peer)
+            logger.warning(
+                "connection %s has %d streams open, the --max-calls-per-connection cap: its "
+                "further streams wait unserved until others end; its client should spread "
+                "streams over several connections (docs/connections.md)",
+                peer,
+                count,
+            )
+
+    def closed(self, peer: str) -> None:
+        count = self._open[peer] - 1
+        if count:
+            self._open[peer] = count
+        else:  # the connection may be gone: forget it
+            del self._open[peer]
+            self._warned.discard(peer)
 
 
 class StreamClassifierService(pb_grpc.StreamClassifierServicer):
@@ -134,6 +184,9 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         # moment it opens, so streams that never send a config cannot pile up. The server's
         # one max_streams check (old-API windows are bounded apart, legacy_max_windows).
         self._calls = 0
+        self._per_connection = _CallsPerConnection(config.max_calls_per_connection)
+        self._no_calls = asyncio.Event()
+        self._no_calls.set()
 
     @property
     def open_calls(self) -> int:
@@ -164,11 +217,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.ClassifyResponse]:
         if self._batcher.draining:
-            await _refuse(
-                context,
-                grpc.StatusCode.UNAVAILABLE,
-                "the server is shutting down",
-            )
+            await _refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
         if self._calls >= self._config.max_streams:
             await _refuse(
                 context,
@@ -176,6 +225,9 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 f"the server already serves {self._calls} streams (--max-streams)",
             )
         self._calls += 1
+        self._no_calls.clear()
+        peer = context.peer()
+        self._per_connection.opened(peer)
         stream: StreamState | None = None
         reader: asyncio.Task[str | None] | None = None
         unanswered = _Unanswered()
@@ -213,18 +265,25 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             violation = reader.result() if reader.done() and not reader.cancelled() else None
             if violation:
                 await abort(context, grpc.StatusCode.INVALID_ARGUMENT, violation)
-            if self._batcher.draining and unanswered.first is not None:
-                # Shutdown came before these frames could be answered: say where to resume.
+            if self._batcher.draining and not unanswered.input_ended:
+                # Shutdown stopped the stream: say where to resume, whether it ends with
+                # UNAVAILABLE (frames received and not answered) or OK (all it read answered).
+                resume = ((RESEND_FROM_KEY, str(unanswered.resume_from)),)
                 first = unanswered.first
-                await abort(
-                    context,
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"the server is shutting down; frames from seq {first} on were not "
-                    "answered: resend them to another server",
-                    ((RESEND_FROM_KEY, str(first)),),
-                )
+                if first is not None:
+                    await abort(
+                        context,
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"{_SHUTTING_DOWN}; frames from seq {first} on were not "
+                        "answered: resend them to another server",
+                        resume,
+                    )
+                context.set_trailing_metadata(resume)
         finally:
             self._calls -= 1
+            self._per_connection.closed(peer)
+            if not self._calls:
+                self._no_calls.set()
             if stream is not None:
                 if reader is not None:
                     reader.cancel()
@@ -292,6 +351,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 await batcher.ready_to_receive(stream)
                 request = await context.read()
                 if request is grpc.aio.EOF:
+                    unanswered.input_ended = True
                     break
                 if isinstance(request, Undecodable):
                     # Logged once: the stream ends here, whatever else the client sends.
@@ -329,6 +389,10 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         for stream, reader in self._readers.items():
             if stream not in self._submitting:
                 reader.cancel()
+
+    async def wait_calls_ended(self) -> None:
+        """Wait until no Classify call is open (each has sent its status)."""
+        await self._no_calls.wait()
 
     def cut_off(self) -> int:
         """Grace is over: end every open stream now; those owed answers end with UNAVAILABLE.

@@ -40,7 +40,7 @@ def write_model_card(
     lines = [
         f"# {out.name}: image classifier for {', '.join(result.labels)}",
         "",
-        f"Trained by `stream-classify train` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        f"Trained by `stream-classify train` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
         "",
         "## Serve it",
         "",

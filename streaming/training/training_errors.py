@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 
@@ -20,9 +19,10 @@ class MissingExtraError(TrainingError):
 
 def import_tensorflow() -> Any:
     """TensorFlow, or :class:`MissingExtraError` naming the extra that brings it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from streaming.server.tensorflow_runtime import import_tensorflow as import_quietly
+
     try:
-        import tensorflow as tf
+        tf = import_quietly()
     except ImportError as exc:
         raise MissingExtraError(
             "training needs TensorFlow: pip install 'stream-classification[train]'"

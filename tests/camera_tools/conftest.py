@@ -20,9 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from camera_tools.camera_errors import SourceError
+from camera_tools.camera_errors import SourceError, SourceOfflineError
 from camera_tools.sources import RawFrame, SourceKind
 from camera_tools.video_frames import SourceProperties
+from tests.camera_tools.pages import PageServer, grey_frames, write_hls
 from tests.camera_tools.videos import write_video
 
 
@@ -65,6 +66,8 @@ class Script:
     """What one fake source does after opening: ``frames`` frames, then ``then``.
 
     ``then``: ``"end"`` (read returns None), ``"raise"``, or ``"hang"`` (blocks until released).
+    ``offline``: open raises SourceOfflineError (a page with nothing to play now).
+    ``is_live``: what the opened source says it is; ``None`` for its kind's default.
     """
 
     frames: int = 0
@@ -72,6 +75,8 @@ class Script:
     then: str = "end"
     open_error: bool = False
     fps: float | None = 25.0
+    offline: bool = False
+    is_live: bool | None = None
 
 
 @dataclass
@@ -87,18 +92,24 @@ class FakeSource:
     def kind(self) -> SourceKind:
         return self.kind_
 
+    @property
+    def is_live(self) -> bool:
+        return self.kind_.is_live if self.script.is_live is None else self.script.is_live
+
     def open(self) -> SourceProperties:
         if self.script.open_error:
             raise SourceError("connection refused")
+        if self.script.offline:
+            raise SourceOfflineError("not live yet")
         self.opened = True
-        return SourceProperties(64, 48, self.script.fps, self.kind_.is_live)
+        return SourceProperties(64, 48, self.script.fps, self.is_live)
 
     def read(self) -> RawFrame | None:
         if self.served < self.script.frames:
             if self.script.interval_s:
                 time.sleep(self.script.interval_s)
             self.served += 1
-            position = None if self.kind_.is_live else (self.served - 1) / (self.script.fps or 25.0)
+            position = None if self.is_live else (self.served - 1) / (self.script.fps or 25.0)
             return RawFrame(numbered_image(self.served), position)
         if self.script.then == "raise":
             raise OSError("stream broke")
@@ -308,16 +319,27 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+# -- web pages and HLS streams on loopback (see pages.py) ----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def grey_hls(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 frames at 10 fps whose brightness tells their index, as HLS segments and a VOD playlist."""
+    folder = tmp_path_factory.mktemp("hls-grey")
+    write_hls(folder, grey_frames(30), fps=10)
+    return folder
 
 
 @pytest.fixture
-def wait_for() -> Callable[[Callable[[], bool], float], bool]:
-    """``wait_for(predicate, timeout)``: poll until true; False when the timeout runs out."""
-    return _wait_for
+def page_server() -> Iterator[Callable[[Path], PageServer]]:
+    """``page_server(folder)``: pages and HLS of ``folder`` on loopback, closed after the test."""
+    started: list[PageServer] = []
+
+    def start(folder: Path) -> PageServer:
+        server = PageServer(folder)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()

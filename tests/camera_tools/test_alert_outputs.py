@@ -3,10 +3,9 @@ from __future__ import annotations
 import http.server
 import io
 import json
-import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,8 @@ from camera_tools.alert_outputs import (
 )
 from camera_tools.alerts import AlertEvent, AlertKind, event_from_dict
 from camera_tools.backoff import BackoffPolicy
+from tests.support import free_port, wait_until
 
-WaitFor = Callable[[Callable[[], bool], float], bool]
 FAST_RETRY = BackoffPolicy(initial_delay=0.01, max_delay=0.05, max_retries=3)
 
 
@@ -67,22 +66,14 @@ def receiver() -> Iterator[Receiver]:
         thread.join(timeout=5)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_webhook_posts_json_and_retries_server_errors(
-    receiver: Receiver, wait_for: WaitFor
-) -> None:
+def test_webhook_posts_json_and_retries_server_errors(receiver: Receiver) -> None:
     webhook = WebhookAlertOutput(
         f"http://127.0.0.1:{receiver.server_port}/hook", backoff=FAST_RETRY
     )
     try:
         webhook.send(event())
         webhook.send(event(AlertKind.CLEARED))
-        assert wait_for(lambda: len(receiver.bodies) == 2, 20)
+        wait_until(lambda: len(receiver.bodies) == 2, timeout=20)
     finally:
         webhook.close()
     assert [b["kind"] for b in receiver.bodies] == ["raised", "cleared"]
@@ -91,23 +82,21 @@ def test_webhook_posts_json_and_retries_server_errors(
     assert webhook.sender.delivered == 2 and webhook.sender.failed == 0
 
 
-def test_dead_webhook_never_blocks_nor_raises(wait_for: WaitFor) -> None:
+def test_dead_webhook_never_blocks_nor_raises() -> None:
     webhook = WebhookAlertOutput(
-        f"http://127.0.0.1:{closed_port()}/hook", backoff=FAST_RETRY, max_queue=3
+        f"http://127.0.0.1:{free_port()}/hook", backoff=FAST_RETRY, max_queue=3
     )
     try:
         for i in range(200):  # far more than the queue holds: every call returns at once
             webhook.send(event(source=f"cam{i}"))
         assert webhook.sender.dropped > 0
-        assert wait_for(lambda: webhook.sender.failed >= 1, 20)
+        wait_until(lambda: webhook.sender.failed >= 1, timeout=20)
     finally:
         webhook.close()
     assert webhook.sender.delivered == 0
 
 
-def test_command_gets_the_event_on_stdin_and_in_the_environment(
-    tmp_path: Path, wait_for: WaitFor
-) -> None:
+def test_command_gets_the_event_on_stdin_and_in_the_environment(tmp_path: Path) -> None:
     out = tmp_path / "hook.json"
     script = (
         "import json, os, sys; "
@@ -118,7 +107,7 @@ def test_command_gets_the_event_on_stdin_and_in_the_environment(
     hook = CommandAlertOutput(f"{sys.executable} -c {json.dumps(script)}")
     try:
         hook.send(event())
-        assert wait_for(lambda: hook.sender.delivered == 1, 30)
+        wait_until(lambda: hook.sender.delivered == 1, timeout=30)
     finally:
         hook.close()
     seen = json.loads(out.read_text())
@@ -138,14 +127,14 @@ def test_command_gets_the_event_on_stdin_and_in_the_environment(
     ids=["fails", "missing", "hangs"],
 )
 def test_failing_or_hanging_command_is_logged_and_never_raises(
-    command: str, timeout_s: float, why: str, wait_for: WaitFor, caplog: pytest.LogCaptureFixture
+    command: str, timeout_s: float, why: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     hook = CommandAlertOutput(command, timeout_s=timeout_s, max_queue=2)
     outputs = AlertOutputs([hook])
     try:
         for i in range(50):
             outputs(event(source=f"cam{i}"))
-        assert wait_for(lambda: hook.sender.failed >= 1, 30)
+        wait_until(lambda: hook.sender.failed >= 1, timeout=30)
     finally:
         outputs.close()
     assert hook.sender.dropped > 0

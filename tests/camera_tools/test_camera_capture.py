@@ -12,6 +12,7 @@ from camera_tools.camera_errors import SourceError
 from camera_tools.capture import CaptureOptions, RateLimiter, VideoStream, open_source
 from camera_tools.sources import SourceKind
 from camera_tools.states import SourceEvent, SourceState
+from tests.support import wait_until
 
 FAST_RETRY = BackoffPolicy(initial_delay=0.01, max_delay=0.05)
 # A fake reader left hanging is released when the test ends: stop() need not wait for it.
@@ -34,13 +35,6 @@ def drain(stream: VideoStream, timeout: float = 10.0) -> list[int]:
 
 def states(events: list[SourceEvent]) -> list[SourceState]:
     return [event.state for event in events]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 @pytest.mark.timeout(20)
@@ -235,7 +229,7 @@ def test_network_source_reconnects_after_end_error_and_refused_open(
     stream = open_source(
         "rtsp://user:pw@cam/live", source_factory=factory, options=options, on_event=events.append
     )
-    wait_for(lambda: stream.stats().frames_read == 9)
+    wait_until(lambda: stream.stats().frames_read == 9, timeout=10, interval=0.01)
     stream.stop()
     # then
     assert states(events) == [
@@ -284,7 +278,7 @@ def test_watchdog_reconnects_a_silent_stream(fake_factory: Callable[..., Any], s
     stream = open_source(
         "rtsp://cam/live", source_factory=factory, options=options, on_event=events.append
     )
-    wait_for(lambda: stream.stats().frames_read >= 20)
+    wait_until(lambda: stream.stats().frames_read >= 20, timeout=10, interval=0.01)
     stream.stop()
     # then the hung reader was abandoned and a new connection took over
     assert states(events)[:5] == [
@@ -311,7 +305,7 @@ def test_connect_timeout_covers_a_hanging_first_read(
     stream = open_source(
         "rtsp://cam/live", source_factory=factory, options=options, on_event=events.append
     )
-    wait_for(lambda: stream.stats().frames_read == 5)
+    wait_until(lambda: stream.stats().frames_read == 5, timeout=10, interval=0.01)
     stream.stop()
     assert states(events)[:3] == [
         SourceState.CONNECTING,
@@ -344,3 +338,122 @@ def test_on_event_errors_do_not_kill_capture(fake_factory: Callable[..., Any], s
     factory = fake_factory([script(frames=3)], SourceKind.FILE)
     with open_source("clip.mp4", source_factory=factory, on_event=broken) as stream:
         assert drain(stream) == [0, 1, 2]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("kind", "is_live", "reads_live", "reopens"),
+    [
+        (SourceKind.HLS, False, False, False),  # a playlist with an end: a recording
+        (SourceKind.PAGE, False, False, False),  # a page whose stream is a recording
+        (SourceKind.HLS, True, True, True),  # a live playlist: reopened at its end
+        (SourceKind.PAGE, True, True, True),
+        (SourceKind.NETWORK, True, True, True),  # as before: RTSP and the like are live
+    ],
+)
+def test_liveness_told_at_open_decides_how_the_source_is_read(
+    fake_factory: Callable[..., Any],
+    script: Any,
+    kind: SourceKind,
+    is_live: bool,
+    reads_live: bool,
+    reopens: bool,
+) -> None:
+    # given a source of 20 frames that says at open whether it is live
+    factory = fake_factory(
+        [script(frames=20, is_live=is_live), script(frames=0, then="hang")], kind
+    )
+    events: list[SourceEvent] = []
+    options = CaptureOptions(queue_size=2, reconnect=FAST_RETRY, reader_exit_s=HUNG_READER_EXIT_S)
+    stream = VideoStream(
+        "https://site/x", options=options, source_factory=factory, on_event=events.append
+    ).start()
+    try:
+        # then a playlist or a page is undecided until opened; the others are known at once
+        if kind.live_decided_at_open:
+            assert stream.live in (None, reads_live)
+        else:
+            assert stream.live is reads_live
+        if reads_live:
+            wait_until(
+                lambda: len(factory.created) == 2, timeout=10, interval=0.01
+            )  # the end of a live stream: reopen
+        else:
+            # a recording: every frame once, in order (the reader waits for the consumer)
+            time.sleep(0.2)  # let a newest-wins slot overwrite, were it one
+            assert drain(stream) == list(range(20))
+    finally:
+        stream.stop()
+    assert stream.live is reads_live
+    assert (stream.stats().reconnects > 0) is reopens
+    assert (stream.stats().frames_overwritten == 0) or reads_live
+    if not reopens:
+        assert states(events) == [SourceState.CONNECTING, SourceState.CONNECTED, SourceState.ENDED]
+        assert events[-1].reason == "end of stream"
+
+
+@pytest.mark.timeout(20)
+def test_an_offline_source_has_its_own_state_and_is_retried_on_backoff(
+    fake_factory: Callable[..., Any], script: Any
+) -> None:
+    # given a page that is not live for two attempts, then is
+    factory = fake_factory(
+        [script(offline=True), script(offline=True), script(frames=3, then="hang")],
+        SourceKind.PAGE,
+    )
+    events: list[SourceEvent] = []
+    options = CaptureOptions(reconnect=FAST_RETRY, reader_exit_s=HUNG_READER_EXIT_S)
+    stream = open_source(
+        "https://site/live.html", source_factory=factory, on_event=events.append, options=options
+    )
+    # when it is watched until it plays
+    wait_until(lambda: stream.stats().frames_read == 3, timeout=10, interval=0.01)
+    stream.stop()
+    # then it was OFFLINE (announced once, with the reason and the backoff) until it played
+    assert states(events) == [
+        SourceState.CONNECTING, SourceState.OFFLINE, SourceState.CONNECTED, SourceState.ENDED,
+    ]  # fmt: skip
+    offline = events[1]
+    assert offline.reason == "not live yet" and offline.attempt == 1 and offline.delay_s is not None
+    assert stream.stats().reconnects == 2 and stream.live is True
+
+
+@pytest.mark.timeout(20)
+def test_an_offline_source_fails_after_max_retries(
+    fake_factory: Callable[..., Any], script: Any
+) -> None:
+    factory = fake_factory([script(offline=True)], SourceKind.PAGE)
+    events: list[SourceEvent] = []
+    options = CaptureOptions(reconnect=BackoffPolicy(initial_delay=0.01, max_retries=2))
+    with open_source(
+        "https://site/live.html", source_factory=factory, on_event=events.append, options=options
+    ) as stream:
+        assert drain(stream) == []
+    assert states(events) == [SourceState.CONNECTING, SourceState.OFFLINE, SourceState.FAILED]
+    assert "gave up after 2" in events[-1].reason and "not live yet" in events[-1].reason
+
+
+@pytest.mark.timeout(20)
+def test_a_live_stream_that_reopens_as_a_recording_has_ended(
+    fake_factory: Callable[..., Any], script: Any
+) -> None:
+    # given a live playlist that ends, and whose playlist has an end when reopened
+    factory = fake_factory(
+        [script(frames=3, is_live=True), script(frames=50, is_live=False)], SourceKind.HLS
+    )
+    events: list[SourceEvent] = []
+    options = CaptureOptions(reconnect=FAST_RETRY)
+    stream = open_source(
+        "https://cdn/live.m3u8", source_factory=factory, on_event=events.append, options=options
+    )
+    # when it is reopened a few times
+    wait_until(lambda: len(factory.created) >= 3, timeout=10, interval=0.01)
+    stream.stop()
+    # then the recording is never read (it would replay the broadcast): the source is offline
+    assert states(events)[:4] == [
+        SourceState.CONNECTING, SourceState.CONNECTED, SourceState.RECONNECTING,
+        SourceState.OFFLINE,
+    ]  # fmt: skip
+    assert events[3].reason == "the live stream has ended"
+    assert stream.stats().frames_read == 3 and stream.live is True
+    assert all(source.closed for source in factory.created[1:-1])

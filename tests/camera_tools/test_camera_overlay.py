@@ -37,6 +37,42 @@ def test_badge_in_label_colour_scales_with_the_frame(height: int, width: int) ->
     assert (out[height // 2 :, width // 2 :] == 128).all()  # the scene's lower right untouched
 
 
+def badge_rows_and_columns(out: np.ndarray, label: str) -> tuple[int, int]:
+    mask = np.all(out == np.array(label_color(label), np.uint8), axis=2)
+    return int(mask.any(axis=1).sum()), int(np.flatnonzero(mask.any(axis=0)).max())
+
+
+# (A 48x64 thumbnail shrinks each label to fit its width, so there heights differ by design.)
+@pytest.mark.parametrize(("height", "width"), [(120, 160), (360, 640), (1080, 1920)])
+def test_badge_height_does_not_depend_on_the_label(height: int, width: int) -> None:
+    # OpenCV 5 reports each string's own descent; the badge must not jump as the label changes.
+    rows = {
+        label: badge_rows_and_columns(
+            draw_overlay(gray(height, width), label=label, score=0.5), label
+        )[0]
+        for label in ("black", "program", "color_bars", "yyy")
+    }
+    assert len(set(rows.values())) == 1, rows
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "label"),
+    [
+        (48, 64, "color_bars"),
+        (120, 160, "a_rather_long_label_name"),
+        (360, 640, "german_shepherd_dog_on_a_sofa"),
+        (1080, 1920, "program"),
+    ],
+)
+def test_badge_text_shrinks_to_fit_the_width_never_cut_off(
+    height: int, width: int, label: str
+) -> None:
+    out = draw_overlay(gray(height, width), label=label, score=0.93)
+    _, last_column = badge_rows_and_columns(out, label)
+    assert last_column < width - 1  # the badge ends inside the frame: its text is whole
+    assert (out[height // 2 :] == 128).all()
+
+
 def test_strip_along_the_bottom_shows_each_label_colour() -> None:
     strip = ["program"] * 10 + ["black"] * 10 + [None] * 5
     out = draw_overlay(gray(360, 640), label="black", score=1.0, strip=strip)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from camera_tools.backoff import BackoffPolicy
 from camera_tools.capture import CaptureOptions, VideoStream, open_source
 from camera_tools.sources import create_source
 from camera_tools.states import SourceEvent, SourceState
+from tests.support import wait_until
 
 # The RTSP server and its fixture (which skips when GStreamer's RTSP server is missing) live in conftest.py.
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def test_frames_flow_from_rtsp(rtsp_server: Any) -> None:
 
 @pytest.mark.timeout(60)
 def test_rtsp_source_reconnects_after_server_restart(
-    rtsp_server: Any, caplog: pytest.LogCaptureFixture, wait_for: Callable[..., bool]
+    rtsp_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a stream that is delivering frames
     caplog.set_level("INFO", logger="camera_tools")
@@ -69,15 +69,19 @@ def test_rtsp_source_reconnects_after_server_restart(
         assert len(read_frames(stream, 5, timeout=20)) == 5
         # when the server dies, stays down a moment, and comes back on the same port
         rtsp_server.kill()
-        assert wait_for(
-            lambda: stream.state in (SourceState.STALLED, SourceState.RECONNECTING), timeout=15
-        ), f"no stall/reconnect noticed: {[e.state for e in events]}"
+        wait_until(
+            lambda: stream.state in (SourceState.STALLED, SourceState.RECONNECTING),
+            timeout=15,
+            message=lambda: f"no stall/reconnect noticed: {[e.state for e in events]}",
+        )
         time.sleep(1.0)
         rtsp_server.start()
         # then the source reconnects by itself and frames flow again
-        assert wait_for(lambda: stream.state is SourceState.CONNECTED, timeout=30), [
-            e.state for e in events
-        ]
+        wait_until(
+            lambda: stream.state is SourceState.CONNECTED,
+            timeout=30,
+            message=lambda: str([e.state for e in events]),
+        )
         after = read_frames(stream, 5, timeout=15)
         stats = stream.stats()
     finally:
@@ -97,9 +101,7 @@ def test_rtsp_source_reconnects_after_server_restart(
 
 
 @pytest.mark.timeout(60)
-def test_rtsp_watchdog_reconnects_a_frozen_server(
-    rtsp_server: Any, wait_for: Callable[..., bool]
-) -> None:
+def test_rtsp_watchdog_reconnects_a_frozen_server(rtsp_server: Any) -> None:
     # given a stream that is delivering frames
     events: list[SourceEvent] = []
     # OpenCV's own read timeout is set longer than the watchdog's, so the watchdog must act.
@@ -108,13 +110,21 @@ def test_rtsp_watchdog_reconnects_a_frozen_server(
         assert len(read_frames(stream, 5, timeout=20)) == 5
         # when the server freezes with its connection open (OpenCV's read blocks)
         rtsp_server.freeze()
-        stalled = wait_for(lambda: SourceState.STALLED in [e.state for e in events], timeout=15)
-        rtsp_server.thaw()
-        # then the watchdog declared the stall and a fresh connection delivers again
-        assert stalled, [e.state for e in events]
-        assert wait_for(lambda: stream.state is SourceState.CONNECTED, timeout=30), [
-            e.state for e in events
-        ]
+        try:
+            # then the watchdog declares the stall ...
+            wait_until(
+                lambda: SourceState.STALLED in [e.state for e in events],
+                timeout=15,
+                message=lambda: str([e.state for e in events]),
+            )
+        finally:
+            rtsp_server.thaw()
+        # ... and a fresh connection delivers again
+        wait_until(
+            lambda: stream.state is SourceState.CONNECTED,
+            timeout=30,
+            message=lambda: str([e.state for e in events]),
+        )
         assert len(read_frames(stream, 5, timeout=15)) == 5
     finally:
         stream.stop()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,15 @@ from camera_tools.camera_errors import SourceError
 from camera_tools.sources import (
     ImageFolderSource,
     OpenCVSource,
+    Playlist,
     SourceKind,
     classify_spec,
     create_source,
+    kind_from_content_type,
+    recognise_spec,
 )
 from camera_tools.video_frames import Frame, SourceProperties
+from tests.camera_tools.pages import PageServer
 
 
 @pytest.mark.parametrize(
@@ -26,8 +31,14 @@ from camera_tools.video_frames import Frame, SourceProperties
         ("rtsp://user:pw@cam/live", SourceKind.NETWORK),
         ("rtsps://cam:322/live", SourceKind.NETWORK),
         ("http://cam/mjpeg", SourceKind.NETWORK),
-        ("https://cdn/live/index.m3u8", SourceKind.NETWORK),
+        ("https://cdn/live/index.m3u8", SourceKind.HLS),
+        ("https://cdn/live/index.m3u8?token=x", SourceKind.HLS),
         ("https://cdn/clips/movie.mp4", SourceKind.FILE),
+        ("https://broadcaster.example/live.html", SourceKind.PAGE),
+        ("http://site.example/player.php?ch=2", SourceKind.PAGE),
+        ("ytdl:https://www.youtube.com/watch?v=x", SourceKind.PAGE),
+        ("ytdl:https://cdn/clips/movie.mp4", SourceKind.PAGE),  # the prefix wins
+        ("https://www.youtube.com/watch?v=x", SourceKind.NETWORK),  # a probe tells, not the string
         ("clip.mp4", SourceKind.FILE),
         ("file:///videos/clip.mkv", SourceKind.FILE),
         ("frames/*.png", SourceKind.FOLDER),
@@ -38,10 +49,71 @@ def test_classify_spec(spec: str, kind: SourceKind) -> None:
     assert classify_spec(spec) is kind
 
 
-@pytest.mark.parametrize("spec", ["", "   ", "ftp://host/file.mp4", "gopher://x"])
+@pytest.mark.parametrize(
+    "spec", ["", "   ", "ftp://host/file.mp4", "gopher://x", "ytdl:", "ytdl:  "]
+)
 def test_classify_spec_rejects_unknown(spec: str) -> None:
     with pytest.raises(SourceError):
         classify_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "kind"),
+    [
+        ("text/html", SourceKind.PAGE),
+        ("Text/HTML; charset=UTF-8", SourceKind.PAGE),
+        ("application/xhtml+xml", SourceKind.PAGE),
+        ("application/vnd.apple.mpegurl", SourceKind.HLS),
+        ("audio/x-mpegurl", SourceKind.HLS),
+        ("multipart/x-mixed-replace; boundary=frame", SourceKind.NETWORK),  # MJPEG camera
+        ("video/mp2t", SourceKind.NETWORK),
+        ("", SourceKind.NETWORK),
+    ],
+)
+def test_kind_from_content_type(content_type: str, kind: SourceKind) -> None:
+    assert kind_from_content_type(content_type) is kind
+
+
+@pytest.mark.slow  # ffmpeg encodes the stream the server serves
+@pytest.mark.timeout(60)
+def test_recognise_spec_probes_http_urls_the_string_cannot_tell(
+    grey_hls: Path, page_server: Callable[[Path], PageServer]
+) -> None:
+    pages = page_server(grey_hls)
+    assert recognise_spec(pages.url("probe/page")) is SourceKind.PAGE
+    assert recognise_spec(pages.url("probe/playlist")) is SourceKind.HLS
+    assert recognise_spec(pages.url("probe/binary")) is SourceKind.NETWORK
+    # an error status or a refused connection keeps today's path: a stream, reopened with backoff
+    assert recognise_spec(pages.url("probe/missing")) is SourceKind.NETWORK
+    assert recognise_spec("http://127.0.0.1:1/stream", probe_timeout_s=1) is SourceKind.NETWORK
+    # the string alone decides when it can: no request is made
+    before = len(pages.requests)
+    assert recognise_spec(pages.url("clip.mp4")) is SourceKind.FILE
+    assert recognise_spec("ytdl:" + pages.url("probe/binary")) is SourceKind.PAGE
+    assert len(pages.requests) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#EXTM3U\n#EXTINF:1,\na.ts\n#EXT-X-ENDLIST\n", Playlist(True, ())),
+        ("#EXTM3U\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:1,\na.ts\n", Playlist(True, ())),
+        ("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1,\na.ts\n", Playlist(False, ())),
+        (
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow/i.m3u8\n"
+            "#EXT-X-STREAM-INF:BANDWIDTH=2\n\nhigh/i.m3u8\n",
+            Playlist(False, ("low/i.m3u8", "high/i.m3u8")),
+        ),
+    ],
+)
+def test_playlist_parse(text: str, expected: Playlist) -> None:
+    assert Playlist.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "<html></html>", "#EXTINF:1,\na.ts\n"])
+def test_playlist_parse_rejects_what_is_not_a_playlist(text: str) -> None:
+    with pytest.raises(ValueError, match="EXTM3U"):
+        Playlist.parse(text)
 
 
 def test_classify_spec_directory(image_folder: Path) -> None:

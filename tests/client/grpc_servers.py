@@ -14,9 +14,9 @@ import grpc.aio
 
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
+from tests.tls_material import TlsMaterial
 
 from .flavours import LoopThread
-from .tls_material import TlsMaterial
 
 
 class AnsweringServicer(pb_grpc.StreamClassifierServicer):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +24,11 @@ from client import (
 )
 from client.classify import classify_cli
 from client.inference_client import sc_client
+from tests.support import free_port
+from tests.tls_material import TlsMaterial, make_tls_material
 
 from .flavours import Flavour
 from .grpc_servers import TokenInterceptor, aio_server, server_credentials
-from .tls_material import TlsMaterial, make_tls_material
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,12 +39,6 @@ FRAME = np.full((8, 8, 3), 200, np.uint8)
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
     return make_tls_material(tmp_path_factory.mktemp("tls"))
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # Tokens.
@@ -180,7 +174,7 @@ def test_channel_credentials_reject_bad_files_clearly(
         pytest.param(lambda port, sock: f"dns:///127.0.0.1:{port}", id="dns-scheme"),
         pytest.param(lambda port, sock: f"ipv4:127.0.0.1:{port}", id="ipv4-scheme"),
         pytest.param(
-            lambda port, sock: f"ipv4:127.0.0.1:{closed_port()},127.0.0.1:{port}",
+            lambda port, sock: f"ipv4:127.0.0.1:{free_port()},127.0.0.1:{port}",
             id="ipv4-list-first-down",
         ),
         pytest.param(lambda port, sock: f"unix:{sock}", id="unix-socket"),
@@ -209,6 +203,9 @@ def test_any_grpc_target_reaches_the_server(
         pytest.param({"address": "127.0.0.1: 1"}, "address", id="space-in-address"),
         pytest.param({"load_balancing": "round robin"}, "load_balancing", id="bad-policy-name"),
         pytest.param({"connect_timeout": 0}, "connect_timeout", id="zero-timeout"),
+        pytest.param(
+            {"max_streams_per_channel": 0}, "max_streams_per_channel", id="no-stream-per-channel"
+        ),
     ],
 )
 def test_bad_connection_settings_are_refused(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
@@ -14,6 +13,7 @@ from PIL import Image
 from client import ClassifierClientError
 from client.api.legacy import sc_service_pb2, sc_service_pb2_grpc
 from client.inference_client import sc_client
+from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -161,9 +161,7 @@ def test_bad_images_raise_and_the_client_keeps_working(
 
 
 def test_unreachable_server_raises_quickly() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
     target_server = sc_client(address)
 
     started = time.monotonic()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from client import (
     encode_frame,
 )
 from tests.classifiers import SlowClassifier
+from tests.support import free_port
 
 from .flavours import ClientLike, Flavour
 
@@ -47,13 +47,6 @@ def encoded(image: np.ndarray, fmt: str) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-def closed_port_address() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -260,7 +253,7 @@ def test_live_stream_drops_stale_frames_and_does_not_wait_for_them(
 def test_server_down_is_a_clear_error_within_the_timeout(
     flavour: Flavour, kwargs: dict[str, Any], code: grpc.StatusCode, limit_s: float
 ) -> None:
-    address = closed_port_address()
+    address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
 
     with pytest.raises(ClassifierClientError) as caught:

@@ -37,9 +37,9 @@ def test_a_record_is_one_object_with_utc_time_level_logger_and_message(
     log: tuple[logging.Logger, io.StringIO],
 ) -> None:
     logger, buffer = log
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     logger.warning("lost %s after %d frames", "cam1", 12)
-    after = dt.datetime.now(dt.timezone.utc)
+    after = dt.datetime.now(dt.UTC)
 
     [record] = records(buffer)
     assert list(record) == ["time", "level", "logger", "message"]

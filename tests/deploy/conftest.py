@@ -8,15 +8,10 @@ is skipped with that reason.
 from __future__ import annotations
 
 import json
-import os
-import re
-import select
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -26,48 +21,32 @@ from typing import Any
 
 import pytest
 
+from tests.serve_process import ServeProcess, launch_serve, stop_process
+from tests.support import free_port, wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 # Long-lived gRPC streams: an idle camera or a long file must not be cut by the proxy.
 STREAM_TIMEOUT = "3600s"
 
 
-def free_port() -> int:
-    """A loopback port free right now (for programs that cannot report the port they bound)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until something listens on 127.0.0.1:``port``; fails at once if ``process`` exits."""
+
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                return True
         except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(
-        f"nothing listens on port {port} after {timeout:g} s:\n{log.read_text()[-3000:]}"
+            return False
+
+    wait_until(
+        listening,
+        timeout,
+        interval=0.1,
+        message=lambda: f"nothing listens on port {port}:\n{log.read_text()[-3000:]}",
     )
-
-
-def stop_process(
-    process: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 15
-) -> int:
-    """Signal, wait up to ``timeout``, then kill: the process is gone when this returns."""
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-    for pipe in (process.stdout, process.stderr):
-        if pipe is not None:
-            pipe.close()
-    return process.returncode
 
 
 def http_get(url: str, timeout: float = 10) -> bytes:
@@ -90,92 +69,34 @@ def metric_value(metrics_port: int, sample: str, labels: dict[str, str] | None =
 # Server replicas ----------------------------------------------------------------------------
 
 
-@dataclass
-class ServerProcess:
-    """``python -m streaming serve`` on 127.0.0.1, gRPC and metrics ports read from its banner."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    metrics_port: int
-    log: Path
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        return stop_process(self.process, sig, timeout)
-
-
-def _read_banner(process: subprocess.Popen[bytes], log: Path, timeout: float) -> dict[str, str]:
-    """The ``key: value`` lines ``serve`` prints once it listens (ends with ``metrics:``)."""
-    assert process.stdout is not None
-    fields: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while "metrics" not in fields:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no banner after {timeout:g} s:\n{log.read_text()[-3000:]}")
-        ready, _, _ = select.select([process.stdout], [], [], min(remaining, 1.0))
-        if not ready:
-            continue
-        # Unbuffered: a buffered reader could hold the next lines where select() cannot see them.
-        line = process.stdout.readline().decode()
-        if not line:
-            process.wait(10)
-            raise RuntimeError(
-                f"serve exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
-        key, sep, value = line.strip().partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
-
-
 @pytest.fixture
 def server_processes(
     tiny_model: Any, tmp_path: Path
-) -> Iterator[Callable[..., list[ServerProcess]]]:
-    """``server_processes(3, "--grace", "5")``: N replicas serving the tiny model, started in parallel."""
-    started: list[ServerProcess] = []
+) -> Iterator[Callable[..., list[ServeProcess]]]:
+    """``server_processes(3, "--grace", "5")``: N replicas serving the tiny model, started in parallel,
+    each with a metrics port and its stderr in ``.log``."""
+    started: list[ServeProcess] = []
 
-    def start(count: int, *extra: str, timeout: float = 180) -> list[ServerProcess]:
-        pending = []
-        for _ in range(count):
-            log = tmp_path / f"server-{len(started) + len(pending)}.log"
-            command = [
-                sys.executable,
-                "-m",
-                "streaming",
-                "serve",
-                "-ip",
-                "127.0.0.1:0",
+    def start(count: int, *extra: str, timeout: float = 180) -> list[ServeProcess]:
+        pending = [
+            launch_serve(
+                tiny_model.model_path,
+                tiny_model.labels_path,
                 "--metrics-address",
                 "127.0.0.1:0",
-                "-la",
-                str(tiny_model.model_path),
-                "-ohe",
-                str(tiny_model.labels_path),
                 *extra,
-            ]
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-            with log.open("w") as err:
-                process = subprocess.Popen(
-                    command, stdout=subprocess.PIPE, stderr=err, bufsize=0, cwd=REPO, env=env
-                )
-            pending.append((process, log))
+                log=tmp_path / f"server-{len(started) + index}.log",
+                env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""},
+            )
+            for index in range(count)
+        ]
         try:
-            for process, log in pending:
-                banner = _read_banner(process, log, timeout)
-                # "127.0.0.1:0 (port 40123, plaintext, no tokens)"
-                match = re.search(r"\(port (\d+)", banner["address"])
-                assert match, f"no port in the banner's address line: {banner['address']!r}"
-                metrics_port = int(banner["metrics"].rsplit(":", 1)[1].split("/")[0])
-                started.append(ServerProcess(process, int(match.group(1)), metrics_port, log))
+            for replica in pending:
+                started.append(replica.wait_ready(timeout))
         except BaseException:
             # None of this call's replicas outlives a failed start.
-            for process, _ in pending:
-                stop_process(process, signal.SIGKILL)
+            for replica in pending:
+                replica.stop(signal.SIGKILL)
             raise
         return started[-count:]
 
@@ -313,17 +234,23 @@ class Prometheus:
         self, expression: str, accept: Callable[[list[dict[str, Any]]], bool], timeout: float = 60
     ) -> list[dict[str, Any]]:
         """Query until ``accept(result)``: scrapes land every second, so a fresh value needs a few."""
-        deadline = time.monotonic() + timeout
         result: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
+
+        def matched() -> bool:
+            nonlocal result
             try:
                 result = self.query(expression)
             except OSError:  # not ready yet: the web API answers 503 until the TSDB is open
                 result = []
-            if accept(result):
-                return result
-            time.sleep(0.5)
-        raise TimeoutError(f"{expression!r} never matched in {timeout:g} s; last {result}")
+            return accept(result)
+
+        wait_until(
+            matched,
+            timeout,
+            interval=0.5,
+            message=lambda: f"{expression!r} never matched: {result}",
+        )
+        return result
 
     def stop(self) -> int:
         return stop_process(self.process, signal.SIGTERM, timeout=20)

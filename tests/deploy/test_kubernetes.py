@@ -27,6 +27,15 @@ KUBERNETES_VERSIONS = ("1.27.0", "latest")
 PRE_STOP_S = 5
 SERVICE_MONITOR_SCHEMA = Path(__file__).with_name("schemas") / "servicemonitor-monitoring-v1.json"
 POD_LABELS = {"app.kubernetes.io/name": "stream-classify"}
+MIB = 2**20
+# What the budget cannot count: SECURITY.md, Memory ("a fixed margin of 256 MiB"), the bound
+# tests/streaming/server/adversarial/ checks.
+MEMORY_MARGIN = 256 * MIB
+QUANTITY = re.compile(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?")
+QUANTITY_UNITS = {
+    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}  # fmt: skip
 
 
 def kustomize_command() -> list[str]:
@@ -169,6 +178,59 @@ def test_runs_as_the_images_non_root_user(rendered: list[dict[str, Any]]) -> Non
     assert {"cpu", "memory"} <= set(resources["requests"]) and {"memory"} <= set(
         resources["limits"]
     )
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity (``2560Mi``, ``2G``, ``1073741824``) in bytes."""
+    match = QUANTITY.fullmatch(quantity)
+    assert match, f"not a memory quantity this test reads: {quantity!r}"
+    return int(match.group(1)) * QUANTITY_UNITS[match.group(2)]
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("2560Mi", 2560 * MIB), ("2Gi", 2 * 2**30), ("2G", 2 * 10**9), ("1048576", MIB)],
+)
+def test_memory_quantities_are_read_in_bytes(quantity: str, expected: int) -> None:
+    assert quantity_bytes(quantity) == expected
+
+
+def model_footprint() -> int:
+    """The embedded model's server after warm-up, before any stream, as BENCHMARKS.md measured it.
+
+    Row 9's notes start from it ("server RSS 847 → peak 1,154 MiB"): the largest of those. A GPU
+    image's is larger, so on the GPU overlay this is a lower bound.
+    """
+    text = (REPO / "BENCHMARKS.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| 9. Beside attack")]
+    baselines = [
+        int(m.replace(",", "")) for r in rows for m in re.findall(r"server RSS ([\d,]+) →", r)
+    ]
+    assert baselines, "BENCHMARKS.md row 9 no longer reports the server's RSS before the attack"
+    return max(baselines) * MIB
+
+
+def test_memory_limit_holds_footprint_budget_and_margin(rendered: list[dict[str, Any]]) -> None:
+    # The budget is passed explicitly, so a change of the flag's default cannot undersize the pod.
+    assert "--memory-budget" in container(rendered)["args"]
+    budget = serve_config(serve_args(rendered)).memory_budget_bytes
+    resources = container(rendered)["resources"]
+    limit = quantity_bytes(resources["limits"]["memory"])
+    # Peak RSS stays under footprint + budget + margin: a smaller limit is an OOM kill at a load
+    # the budget admits.
+    needed = model_footprint() + budget + MEMORY_MARGIN
+    assert limit >= needed, f"limit {limit / MIB:.0f} MiB < {needed / MIB:.0f} MiB"
+    assert quantity_bytes(resources["requests"]["memory"]) <= limit
+
+
+def test_docs_state_the_base_memory_limit_and_budget() -> None:
+    resources = container(render(BASE))["resources"]
+    operations = (REPO / "docs" / "operations.md").read_text()
+    limit = quantity_bytes(resources["limits"]["memory"]) / 2**30
+    assert f"{limit:g} GiB memory limit" in operations
+    budget = serve_config(serve_args(render(BASE))).memory_budget_bytes
+    assert f"--memory-budget {budget // 2**30}G" in operations
+    assert f"a fixed margin of {MEMORY_MARGIN // MIB} MiB" in (REPO / "SECURITY.md").read_text()
 
 
 def test_services_pdb_and_monitor_select_the_pods(rendered: list[dict[str, Any]]) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 from tests.camera_tools.videos import colour_frames, write_video
+from tests.support import wait_until
 
 # Three TensorFlow processes start on a shared 2-core machine: allow them minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
@@ -137,14 +138,6 @@ def start_watch(target: str, sources: list[str], tmp_path: Path, *extra: str) ->
     return Watch(process, csv_path, log)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s: {what()}")
-        time.sleep(0.25)
-
-
 def sources_opened(log: Path) -> set[str]:
     """The sources whose streams a replica opened, from its JSON log."""
     sources = set()
@@ -193,7 +186,8 @@ def test_watch_survives_two_of_three_replicas_dying(
         wait_until(
             lambda: started() and sum(open_streams()) == FILES + CAMERAS,
             timeout=90,
-            what=lambda: (
+            interval=0.25,
+            message=lambda: (
                 f"streams open per replica {open_streams()}; {watch.log.read_text()[-2000:]}"
             ),
         )
@@ -220,7 +214,8 @@ def test_watch_survives_two_of_three_replicas_dying(
         wait_until(
             done,
             timeout=90,
-            what=lambda: (
+            interval=0.25,
+            message=lambda: (
                 f"{Counter(r['source'] for r in watch.rows())}; {watch.log.read_text()[-3000:]}"
             ),
         )

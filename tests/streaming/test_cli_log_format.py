@@ -6,19 +6,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
-from collections.abc import Callable
 from typing import Any
 
-import grpc
 import pytest
 
-# TensorFlow's C++ runtime writes these straight to the stderr file descriptor at import,
-# before and outside Python's logging: no formatter can reach them.
+from tests.serve_process import launch_serve
+
+# At --log-level DEBUG, TensorFlow's C++ runtime writes these straight to the stderr file
+# descriptor once it has started, outside Python's logging: no formatter can reach them. (Its
+# start-up lines are caught and logged as records: tests/streaming/server/test_serve_startup.py.)
 NATIVE_TENSORFLOW_LINE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*)$"
@@ -26,26 +24,22 @@ NATIVE_TENSORFLOW_LINE = re.compile(
 
 
 @pytest.mark.timeout(180)
-def test_serve_logs_json_lines(tiny_model: Any, free_port: Callable[[], int]) -> None:
+def test_serve_logs_json_lines(tiny_model: Any) -> None:
     # given `stream-classify --log-format json serve`
-    address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streaming", "--log-format", "json", "--log-level", "DEBUG",
-         "serve", "-la", str(tiny_model.model_path), "-ohe", str(tiny_model.labels_path),
-         "-ip", address],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    running = launch_serve(
+        tiny_model.model_path,
+        tiny_model.labels_path,
+        front=("--log-format", "json", "--log-level", "DEBUG"),
+    )
+    process = running.process
     try:
         # when it starts serving and is stopped with SIGTERM
-        with grpc.insecure_channel(address) as channel:
-            grpc.channel_ready_future(channel).result(timeout=120)
+        running.wait_ready(timeout=120)
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
+        rest, err = process.communicate(timeout=60)
+        out = running.banner + rest
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        running.stop(signal.SIGKILL)
 
     # then every line from Python's logging is one JSON object with the standard keys
     assert process.returncode == 0, err

@@ -63,7 +63,7 @@ function render(source) {
   badge.style.background = color;
   badge.style.color = textColor(color);
   root.classList.toggle("down", source.down);
-  const waiting = source.state === "connecting" ? "connecting…" : "reconnecting…";
+  const waiting = { connecting: "connecting…", offline: "offline…" }[source.state] ?? "reconnecting…";
   root.querySelector(".down-banner").textContent = waiting;
   root.querySelector(".state").textContent = source.down
     ? `${waiting} ${source.detail || ""}`.trim()

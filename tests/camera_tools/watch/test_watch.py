@@ -7,7 +7,6 @@ import csv
 import json
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from camera_tools.web import WebOptions
 from client import Delivery
 from client.host_port import parse_host_port
 from tests.camera_tools.videos import colour_frames, for_seconds, solid, write_video
+from tests.support import free_port
 
 FPS = 10
 # (label, seconds) per stretch of the cut video.
@@ -71,12 +71,6 @@ def read_segments(path: Path) -> list[dict[str, Any]]:
             for row in read_csv(path)
         ]
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.timeout(60)
@@ -358,3 +352,28 @@ def test_signal_stops_cleanly_with_summary(
     assert process.returncode == 0, err
     assert "stopped" in out and "p50 ms" in out
     assert json.loads(segments.read_text().splitlines()[0])["label"] == "red"
+
+
+@pytest.mark.timeout(180)
+def test_three_hundred_sources_on_one_server_are_all_served(
+    server_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    # given 300 sources open at once, more than the server takes calls on one connection
+    # (--max-calls-per-connection, 100): folders played in real time, a frame every 20 s, so
+    # no source ends (and frees its call) while the others wait for theirs
+    folders = [write_colour_folder(tmp_path / f"src{i:03d}", ["red", "blue"]) for i in range(300)]
+    server = server_factory()
+    frames_csv = tmp_path / "frames.csv"
+
+    # when they are watched for a while
+    code = run_watch(
+        *folders, "--server", server.address, "--window", "1", "--csv", frames_csv,
+        "--realtime", "--folder-fps", "0.05", "--duration", "10",
+    )  # fmt: skip
+
+    # then every source's first frame was answered: the client spread the streams over
+    # several connections (docs/connections.md) instead of leaving 200 queued, unserved
+    assert code == 0
+    rows = read_csv(frames_csv)
+    first = {row["source"]: row["label"] for row in rows if int(row["frame"]) == 0}
+    assert first == {str(folder): "red" for folder in folders}

@@ -24,7 +24,7 @@ from camera_tools.overlay import label_color
 from camera_tools.watch import watch_cli
 from tests.camera_tools.videos import for_seconds, write_video
 from tests.client.grpc_servers import TokenInterceptor, aio_server, server_credentials
-from tests.client.tls_material import TlsMaterial, make_tls_material
+from tests.tls_material import TlsMaterial, make_tls_material
 
 pytestmark = pytest.mark.slow
 

@@ -34,6 +34,7 @@ from camera_tools.watch.watch_metrics import WatchMetrics
 from client import Prediction
 from tests.camera_tools.videos import colour_frames, write_video
 from tests.metrics_scrape import scrape_samples
+from tests.support import wait_until
 
 P = "stream_classify_watch_"
 SERVER = "127.0.0.1:1"  # never contacted by the unit tests
@@ -307,12 +308,12 @@ def test_the_watch_command_serves_metrics_while_it_runs_and_logs_json(
                 if message.startswith("metrics at http://"):
                     port = int(message.rsplit(":", 1)[1].split("/")[0])
         assert port is not None, lines
-        classified = 0.0
-        while classified < 1 and time.monotonic() < deadline:
-            classified = (
-                value(scrape_samples(port), "frames_classified_total", source=str(video)) or 0.0
-            )
-            time.sleep(0.1)
+        classified = wait_until(
+            lambda: value(scrape_samples(port), "frames_classified_total", source=str(video)),
+            timeout=max(deadline - time.monotonic(), 0.0),
+            interval=0.1,
+            message="no frame classified in the metrics while watch ran",
+        )
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:

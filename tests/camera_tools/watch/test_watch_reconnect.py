@@ -23,6 +23,7 @@ from camera_tools.watch import (
     WatchReport,
 )
 from tests.camera_tools.videos import colour_frames, write_video
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,6 @@ def test_rtsp_source_reconnects_after_camera_restart(
     rtsp_server: Any,
     server_factory: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
-    wait_for: Callable[..., bool],
 ) -> None:
     # given a watcher classifying a live RTSP stream
     caplog.set_level("INFO", logger="camera_tools")
@@ -88,21 +88,26 @@ def test_rtsp_source_reconnects_after_camera_restart(
     )  # fmt: skip
     run = Run(config)
     try:
-        assert wait_for(lambda: run.count(source) >= 5, timeout=20), run.states(source)
+        wait_until(
+            lambda: run.count(source) >= 5, timeout=20, message=lambda: str(run.states(source))
+        )
 
         # when the camera dies, stays down a moment, and comes back on the same port
         rtsp_server.kill()
-        assert wait_for(
+        wait_until(
             lambda: {SourceState.STALLED, SourceState.RECONNECTING} & set(run.states(source)),
             timeout=15,
-        ), run.states(source)
+            message=lambda: str(run.states(source)),
+        )
         time.sleep(1.0)
         rtsp_server.start()
         restarted = time.monotonic()
 
         # then the watcher reconnects by itself and classifies again
-        assert wait_for(lambda: run.count(source, since=restarted) >= 5, timeout=30), run.states(
-            source
+        wait_until(
+            lambda: run.count(source, since=restarted) >= 5,
+            timeout=30,
+            message=lambda: str(run.states(source)),
         )
     finally:
         report = run.finish()
@@ -126,7 +131,6 @@ def test_watcher_survives_a_grpc_server_restart(
     server_factory: Callable[..., Any],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
-    wait_for: Callable[..., bool],
 ) -> None:
     # given a file played in real time (4 s, 40 frames) and a live stream, on one connection
     caplog.set_level("INFO", logger="camera_tools")
@@ -140,24 +144,26 @@ def test_watcher_survives_a_grpc_server_restart(
     )  # fmt: skip
     run = Run(config)
     try:
-        assert wait_for(lambda: run.count(str(video)) >= 8 and run.count(live) >= 3, timeout=20)
+        wait_until(lambda: run.count(str(video)) >= 8 and run.count(live) >= 3, timeout=20)
 
         # when the gRPC server stops and a new one starts on the same port
         server.stop(grace=0.5)
         server_name = f"server {server.address}"
         assert run.watcher.server_id == server_name
-        assert wait_for(lambda: SourceState.RECONNECTING in run.states(server_name), timeout=10)
+        wait_until(lambda: SourceState.RECONNECTING in run.states(server_name), timeout=10)
         time.sleep(0.5)
         server_factory(address=f"127.0.0.1:{port}")
         restarted = time.monotonic()
 
         # then both sources carry on with new streams: the live one keeps classifying ...
-        assert wait_for(lambda: run.count(live, since=restarted) >= 5, timeout=20), run.states(
-            server_name
+        wait_until(
+            lambda: run.count(live, since=restarted) >= 5,
+            timeout=20,
+            message=lambda: str(run.states(server_name)),
         )
         # ... and the file is classified to its end (and its source has finished on its own)
-        assert wait_for(lambda: run.count(str(video)) >= 40, timeout=20)
-        assert wait_for(lambda: [s.source for s in run.finished] == [str(video)], timeout=20)
+        wait_until(lambda: run.count(str(video)) >= 40, timeout=20)
+        wait_until(lambda: [s.source for s in run.finished] == [str(video)], timeout=20)
     finally:
         report = run.finish()
 
@@ -183,7 +189,6 @@ def test_losing_one_of_two_replicas_reopens_only_its_streams(
     server_factory: Callable[..., Any],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
-    wait_for: Callable[..., bool],
 ) -> None:
     # given 6 files played in real time (4 s, 40 frames each) over round_robin on two replicas
     caplog.set_level("INFO", logger="camera_tools")
@@ -196,7 +201,7 @@ def test_losing_one_of_two_replicas_reopens_only_its_streams(
     )  # fmt: skip
     run = Run(config)
     try:
-        assert wait_for(lambda: all(run.count(str(v)) >= 5 for v in videos), timeout=20)
+        wait_until(lambda: all(run.count(str(v)) >= 5 for v in videos), timeout=20)
         on_first = first.server.batcher.stream_count
         assert 0 < on_first < len(videos)  # both replicas serve some streams
 
@@ -204,10 +209,10 @@ def test_losing_one_of_two_replicas_reopens_only_its_streams(
         first.stop(grace=0.5)
 
         # then every file is classified to its end, on the replica left
-        assert wait_for(lambda: all(run.count(str(v)) >= 40 for v in videos), timeout=30)
+        wait_until(lambda: all(run.count(str(v)) >= 40 for v in videos), timeout=30)
         # (and each source has finished on its own: stopping it right after its last answer
         # would end it as STOPPED, a race on a loaded machine)
-        assert wait_for(lambda: len(run.finished) == len(videos), timeout=30)
+        wait_until(lambda: len(run.finished) == len(videos), timeout=30)
     finally:
         report = run.finish()
 

@@ -19,8 +19,8 @@ from camera_tools.alerts import AlertEvent, AlertKind
 from camera_tools.overlay import label_color
 from camera_tools.sinks.base import Classification
 from camera_tools.web import SourceStats, WebHub, WebOptions, WebServer
+from tests.support import wait_until
 
-WaitFor = Callable[[Callable[[], bool], float], bool]
 CAM = "rtsp://***@cam.local/live"  # ids reach the hub redacted
 FILE = "/data/clips/studio-a.mp4"
 
@@ -137,7 +137,7 @@ def test_frames_are_encoded_only_while_someone_watches(server: WebServer) -> Non
     assert hub.frames_encoded(FILE) == 0
 
 
-def test_encoding_rate_is_shared_between_watched_sources(clock: Clock, wait_for: WaitFor) -> None:
+def test_encoding_rate_is_shared_between_watched_sources(clock: Clock) -> None:
     hub = WebHub([CAM, FILE], max_fps=10.0, max_total_fps=10.0, clock=clock)
     try:
         viewers = [hub.open_viewer(hub.add_source(source)) for source in (CAM, FILE)]
@@ -146,7 +146,9 @@ def test_encoding_rate_is_shared_between_watched_sources(clock: Clock, wait_for:
             clock.offset = step * 0.05
             for source in (CAM, FILE):
                 hub.publish_frame(source, frame(step), result(source, "program", step))
-        assert wait_for(lambda: hub.frames_encoded(CAM) >= 1 and hub.frames_encoded(FILE) >= 1, 10)
+        wait_until(
+            lambda: hub.frames_encoded(CAM) >= 1 and hub.frames_encoded(FILE) >= 1, timeout=10
+        )
         # 10 fps in all: each of the two watched sources gets 5 fps, 10 frames in 2 s
         assert hub.frames_encoded(CAM) <= 10 and hub.frames_encoded(FILE) <= 10
     finally:
@@ -226,19 +228,19 @@ def test_events_deliver_label_changes_and_alerts(server: WebServer) -> None:
         connection.close()
 
 
-def test_a_stalled_viewer_never_blocks_the_publisher(server: WebServer, wait_for: WaitFor) -> None:
+def test_a_stalled_viewer_never_blocks_the_publisher(server: WebServer) -> None:
     hub = server.hub
     slug = hub.add_source(CAM)
     stalled = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
         stalled.sendall(f"GET /stream/{slug}.mjpg HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        assert wait_for(lambda: hub.snapshot()["sources"][0]["viewers"] == 1, 10)
+        wait_until(lambda: hub.snapshot()["sources"][0]["viewers"] == 1, timeout=10)
         # Noise frames do not compress: the stalled socket's buffers fill after a few.
         noise = np.random.default_rng(0).integers(0, 255, (360, 640, 3), np.uint8)
         for i in range(1000):
             hub.publish_frame(CAM, noise, result(CAM, "static", i))
-        assert wait_for(lambda: hub.frames_encoded(CAM) >= 1, 10)
+        wait_until(lambda: hub.frames_encoded(CAM) >= 1, timeout=10)
         # And another viewer is still served meanwhile.
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         connection.request("GET", f"/stream/{slug}.mjpg")

@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from client.classify import (
     load_image,
     make_writer,
 )
+from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -210,9 +210,7 @@ def test_window_averages_consecutive_images(
 def test_unreachable_server_exits_2_quickly(
     photo_folder: tuple[Path, list[tuple[str, str]]], capsys: pytest.CaptureFixture[str], fmt: str
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
 
     code, out, err = run_cli([str(photo_folder[0]), "--server", address, "--format", fmt], capsys)

@@ -133,6 +133,45 @@ def test_attack_rows_measure_the_load_beside_each_attack(tiny_model: Any, tmp_pa
         assert row["note"]
 
 
+@pytest.mark.timeout(300)
+def test_onnx_row_serves_the_converted_model_beside_tensorflow(
+    tiny_model: Any, tmp_path: Path
+) -> None:
+    # when: row 12 alone (row 1 always runs)
+    json_path = tmp_path / "BENCHMARKS.json"
+    code = main(
+        [
+            "bench",
+            *QUICK,
+            "--rows",
+            "12",
+            "--model",
+            str(tiny_model.model_path),
+            "--markdown",
+            str(tmp_path / "BENCHMARKS.md"),
+            "--json",
+            str(json_path),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+
+    # then: the same model measured under each runtime, the ONNX one checked against Keras
+    data = json.loads(json_path.read_text())
+    assert code == 0 and data["failures"] == []
+    by_key = {row["key"]: row for row in data["rows"]}
+    assert set(by_key) == {"model", "onnx_tensorflow", "onnx_onnxruntime"}
+    tensorflow, onnx_runtime = by_key["onnx_tensorflow"], by_key["onnx_onnxruntime"]
+    assert tensorflow["name"] == "12. TensorFlow, 32 streams" and tensorflow["fps"] > 0
+    assert onnx_runtime["name"] == "12. ONNX Runtime, 32 streams" and onnx_runtime["fps"] > 0
+    assert tensorflow["extra"]["device"] == "/CPU:0"
+    assert onnx_runtime["extra"]["device"] == "onnxruntime CPU"
+    assert onnx_runtime["extra"]["max_abs_difference"] <= 1e-3
+    assert onnx_runtime["extra"]["vs_tensorflow"] > 0
+    for row in (tensorflow, onnx_runtime):
+        assert row["extra"]["lost_lossless"] == 0 and row["extra"]["errors"] == 0
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", ["cancel_storm", "legacy_flood"])
 def test_attack_generator_reports_what_it_did(server: Any, kind: str) -> None:
@@ -149,3 +188,21 @@ def test_attack_generator_reports_what_it_did(server: Any, kind: str) -> None:
     assert 0 <= result.answered <= result.sent
     assert all(count > 0 for count in result.refused.values())
     assert result.seconds >= spec.duration_s
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("starts", "error"), [(1, None), (0, ValueError)])
+def test_startup_row_times_serve_to_health_serving(
+    tmp_path: Path, starts: int, error: type[Exception] | None
+) -> None:
+    from streaming.bench.startup_row import startup_row
+
+    if error is not None:
+        with pytest.raises(error):
+            startup_row(tmp_path, starts)
+        return
+    row = startup_row(tmp_path, starts)
+    assert row.key == "startup" and row.fps is None
+    assert len(row.extra["seconds"]) == starts
+    assert row.extra["seconds_median"] == row.extra["seconds"][0] > 0
+    assert "listening on" in (tmp_path / "server-startup.log").read_text()  # its stderr, kept

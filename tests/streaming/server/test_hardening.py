@@ -24,6 +24,7 @@ from streaming.server.serve_config import ServerConfig
 from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import Encoding, FrameData
 from tests.classifiers import GatedClassifier
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -214,14 +215,14 @@ def test_unconfigured_streams_count_against_max_streams(
     image = np.zeros((24, 32, 3), np.uint8)
     with grpc.insecure_channel(server.address) as channel:
         silent = [Held(channel), Held(channel)]
-        wait_until(lambda: server.server.stream_service.open_calls == 2)
+        wait_until(lambda: server.server.stream_service.open_calls == 2, timeout=10)
         with pytest.raises(grpc.RpcError) as caught:
             run_stream(server.address, [frame_pb(0, image)])
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         for held in silent:
             held.call.cancel()
             held.release.set()
-        wait_until(lambda: server.server.stream_service.open_calls == 0)
+        wait_until(lambda: server.server.stream_service.open_calls == 0, timeout=10)
     assert len(run_stream(server.address, [frame_pb(0, image)])) == 1
 
 
@@ -270,13 +271,6 @@ def test_a_message_over_the_derived_limit_is_refused(server_factory: Any) -> Non
                 ],
             )
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 # -- old API ---------------------------------------------------------------------------------
@@ -368,7 +362,7 @@ def test_idle_legacy_windows_are_freed_on_a_timer(server_factory: Any) -> None:
         )
     assert server.server.legacy_service.window_count == 3
     # no further legacy call: the timer alone frees them
-    wait_until(lambda: server.server.batcher.stream_count == 0)
+    wait_until(lambda: server.server.batcher.stream_count == 0, timeout=10)
     assert server.server.legacy_service.window_count == 0
 
 

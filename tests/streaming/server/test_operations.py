@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import numpy as np
@@ -22,6 +21,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from tests.classifiers import GatedClassifier
+from tests.serve_process import ServeProcess
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,17 +59,18 @@ def test_health_reports_serving_then_not_serving(
     stopper = threading.Thread(target=server.stop)
     stopper.start()
     # then: probes see NOT_SERVING during the drain, and the frame received before it is answered
-    seen = None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        seen = health_status(server.address, service)
-        if seen == health_pb2.HealthCheckResponse.NOT_SERVING:
-            break
-        time.sleep(0.05)
-    gated.gate.set()
-    stopper.join(timeout=60)
-    sender.join(timeout=60)
-    assert seen == health_pb2.HealthCheckResponse.NOT_SERVING
+    try:
+        wait_until(
+            lambda: (
+                health_status(server.address, service) == health_pb2.HealthCheckResponse.NOT_SERVING
+            ),
+            timeout=20,
+            message="health never said NOT_SERVING during the drain",
+        )
+    finally:
+        gated.gate.set()
+        stopper.join(timeout=60)
+        sender.join(timeout=60)
     assert [a.seq for a in answers] == [0] and not answers[0].HasField("error")
 
 
@@ -85,25 +87,26 @@ def test_reflection_lists_every_service(server: Any) -> None:
 
 
 @pytest.fixture
-def serve_process(serve: Any) -> Any:
+def serve_process(serve: Any) -> Callable[..., ServeProcess]:
     """`stream-classify serve` with the old flags verbatim, as an old launch script ran it."""
 
-    def start(*extra: str) -> tuple[subprocess.Popen[str], str]:
-        running = serve("-scw", "3", "-msg", "50000000", "-wrk", "4", *extra)
-        return running.process, running.address
+    def start(*extra: str) -> ServeProcess:
+        return cast(ServeProcess, serve("-scw", "3", "-msg", "50000000", "-wrk", "4", *extra))
 
     return start
 
 
 def test_serve_command_takes_the_old_flags_and_prints_a_banner(serve_process: Any) -> None:
-    process, address = serve_process()
+    running = serve_process()
+    process, address = running.process, running.address
     with grpc.insecure_channel(address) as channel:
         info = pb_grpc.StreamClassifierStub(channel).GetModelInfo(
             pb.GetModelInfoRequest(), timeout=10
         )
     assert list(info.labels) == ["red", "green", "blue"] and info.default_window == 3
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    rest, err = process.communicate(timeout=30)
+    out = running.banner + rest  # the banner was read to learn the port
     assert process.returncode == 0, err
     # The device is whatever TensorFlow placed the model on (a GPU where there is one).
     assert re.search(r"model:   tiny on /(CPU|GPU):\d+", out), out
@@ -118,7 +121,8 @@ def test_serve_command_takes_the_old_flags_and_prints_a_banner(serve_process: An
 
 def test_sigterm_answers_received_frames_then_exits_zero(serve_process: Any) -> None:
     # given: a stream with many frames in flight on a server that batches slowly
-    process, address = serve_process("--max-batch", "2", "--max-delay-ms", "20", "--grace", "20")
+    running = serve_process("--max-batch", "2", "--max-delay-ms", "20", "--grace", "20")
+    process, address = running.process, running.address
     frame = np.zeros((24, 32, 3), np.uint8)
     sent = 0
     done = threading.Event()
@@ -150,7 +154,7 @@ def test_sigterm_answers_received_frames_then_exits_zero(serve_process: Any) -> 
 
 
 def test_serve_fails_clearly_when_the_port_is_taken(serve_process: Any, tiny_model: Any) -> None:
-    _, address = serve_process()
+    address = serve_process().address
     result = subprocess.run(
         [
             sys.executable,
@@ -203,7 +207,7 @@ def test_large_raw_frames_keep_the_server_memory_bounded(
     small = np.zeros((24, 32, 3), np.uint8)
     assert run_stream(address, [frame_pb(0, small)], delivery=pb.DELIVERY_MODE_LOSSLESS)
     baseline = running.rss_bytes()
-    Path(f"/proc/{running.process.pid}/clear_refs").write_text("5")  # peak RSS starts again
+    running.reset_peak_rss()
     # when: four LOSSLESS streams each send 24 RAW frames of 2048x2048 (1.1 GiB in all)
     big = np.zeros((2048, 2048, 3), np.uint8)
     big[:, :, 0] = 200  # red: the tiny model's first label

@@ -513,6 +513,7 @@ def test_no_more_than_in_flight_batches_are_taken_before_the_model_finishes_one(
     in_flight: int,
 ) -> None:
     h = Harness(policy(max_batch=1, in_flight_batches=in_flight))
+    h.durations.model_call(1, 0)  # timed, instant: batches are due at once while one runs
     stream = h.open()
     for seq in range(in_flight + 2):
         h.send(stream, seq)
@@ -521,6 +522,49 @@ def test_no_more_than_in_flight_batches_are_taken_before_the_model_finishes_one(
     assert h.scheduler.next_take_ns() is None
     h.run_model()
     assert h.take() is not None
+
+
+@pytest.mark.parametrize(
+    ("timed_sizes", "taken_while_running"),
+    [
+        pytest.param((1, 2, 3, 4), True, id="size-timed-taken-before-the-call-ends"),
+        pytest.param((1, 2, 3), False, id="larger-than-timed-waits-for-the-call"),
+        pytest.param((), False, id="nothing-timed-waits-for-the-call"),
+    ],
+)
+def test_a_batch_is_taken_early_only_while_a_call_of_a_timed_size_runs(
+    timed_sizes: tuple[int, ...], taken_while_running: bool
+) -> None:
+    # given: a batch of 4 in the model, with or without a call that large ever timed
+    h = Harness(policy(max_batch=4, max_delay_ns=5 * MS))
+    for size in timed_sizes:
+        h.durations.model_call(size, 100 * MS)
+    lossless = h.open()
+    for seq in range(4):
+        h.send(lossless, seq)
+    assert h.take() is not None
+    h.start_model()
+    # when: a LIVE frame arrives, and the running call's estimate is long past
+    live = h.open(LIVE)
+    h.send(live, 1)
+    h.clock.advance(1000 * MS)
+    # then: a call larger than any timed may run far past its estimate (issue 22: a burst's
+    # first batches of 32), so the LIVE frame is not taken to wait for it, going stale
+    assert h.due() is taken_while_running
+    if taken_while_running:
+        early = h.take()
+        assert early is not None
+        assert [i.frame.seq for i in early.items] == [1]
+        return
+    # and a newer frame replaces it; the call's end lets the batch be taken
+    h.send(live, 2)
+    assert h.take() is None
+    h.finish_model()
+    h.clock.advance(5 * MS)  # max_delay: a lone frame's batch is due
+    batch = h.take()
+    assert batch is not None
+    assert [i.frame.seq for i in batch.items] == [2]
+    assert live.dropped == 1
 
 
 def test_a_live_frame_waits_for_the_busy_model_so_a_newer_one_replaces_it() -> None:

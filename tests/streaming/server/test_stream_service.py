@@ -16,6 +16,7 @@ import pytest
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from tests.classifiers import FailingClassifier, SlowClassifier
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -388,10 +389,11 @@ def test_cancelled_streams_leave_no_state_behind(
         for call in calls:
             call.cancel()
         gate.set()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (
-        server.server.batcher.stream_count or server.server.batcher.scheduler.pending_count
-    ):
-        time.sleep(0.05)
-    assert server.server.batcher.stream_count == 0
-    assert server.server.batcher.scheduler.pending_count == 0
+    batcher = server.server.batcher
+    wait_until(
+        lambda: batcher.stream_count == 0 and batcher.scheduler.pending_count == 0,
+        timeout=10,
+        message=lambda: (
+            f"{batcher.stream_count} streams, {batcher.scheduler.pending_count} frames left"
+        ),
+    )

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import csv
-import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
+from tests.serve_process import launch_serve
+
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.timeout(300)
@@ -45,25 +38,17 @@ def test_trained_model_serves_and_watch_gets_held_out_clip_right(
     assert (out / "evaluation" / "confusion.png").is_file()
 
     # when a real server serves it with no other step and watch reads a clip never trained on
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streaming", "serve", "-la", str(out / "model.keras"),
-         "-ohe", str(out / "labels.txt"), "-ip", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    server = launch_serve(out / "model.keras", out / "labels.txt")
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            grpc.channel_ready_future(channel).result(timeout=90)
+        address = server.wait_ready(timeout=90).address
         frames_csv = tmp_path / "frames.csv"
         watch = subprocess.run(
             [sys.executable, "-m", "streaming", "watch", str(video_set.held_out),
-             "--server", f"127.0.0.1:{port}", "--window", "1", "--csv", str(frames_csv)],
+             "--server", address, "--window", "1", "--csv", str(frames_csv)],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     finally:
-        server.terminate()
-        server.communicate(timeout=30)
+        server.stop(timeout=30)
     assert watch.returncode == 0, watch.stderr
 
     # then at least 90 % of its frames get their source's label

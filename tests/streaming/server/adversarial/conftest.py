@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from streaming.bench.attacks import AttackResult, AttackSpec
-from streaming.bench.processes import ChildProcess, free_port, python_module
+from streaming.bench.processes import ChildProcess, python_module
+from tests.serve_process import ServeProcess, launch_serve
 
 MIB = 2**20
 MEMORY_BUDGET = 128 * MIB
@@ -56,22 +58,6 @@ def red_frame(seq: int) -> pb.Frame:
     return pb.Frame(seq=seq, width=32, height=24, channels=3, data=_RED.tobytes())
 
 
-def peak_rss(pid: int) -> int:
-    """The process's peak RSS (VmHWM) since it was last reset through clear_refs."""
-    return _status_kib(pid, "VmHWM") * 1024
-
-
-def current_rss(pid: int) -> int:
-    return _status_kib(pid, "VmRSS") * 1024
-
-
-def _status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {key} in /proc/{pid}/status")
-
-
 def answer_one_frame(address: str, seq: int = 0, timeout: float = 30.0) -> pb.ClassifyResponse:
     """A fresh LOSSLESS stream with one red frame: its one answer (raises on any error)."""
     requests = [
@@ -91,7 +77,7 @@ def answer_one_frame(address: str, seq: int = 0, timeout: float = 30.0) -> pb.Cl
 class Target:
     """The server under attack, with its model footprint measured after warm-up."""
 
-    process: ChildProcess
+    process: ServeProcess
     address: str
     log_path: Path
     baseline_rss: int = 0
@@ -100,11 +86,11 @@ class Target:
 
     def start_watching(self) -> None:
         """Reset the peak RSS and remember where this test's part of the log begins."""
-        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+        self.process.reset_peak_rss()
         self._log_offset = self.log_path.stat().st_size
 
     def peak_growth(self) -> int:
-        return peak_rss(self.process.pid) - self.baseline_rss
+        return self.process.peak_rss_bytes() - self.baseline_rss
 
     def new_log(self) -> str:
         with self.log_path.open("rb") as log:
@@ -123,25 +109,18 @@ class _Servers:
     def __init__(self, model: Any, folder: Path) -> None:
         self._model = model
         self._folder = folder
-        self._process: ChildProcess | None = None
+        self._process: ServeProcess | None = None
         self._current: Target | None = None
         self._started = 0
 
     def get(self) -> Target:
-        if self._current is not None and self._current.process.exit_code is None:
+        if self._current is not None and self._current.process.process.poll() is None:
             return self._current
         self._started += 1
-        port = free_port()
         log_path = self._folder / f"server-{self._started}.log"
-        args = python_module(
-            "streaming",
-            "serve",
-            "-la",
-            str(self._model.model_path),
-            "-ohe",
-            str(self._model.labels_path),
-            "-ip",
-            f"127.0.0.1:{port}",
+        process = launch_serve(
+            self._model.model_path,
+            self._model.labels_path,
             "-scw",
             "1",  # old-API answers are per image, so an answer shifted by a call shows
             "--memory-budget",
@@ -156,19 +135,20 @@ class _Servers:
             "5",
             "--log-format",
             "json",
+            log=log_path,
         )
-        process = ChildProcess(args, "address:", log_path, sample_rss=False).__enter__()
         self._process = process
-        target = Target(process, f"127.0.0.1:{port}", log_path)
+        process.wait_ready(timeout=120)
+        target = Target(process, process.address, log_path)
         answer_one_frame(target.address, timeout=60.0)  # warm-up: the model has run once
-        target.baseline_rss = current_rss(process.pid)
+        target.baseline_rss = process.rss_bytes()
         self._current = target
         return target
 
     def close(self) -> None:
         """Stop the current server (SIGTERM, then kill): the next ``get`` starts a fresh one."""
         if self._process is not None:
-            self._process.__exit__(None, None, None)
+            self._process.stop(signal.SIGTERM, timeout=30)
         self._process = self._current = None
 
 
@@ -320,7 +300,7 @@ class Adversary:
         """
         target = self.target
         growth = target.peak_growth()
-        assert target.process.exit_code is None, "the server died"
+        assert target.process.process.poll() is None, "the server died"
         assert growth <= self.bound, (
             f"peak RSS grew by {growth / MIB:.0f} MiB over the model footprint "
             f"(budget {MEMORY_BUDGET / MIB:.0f} + margin {MEMORY_MARGIN / MIB:.0f} MiB)"
