@@ -384,3 +384,57 @@ def test_sighup_checks_the_directory_when_polling_is_off(
 async def classify_once(address: str) -> list[Prediction]:
     async with AsyncStreamClient(address) as client:
         return await client.classify([solid_frame((40, 40, 200))])
+
+
+def build_fixed_onnx_model(path: Path, probabilities: np.ndarray) -> Path:
+    """An ONNX model answering ``probabilities`` for any NHWC frame (zero weights, softmax(log p))."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    width, height = TINY_SIZE
+    n = len(probabilities)
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1, 2], keepdims=0),
+            helper.make_node("MatMul", ["mean", "w"], ["logits0"]),
+            helper.make_node("Add", ["logits0", "b"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+        ],
+        "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", height, width, 3])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", n])],
+        initializer=[
+            numpy_helper.from_array(np.zeros((3, n), np.float32), "w"),
+            numpy_helper.from_array(np.log(probabilities).astype(np.float32), "b"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_keras_version_is_replaced_by_an_onnx_one(
+    tmp_path: Path, fixed_models: dict[str, FixedModel]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    # given: a server on a Keras version 1
+    root = tmp_path / "models"
+    root.mkdir()
+    publish(root, 1, fixed_models["1"])
+    config = ServerConfig(
+        address="127.0.0.1:0", model=ModelConfig(model_dir=root, model_poll_s=0), grace_s=1.0
+    )
+    p2 = np.asarray((0.15, 0.25, 0.6), np.float32)
+    with BackgroundServer(config) as running:
+        # when: version 2 is an ONNX model (model.onnx), published by the ready rule
+        version = root / "2"
+        version.mkdir()
+        build_fixed_onnx_model(version / "model.onnx", p2)
+        (version / "labels.txt").write_text("\n".join(COLOURS) + "\n")
+        assert running.call(running.server.check_models(), timeout=120)
+
+        # then: ONNX Runtime answers, under version 2
+        answers = asyncio.run(asyncio.wait_for(classify_once(running.address), 30))
+    assert [(a.model_version, a.frame_label) for a in answers] == [("2", "blue")]
+    assert answers[0].frame_score == pytest.approx(0.6, abs=1e-5)
+    np.testing.assert_allclose(answers[0].probabilities, p2, atol=1e-5)
