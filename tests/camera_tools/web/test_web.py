@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -172,6 +173,26 @@ def test_sources_snapshot_and_states(server: WebServer, clock: Clock) -> None:
     assert cam["colors"]["black"].startswith("#") and cam["name"] == "cam.local/live"
     assert sources[FILE]["down"] is True and "pw" not in sources[FILE]["detail"]
     assert sources[FILE]["name"] == "studio-a.mp4"
+
+
+def test_the_model_version_reaches_the_page_at_once(clock: Clock) -> None:
+    # given: a source shown, its last update just sent
+    hub = WebHub([CAM], clock=clock)
+    page = hub.open_page()
+    try:
+        hub.publish_frame(CAM, frame(0), replace(result(CAM, "black", 0), model_version="1"))
+        page.take(1.0)
+        # when: the next frame, same label, comes from a new model version
+        clock.offset += 0.2  # past the change interval, before the score-only one
+        hub.publish_frame(CAM, frame(0), replace(result(CAM, "black", 1), model_version="2"))
+        # then: the page hears of it, and the snapshot shows it
+        sent = [json.loads(m.split("data: ", 1)[1]) for m in page.take(1.0) if "data: " in m]
+        assert [d["model_version"] for d in sent if "model_version" in d] == ["2"]
+        (source,) = hub.snapshot()["sources"]
+        assert source["model_version"] == "2"
+    finally:
+        hub.close_page(page)
+        hub.close()
 
 
 def read_sse(stream: IO[bytes], wanted: Callable[[str, Any], bool], limit: int = 500) -> Any:
