@@ -31,6 +31,7 @@ from streaming.server.onnx_model import (
 )
 from streaming.server.serve_config import ModelConfig, Scaling, ServerConfig, SoftmaxMode
 from streaming.server.server_errors import ConfigError, LabelsError, ModelLoadError
+from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -527,7 +528,7 @@ def test_serve_an_onnx_model_without_the_extra_is_one_line_and_exit_2(
 
 @pytest.mark.slow
 def test_the_server_starts_without_the_extra(
-    tiny_model: Any, without_onnx_runtime: dict[str, str], free_port: Callable[[], int]
+    tiny_model: Any, without_onnx_runtime: dict[str, str]
 ) -> None:
     address = f"127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "streaming", "serve", "-ip", address]
