@@ -5,9 +5,10 @@ One copy each, imported as ``from tests.support import ...`` (the rootdir is on 
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -69,3 +70,12 @@ def rss_bytes(pid: int) -> int:
 def reset_peak_rss(pid: int) -> None:
     """Start the high-water mark again from the current RSS (``VmHWM := VmRSS``)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def publish_version(root: Path, number: int, model_path: Path, labels: Sequence[str]) -> Path:
+    """Copy a model into ``root/<number>/`` by the model directory's ready rule: model, then labels."""
+    directory = root / str(number)
+    directory.mkdir()
+    shutil.copyfile(model_path, directory / f"model{model_path.suffix}")
+    (directory / "labels.txt").write_text("\n".join(labels) + "\n")
+    return directory

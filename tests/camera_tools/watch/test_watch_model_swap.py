@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from streaming.server.serve_config import ModelConfig, ServerConfig
 from tests.camera_tools.videos import colour_frames, for_seconds, write_video
 from tests.camera_tools.watch.test_watch import read_csv, run_watch
 from tests.conftest import TinyModel
+from tests.support import publish_version
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -22,11 +22,7 @@ FPS = 10
 
 
 def publish(root: Path, number: int, model: TinyModel) -> None:
-    """A version by the ready rule: the model first, its labels file last."""
-    directory = root / str(number)
-    directory.mkdir()
-    shutil.copyfile(model.model_path, directory / "model.keras")
-    (directory / "labels.txt").write_text("\n".join(model.labels) + "\n")
+    publish_version(root, number, model.model_path, model.labels)
 
 
 @pytest.fixture

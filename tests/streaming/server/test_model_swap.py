@@ -23,6 +23,7 @@ from client import AsyncStreamClient, Delivery, ModelInfo, Prediction
 from streaming.server.grpc_server import BackgroundServer
 from streaming.server.serve_config import ModelConfig, ServerConfig
 from tests.conftest import TINY_SIZE, solid_frame
+from tests.support import publish_version
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -81,11 +82,7 @@ def fixed_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FixedMod
 
 
 def publish(root: Path, number: int, model: FixedModel) -> None:
-    """Copy a version in by the ready rule: the model first, its labels file last."""
-    directory = root / str(number)
-    directory.mkdir()
-    shutil.copyfile(model.path, directory / "model.keras")
-    (directory / "labels.txt").write_text("\n".join(model.labels) + "\n")
+    publish_version(root, number, model.path, model.labels)
 
 
 @pytest.fixture
