@@ -14,10 +14,9 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 
-from streaming.server.frame_decode import decode_frame
+from streaming.server.frame_decode import decode_frame, resize_to
 from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import Encoding, FrameData, ModelDescription
 
@@ -91,14 +90,4 @@ class FrameIntake:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _resized(self, image: np.ndarray) -> np.ndarray:
-        height, width = image.shape[:2]
-        if (width, height) == (self._width, self._height):
-            return image
-        # Area averaging is the antialiased downscale; bilinear is enough for upscaling.
-        shrinking = width * height > self._width * self._height
-        resized = cv2.resize(
-            image,
-            (self._width, self._height),
-            interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
-        )
-        return resized[:, :, None] if resized.ndim == 2 else resized
+        return resize_to(image, self._width, self._height)

@@ -311,12 +311,16 @@ def _probe_outputs(
         raise ModelLoadError(
             f"model output has shape {out.shape[1:]}; a classifier returns one vector per image"
         )
-    is_probability = bool(
+    return int(out.shape[1]), rows_are_probabilities(out)
+
+
+def rows_are_probabilities(out: np.ndarray) -> bool:
+    """Whether every row is already a probability vector (in [0, 1], summing to 1)."""
+    return bool(
         np.all(out >= -1e-6)
         and np.all(out <= 1 + 1e-6)
         and np.allclose(out.sum(axis=1), 1.0, atol=1e-3)
     )
-    return int(out.shape[1]), is_probability
 
 
 def load_classifier(config: ModelConfig) -> Classifier:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 
+from streaming.server.frame_decode import resize_to
 from streaming.server.labels import match_labels
+from streaming.server.model import rows_are_probabilities
 from streaming.server.serve_config import ModelConfig, OnnxLayout, Scaling
 from streaming.server.server_errors import ConfigError, InferenceError, ModelLoadError
 from streaming.server.server_values import ModelDescription
@@ -209,15 +210,6 @@ def softmax(rows: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def rows_are_probabilities(out: np.ndarray) -> bool:
-    """Whether every row is already a probability vector (in [0, 1], summing to 1)."""
-    return bool(
-        np.all(out >= -1e-6)
-        and np.all(out <= 1 + 1e-6)
-        and np.allclose(out.sum(axis=1), 1.0, atol=1e-3)
-    )
-
-
 class OnnxClassifier:
     """An ``.onnx`` classifier run by ONNX Runtime, fed uint8 frames of any size.
 
@@ -344,13 +336,10 @@ class OnnxClassifier:
             )
         if (height, width) == (spec.height, spec.width):
             return group
-        # As streaming.server.frame_intake resizes: area averaging down, bilinear up.
-        shrinking = height * width > spec.height * spec.width
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        # The intake's own resize, so a frame is scaled the same way for either runtime.
         out = np.empty((n, spec.height, spec.width, channels), np.uint8)
         for i in range(n):
-            resized = cv2.resize(group[i], (spec.width, spec.height), interpolation=interpolation)
-            out[i] = resized.reshape(spec.height, spec.width, channels)
+            out[i] = resize_to(group[i], spec.width, spec.height)
         return out
 
     def _classify(self, images: np.ndarray) -> np.ndarray:
