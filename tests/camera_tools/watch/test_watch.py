@@ -360,15 +360,17 @@ def test_three_hundred_sources_on_one_server_are_all_served(
 ) -> None:
     # given 300 sources open at once, more than the server takes calls on one connection
     # (--max-calls-per-connection, 100): folders played in real time, a frame every 20 s, so
-    # no source ends (and frees its call) while the others wait for theirs
-    folders = [write_colour_folder(tmp_path / f"src{i:03d}", ["red", "blue"]) for i in range(300)]
+    # no source ends (and frees its call) while the others wait for theirs (3 frames: 60 s)
+    folders = [
+        write_colour_folder(tmp_path / f"src{i:03d}", ["red", "blue", "blue"]) for i in range(300)
+    ]
     server = server_factory()
     frames_csv = tmp_path / "frames.csv"
 
     # when they are watched for a while
     code = run_watch(
         *folders, "--server", server.address, "--window", "1", "--csv", frames_csv,
-        "--realtime", "--folder-fps", "0.05", "--duration", "10",
+        "--realtime", "--folder-fps", "0.05", "--duration", "30",
     )  # fmt: skip
 
     # then every source's first frame was answered: the client spread the streams over
