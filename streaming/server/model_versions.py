@@ -182,6 +182,7 @@ class ModelVersions:
         self._serving_signature: Signature = ()
         self._refused: dict[int, Signature] = {}  # retried only when the signature changes
         self._logged_waiting: dict[int, Signature] = {}
+        self._seen: dict[int, Signature] = {}  # each version's files at the last look
         self._logged_problem = ""
         self._retired: weakref.ref[Classifier] | None = None
 
@@ -236,9 +237,12 @@ class ModelVersions:
                 self._problem(f"cannot read the model directory {self._directory}: {exc}")
                 return False
             ready = self._ready(found)
+            shrinking = self._shrinking(found)
             serving = int(slot.current.version)
             swapped = False
             for files in self._candidates(ready):
+                if files.number in shrinking:
+                    continue  # being removed: judged at the next look, once it is gone or settled
                 if files.number == serving and files.signature == self._serving_signature:
                     break  # nothing newer loads: keep serving
                 if self._refused.get(files.number) == files.signature:
@@ -277,6 +281,19 @@ class ModelVersions:
                     " or ".join(LABELS_NAMES),
                 )
         return found
+
+    def _shrinking(self, found: dict[int, VersionFiles]) -> set[int]:
+        """Versions that only lost files since the last look: a removal (``rm -r``) in progress.
+
+        Loading one mid-removal would refuse it (a labels file left, its model gone) with a
+        misleading error; one more look settles it: gone, or kept as it is and judged then.
+        """
+        seen, self._seen = self._seen, {n: files.signature for n, files in found.items()}
+        return {
+            number
+            for number, files in found.items()
+            if number in seen and set(files.signature) < set(seen[number])
+        }
 
     @staticmethod
     def _ready(found: dict[int, VersionFiles]) -> dict[int, VersionFiles]:

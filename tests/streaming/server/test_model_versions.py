@@ -302,6 +302,67 @@ def test_removing_the_newest_version_rolls_back(tmp_path: Path) -> None:
     assert watcher.slot.available == ("1",)
 
 
+@pytest.mark.parametrize(
+    ("gone", "half_removed", "served_then"),
+    [
+        ((), 3, "2"),  # the served version caught mid-removal: rolled back already
+        ((3,), 2, "1"),  # the served one gone and the next caught mid-removal: the one below
+    ],
+)
+def test_a_version_caught_half_removed_is_not_refused(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    gone: tuple[int, ...],
+    half_removed: int,
+    served_then: str,
+) -> None:
+    # given: versions 1, 2, 3 (3 served), looked at once
+    metrics = ServerMetrics()
+    for number in (1, 2, 3):
+        write_version(tmp_path, number)
+    watcher = versions(tmp_path, metrics)
+    watcher.load_first()
+    watcher.check()
+
+    # when: `rm -r` is caught after a model went and before its labels did
+    for number in gone:
+        shutil.rmtree(tmp_path / str(number))
+    (tmp_path / str(half_removed) / "model.keras").unlink()
+    watcher.check()
+
+    # then: nothing refused (no error, no count)
+    assert watcher.slot.current.version == served_then
+    assert refused(metrics, RefusedReason.LOAD) == 0
+    assert not any("refused" in r.getMessage() for r in caplog.records)
+
+    # when: the removal ends
+    shutil.rmtree(tmp_path / str(half_removed))
+    watcher.check()
+
+    # then: the highest remaining version serves
+    assert watcher.slot.current.version == served_then
+    assert refused(metrics, RefusedReason.LOAD) == 0
+
+
+def test_a_version_left_half_removed_is_refused_at_the_next_look(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = ServerMetrics()
+    write_version(tmp_path, 1)
+    write_version(tmp_path, 2)
+    watcher = versions(tmp_path, metrics)
+    watcher.load_first()
+    watcher.check()
+    (tmp_path / "2" / "model.keras").unlink()
+
+    watcher.check()  # may be a removal in progress: waits
+    assert refused(metrics, RefusedReason.LOAD) == 0
+    watcher.check()  # unchanged: a labels file without a model, refused once
+
+    assert refused(metrics, RefusedReason.LOAD) == 1
+    assert watcher.slot.current.version == "1"
+
+
 def test_with_every_directory_gone_the_served_version_stays(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
