@@ -145,6 +145,9 @@ def _transport(config: ServerConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Before TensorFlow and gRPC start their threads (see streaming/server/allocator.py); the
+    # processes of --processes N do the same for themselves.
+    limit_malloc_arenas()
     try:
         config = serve_config(args)
     except ConfigError as exc:
@@ -160,8 +163,6 @@ def run(args: argparse.Namespace) -> int:
             log_format=getattr(args, "log_format", "text"),
         )
         return supervisor.run(on_ready=_processes_banner)
-    # Before TensorFlow and gRPC start their threads (see streaming/server/allocator.py).
-    limit_malloc_arenas()
     from streaming.server.grpc_server import serve
 
     try:
