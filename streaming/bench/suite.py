@@ -2,7 +2,8 @@
 
 The suite decides which server each row runs against and records a failed row instead of
 stopping; the rows themselves are measured in ``limit_rows``, ``server_rows``, ``latency_rows``,
-``classify_row``, ``soak``, ``attack_rows``, ``web_view``, ``startup_row`` and ``onnx_rows``.
+``classify_row``, ``soak``, ``attack_rows``, ``web_view``, ``startup_row``, ``onnx_rows`` and
+``multiprocess_row``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from streaming.bench.limit_rows import (
     one_call_row,
     transport_row,
 )
+from streaming.bench.multiprocess_row import processes_rows
 from streaming.bench.onnx_rows import onnx_rows
 from streaming.bench.processes import BenchError
 from streaming.bench.results import Row
@@ -32,6 +34,7 @@ from streaming.bench.server_rows import jpeg_row, memory_row, memory_summary, se
 from streaming.bench.settings import (
     ATTACK_ROW,
     ONNX_ROW,
+    PROCESSES_ROW,
     STARTUP_ROW,
     WEB_VIEW_ROW,
     BenchRun,
@@ -72,6 +75,8 @@ class Suite:
                 self._row("start-up row", startup_row, h.log_dir, self.s.startup_runs)
             if ONNX_ROW in rows:
                 self._attempt("ONNX row", lambda: onnx_rows(h, self._row))
+            if PROCESSES_ROW in rows:
+                self._attempt("row 13", lambda: processes_rows(h, self._row))
         self.run.elapsed_s = time.monotonic() - t0
         return self.run
 

@@ -148,9 +148,7 @@ def test_streams_spread_answered_once_counted_together_and_drained_by_sigterm(
             total
         )
         assert sample(samples, "stream_classify_batch_size_count") is not None
-        assert sample(
-            samples, "stream_classify_model_version_info", version="1"
-        ) == 1.0, samples
+        assert sample(samples, "stream_classify_model_version_info", version="1") == 1.0, samples
         # and every connection (so both processes) answers the same model info and health
         infos = {
             pb_grpc.StreamClassifierStub(channel)
@@ -211,9 +209,7 @@ def test_a_killed_process_is_logged_and_restarted_while_the_other_serves(
     replacement = int(re.findall(r"process 0 restarted \(pid (\d+)\)", text)[-1])
     assert replacement not in (victim, survivor)
     # and the metrics show the two live processes only
-    spread = wait_until(
-        lambda: set(per_process_streams(scrape_samples(metrics_port))) or None, 10
-    )
+    spread = wait_until(lambda: set(per_process_streams(scrape_samples(metrics_port))) or None, 10)
     assert spread == {str(survivor), str(replacement)}
     # and streams on many connections are served
     channels = [grpc.insecure_channel(server.address, OWN_CONNECTION) for _ in range(8)]
