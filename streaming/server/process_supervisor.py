@@ -396,12 +396,16 @@ class Supervisor:
         with _suppress_blocking():
             while chunk := os.read(child.ready_fd, 65536):
                 child.buffer += chunk
-            # EOF: the process wrote its report and closed the pipe, or died.
+            # EOF (the read loop ends on EAGAIN otherwise): the process wrote its report and
+            # closed the pipe, or died; it is seen exiting on the next tick.
             self._unregister(child)
-            if child.buffer:
-                child.report = pickle.loads(bytes(child.buffer))  # our own child wrote it
-                if child.index in self._failures:
-                    logger.info("process %d restarted (pid %d)", child.index, child.report.pid)
+            try:
+                report = pickle.loads(bytes(child.buffer))  # our own child wrote it
+            except (pickle.UnpicklingError, EOFError, ValueError):
+                return  # nothing, or cut short: it died before it was ready
+            child.report = report
+            if child.index in self._failures:
+                logger.info("process %d restarted (pid %d)", child.index, report.pid)
 
     def _unregister(self, child: _Child) -> None:
         if child.ready_fd is not None:

@@ -4,8 +4,11 @@ killed process restarted, and start-up failures ending the whole server (issue 2
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +26,8 @@ from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
 from streaming.server.stream_service import RESEND_FROM_KEY
 from tests.metrics_scrape import Samples, scrape_samples
-from tests.serve_process import ServeProcess, launch_serve
-from tests.support import wait_until
+from tests.serve_process import REPO, ServeProcess, launch_serve
+from tests.support import publish_version, wait_until
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -89,8 +92,13 @@ def banner_pids(server: ServeProcess) -> list[int]:
     return [int(match.group(1)), int(match.group(2))]
 
 
+def loaded_libraries(pid: int) -> set[str]:
+    return {Path(m.path).name for m in psutil.Process(pid).memory_maps() if m.path}
+
+
 @pytest.fixture
 def two_processes(tiny_model: Any, tmp_path: Path) -> Iterator[ServeProcess]:
+    (tmp_path / "tmp").mkdir()
     server = launch_serve(
         tiny_model.model_path,
         tiny_model.labels_path,
@@ -103,6 +111,7 @@ def two_processes(tiny_model: Any, tmp_path: Path) -> Iterator[ServeProcess]:
         "--max-batch",
         "8",
         log=tmp_path / "serve.log",
+        env={"TMPDIR": str(tmp_path / "tmp")},  # where the metrics directory goes
     )
     try:
         yield server.wait_ready(timeout=240)
@@ -117,6 +126,10 @@ def test_streams_spread_answered_once_counted_together_and_drained_by_sigterm(
     server = two_processes
     pids = banner_pids(server)
     assert server.metrics_port is not None
+    # the supervisor is small: TensorFlow is loaded in the server processes only
+    assert not any("tensorflow" in name for name in loaded_libraries(server.process.pid))
+    assert any("tensorflow" in name for name in loaded_libraries(pids[0]))
+    assert len(list((tmp_path / "tmp").glob("sc-metrics-*"))) == 1
     channels = [grpc.insecure_channel(server.address, OWN_CONNECTION) for _ in range(CHANNELS)]
     outcomes = [Outcome() for _ in range(CHANNELS * STREAMS_PER_CHANNEL)]
     hold = threading.Event()
@@ -187,6 +200,57 @@ def test_streams_spread_answered_once_counted_together_and_drained_by_sigterm(
     log = (tmp_path / "serve.log").read_text()
     assert "[process 0]" in log and "[process 1]" in log
     assert "stopped cleanly" in log
+    # and the metrics directory is gone with it
+    assert not list((tmp_path / "tmp").glob("sc-metrics-*"))
+
+
+def test_sighup_reaches_every_process_which_all_serve_the_new_version(
+    tiny_model: Any, tmp_path: Path
+) -> None:
+    # given: two processes serving version 1 of a model directory that is not polled
+    root = tmp_path / "models"
+    root.mkdir()
+    publish_version(root, 1, tiny_model.model_path, tiny_model.labels)
+    log = tmp_path / "serve.log"
+    command = [
+        sys.executable, "-m", "streaming", "serve", "-ip", "127.0.0.1:0", "--processes", "2",
+        "--model-dir", str(root), "--model-poll-s", "0", "--grace", str(GRACE_S),
+    ]  # fmt: skip
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    server = ServeProcess(process, log)
+    channels: list[grpc.Channel] = []
+    try:
+        server.wait_ready(timeout=240)
+        channels = [grpc.insecure_channel(server.address, OWN_CONNECTION) for _ in range(CHANNELS)]
+
+        def versions() -> set[tuple[str, tuple[str, ...]]]:
+            infos = [
+                pb_grpc.StreamClassifierStub(channel).GetModelInfo(
+                    pb.GetModelInfoRequest(), timeout=10
+                )
+                for channel in channels
+            ]
+            return {(info.model_version, tuple(info.labels)) for info in infos}
+
+        assert versions() == {("1", tiny_model.labels)}
+        # when: version 2 (new labels) appears and the supervisor gets SIGHUP
+        new_labels = ("cyan", "magenta", "yellow")
+        publish_version(root, 2, tiny_model.model_path, new_labels)
+        server.process.send_signal(signal.SIGHUP)
+        # then: every process checks the directory and serves it: the same from every connection
+        wait_until(lambda: versions() == {("2", new_labels)}, 120, message=lambda: str(versions()))
+        text = log.read_text()
+        for index in (0, 1):
+            assert re.search(rf"\[process {index}\]: now serving model version 2", text), text
+    finally:
+        for channel in channels:
+            channel.close()
+        code = server.stop(timeout=GRACE_S + EXIT_MARGIN_S)
+    assert code == 0
 
 
 def test_a_killed_process_is_logged_and_restarted_while_the_other_serves(
