@@ -325,6 +325,10 @@ class Supervisor:
                 stdout=sys.stderr.fileno(),  # stdout is the supervisor's banner alone
                 pass_fds=(write_fd,),
                 env=env,
+                # Its own process group: a terminal's Ctrl-C (or `timeout`) signals the group
+                # of the supervisor only, which passes one SIGTERM on. A second signal would
+                # end a process in the middle of its drain, as it does a lone server.
+                process_group=0,
             )
         finally:
             os.close(write_fd)

@@ -338,3 +338,19 @@ def test_a_taken_port_fails_as_with_one_process(tiny_model: Any, tmp_path: Path)
     # then: the second fails at once, rather than sharing the first's port
     assert code == 2
     assert "cannot listen on" in log.read_text()
+
+
+def test_a_killed_supervisor_takes_its_processes_with_it(tiny_model: Any) -> None:
+    # given: two processes of a no-op model (no TensorFlow: quick to start)
+    server = launch_serve(
+        tiny_model.model_path, tiny_model.labels_path, "--processes", "2", "--null-model", "3"
+    ).wait_ready(timeout=120)
+    pids = banner_pids(server)
+    # when: the supervisor is killed, with no chance to stop them
+    server.stop(signal.SIGKILL)
+    # then: the kernel's SIGTERM makes each drain and exit: no server is left behind
+    wait_until(
+        lambda: not any(psutil.pid_exists(pid) for pid in pids),
+        GRACE_S + EXIT_MARGIN_S + 10,
+        message=lambda: str([pid for pid in pids if psutil.pid_exists(pid)]),
+    )
