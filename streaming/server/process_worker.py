@@ -60,7 +60,6 @@ class ReadyReport:
     port: int
     description: ModelDescription
     version: str
-    metrics_multiprocess: bool
 
 
 class _ProcessIndex(logging.Filter):
@@ -111,7 +110,6 @@ def run(spec: WorkerSpec) -> int:
             port=server.port,
             description=server.classifier.description,
             version=server.models.current.version,
-            metrics_multiprocess=server.metrics.multiprocess,
         )
         with os.fdopen(spec.ready_fd, "wb") as pipe:
             pipe.write(pickle.dumps(report))

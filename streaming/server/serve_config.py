@@ -377,8 +377,9 @@ class ServerConfig:
         keepalive_s: idle seconds before the server pings a connection to find dead peers.
         keepalive_timeout_s: how long a ping may go unanswered before the connection is closed.
         max_calls_per_connection: concurrent calls (HTTP/2 streams) one connection may open.
-        processes: server processes sharing the port (``serve --processes``); see
-            streaming/server/process_supervisor.py.
+        processes: server processes sharing the port (``serve --processes``, run by
+            streaming/server/process_supervisor.py); a ``StreamServer`` embedded in code is
+            always one.
         shared_port: bind with SO_REUSEPORT (the children of ``processes`` > 1 only).
         security: TLS, client certificates, tokens and reflection.
     """
