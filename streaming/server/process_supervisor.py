@@ -237,8 +237,9 @@ class Supervisor:
         try:
             try:
                 self._prepare()
-                if not self._start_all():
-                    return 2 if not self._signals else 1
+                failed = self._start_all()
+                if failed is not None:
+                    return failed
             except ConfigError as exc:
                 logger.error("%s", exc)
                 return 2
@@ -280,15 +281,16 @@ class Supervisor:
             self.process_config.model.intra_op_threads,
         )
 
-    def _start_all(self) -> bool:
-        """Start every process and wait until each is ready; False if one failed (or a signal)."""
+    def _start_all(self) -> int | None:
+        """Start every process and wait until each is ready: None, or the exit status when one
+        failed to start (2) or a signal stopped the start (1)."""
         for index in range(self.config.processes):
             self._start(index)
         while not all(child.report is not None for child in self._children.values()):
             self._wait_events(_TICK_S)
-            if self._signals and any(s != signal.SIGHUP for s in self._signals):
+            if any(signum != signal.SIGHUP for signum in self._signals):
                 logger.warning("stopped while starting")
-                return False
+                return 1
             for child in self._children.values():
                 code = child.process.poll()
                 if code is not None and child.report is None:
@@ -298,8 +300,8 @@ class Supervisor:
                         child.process.pid,
                         describe_exit(code),
                     )
-                    return False
-        return True
+                    return 2
+        return None
 
     def _start(self, index: int) -> None:
         assert self.process_config is not None
