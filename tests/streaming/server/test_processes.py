@@ -146,17 +146,22 @@ def test_streams_spread_answered_once_counted_together_and_drained_by_sigterm(
             120,
             message=lambda: str([len(o.seqs) for o in outcomes]),
         )
-        # then: the one endpoint shows the streams on both processes, and their sum
-        samples = scrape_samples(server.metrics_port)
+        # then: the one endpoint shows the streams on both processes, and their sum (a batch
+        # is counted just after its answers are handed to the streams: wait for the last one)
+        total = len(outcomes) * FRAMES
+        port = server.metrics_port
+
+        def counted() -> Samples | None:
+            now = scrape_samples(port)
+            answered = sample(now, "stream_classify_frames_answered_total", delivery="lossless")
+            return now if answered == total else None
+
+        samples = wait_until(counted, 10, message=lambda: str(scrape_samples(port)))
         spread = per_process_streams(samples)
         assert set(spread) == {str(pid) for pid in pids}, spread
         assert all(count > 0 for count in spread.values()), spread
         assert sum(spread.values()) == len(outcomes)
         assert sample(samples, "stream_classify_streams_open") == len(outcomes)
-        total = len(outcomes) * FRAMES
-        assert sample(samples, "stream_classify_frames_answered_total", delivery="lossless") == (
-            total
-        )
         assert sample(samples, "stream_classify_frames_received_total", delivery="lossless") == (
             total
         )
