@@ -534,8 +534,9 @@ class ServerConfig:
             parse=int,
             metavar="N",
             help="server processes sharing the port (SO_REUSEPORT), each with its own model "
-            "instance; a stream stays on its process; --memory-budget, --frame-budget, "
-            "--max-streams and --legacy-max-windows are divided among them (docs/serving.md)",
+            "instance; a stream stays on its process; --memory-budget, --max-streams, "
+            "--legacy-max-windows and a given --frame-budget are divided among them "
+            "(docs/serving.md)",
             group=OPERATIONS,
         ),
     )
