@@ -131,9 +131,16 @@ def main() -> int:
         logger.error("the supervisor (pid %d) is gone: not starting", spec.parent_pid)
         return 1
     try:
-        return run(spec)
+        code = run(spec)
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    # Drained: every stream has its answers or its status. Skip the interpreter's teardown of
+    # TensorFlow and gRPC, which can take seconds on a busy host and would count against the
+    # supervisor's margin after --grace.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
