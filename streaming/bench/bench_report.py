@@ -164,6 +164,18 @@ def evaluate(run: BenchRun) -> list[Target]:
         )
     )
 
+    swap = run.row("swap")
+    if swap is not None:
+        cost, warm_up = swap.extra["swap_cost_s"], swap.extra["load_and_warm_up_s"]
+        targets.append(
+            Target(
+                "A model swap under load costs at most its warm-up",
+                "throughput lost to the swap (s of full load) ≤ load + warm-up of the version (s)",
+                f"{cost:.1f} s ≤ {warm_up:.1f} s",
+                cost <= warm_up,
+            )
+        )
+
     # Beside an attack, what the server does to the load is the attack row's own finding.
     lossless = [
         r

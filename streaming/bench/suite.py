@@ -2,7 +2,8 @@
 
 The suite decides which server each row runs against and records a failed row instead of
 stopping; the rows themselves are measured in ``limit_rows``, ``server_rows``, ``latency_rows``,
-``classify_row``, ``soak``, ``attack_rows``, ``web_view``, ``startup_row`` and ``onnx_rows``.
+``classify_row``, ``soak``, ``attack_rows``, ``web_view``, ``startup_row``, ``onnx_rows`` and
+``swap_row``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from streaming.bench.settings import (
     ATTACK_ROW,
     ONNX_ROW,
     STARTUP_ROW,
+    SWAP_ROW,
     WEB_VIEW_ROW,
     BenchRun,
     BenchSettings,
 )
 from streaming.bench.soak import soak_row
 from streaming.bench.startup_row import startup_row
+from streaming.bench.swap_row import swap_row
 from streaming.bench.web_view import WebViewSpec, web_view_row
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,8 @@ class Suite:
                 self._row("start-up row", startup_row, h.log_dir, self.s.startup_runs)
             if ONNX_ROW in rows:
                 self._attempt("ONNX row", lambda: onnx_rows(h, self._row))
+            if SWAP_ROW in rows:
+                self._row("swap row", swap_row, h)
         self.run.elapsed_s = time.monotonic() - t0
         return self.run
 

@@ -206,3 +206,35 @@ def test_startup_row_times_serve_to_health_serving(
     assert len(row.extra["seconds"]) == starts
     assert row.extra["seconds_median"] == row.extra["seconds"][0] > 0
     assert "listening on" in (tmp_path / "server-startup.log").read_text()  # its stderr, kept
+
+
+@pytest.mark.timeout(300)
+def test_swap_row_publishes_a_version_under_load(tiny_model: Any, tmp_path: Path) -> None:
+    # when: row 13 alone (row 1 always runs)
+    json_path = tmp_path / "BENCHMARKS.json"
+    code = main(
+        [
+            "bench",
+            *QUICK,
+            "--rows",
+            "13",
+            "--model",
+            str(tiny_model.model_path),
+            "--markdown",
+            str(tmp_path / "BENCHMARKS.md"),
+            "--json",
+            str(json_path),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+
+    # then: version 2 was loaded inside the window, its cost set beside its warm-up
+    data = json.loads(json_path.read_text())
+    assert code == 0 and data["failures"] == []
+    swap = next(row for row in data["rows"] if row["key"] == "swap")
+    assert swap["fps"] > 0 and swap["extra"]["baseline_fps"] > 0
+    assert swap["extra"]["load_and_warm_up_s"] > 0
+    assert swap["extra"]["lost_lossless"] == 0 and swap["extra"]["errors"] == 0
+    assert any(t["name"].startswith("A model swap") for t in data["targets"])
+    assert "13. Model swap under load" in (tmp_path / "BENCHMARKS.md").read_text()
