@@ -176,6 +176,18 @@ def evaluate(run: BenchRun) -> list[Target]:
             )
         )
 
+    collect = run.row("collect")
+    targets.append(
+        Target(
+            "Collecting costs watch < 5%",
+            "watch on 8 files with --collect ≥ 0.95 × without",
+            "row missing"
+            if collect is None
+            else f"{collect.extra['ratio']:.2f} ({collect.extra['cost_pct']:.1f}% cost)",
+            None if collect is None else collect.extra["ratio"] >= 0.95,
+        )
+    )
+
     # Beside an attack, what the server does to the load is the attack row's own finding.
     lossless = [
         r

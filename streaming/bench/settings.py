@@ -14,7 +14,8 @@ WEB_VIEW_ROW = 10  # watch on 8 files with its web view open in readers, against
 STARTUP_ROW = 11  # seconds from `serve` to health SERVING, embedded model
 ONNX_ROW = 12  # the model under test served from TensorFlow and from ONNX Runtime
 SWAP_ROW = 13  # a new model version published under the load of row 5 @32
-ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW, WEB_VIEW_ROW, STARTUP_ROW, ONNX_ROW, SWAP_ROW)
+COLLECT_ROW = 14  # watch on 8 files with --collect, against without
+ALL_ROWS = (*range(1, 9), ATTACK_ROW, WEB_VIEW_ROW, STARTUP_ROW, ONNX_ROW, SWAP_ROW, COLLECT_ROW)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 The suite decides which server each row runs against and records a failed row instead of
 stopping; the rows themselves are measured in ``limit_rows``, ``server_rows``, ``latency_rows``,
-``classify_row``, ``soak``, ``attack_rows``, ``web_view``, ``startup_row``, ``onnx_rows`` and
-``swap_row``.
+``classify_row``, ``soak``, ``attack_rows``, ``web_view``, ``startup_row``, ``onnx_rows``,
+``swap_row`` and ``collect_row``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from streaming.bench.attack_rows import attack_rows
 from streaming.bench.classify_row import classify_row
+from streaming.bench.collect_row import CollectSpec, collect_row
 from streaming.bench.harness import Harness, ServerUnderTest
 from streaming.bench.latency_rows import latency_row, overload_row
 from streaming.bench.limit_rows import (
@@ -32,6 +33,7 @@ from streaming.bench.results import Row
 from streaming.bench.server_rows import jpeg_row, memory_row, memory_summary, server_row
 from streaming.bench.settings import (
     ATTACK_ROW,
+    COLLECT_ROW,
     ONNX_ROW,
     STARTUP_ROW,
     SWAP_ROW,
@@ -77,6 +79,8 @@ class Suite:
                 self._attempt("ONNX row", lambda: onnx_rows(h, self._row))
             if SWAP_ROW in rows:
                 self._row("swap row", swap_row, h)
+            if COLLECT_ROW in rows:
+                self._attempt("collect row", lambda: self._collect(h))
         self.run.elapsed_s = time.monotonic() - t0
         return self.run
 
@@ -109,6 +113,12 @@ class Suite:
         with h.serving("web-view") as server:
             spec = WebViewSpec(server=server.address, duration_s=self.s.duration_s)
             self._row("web view", web_view_row, spec, self.s.work_dir / "web-view")
+
+    def _collect(self, h: Harness) -> None:
+        # The embedded model, like the web-view row: the watch client is what this row loads.
+        with h.serving("collect") as server:
+            spec = CollectSpec(server=server.address, duration_s=self.s.duration_s)
+            self._row("collect", collect_row, spec, self.s.work_dir / "collect")
 
     def _one_call(self, h: Harness) -> None:
         with h.serving("batch1", *h.model_flags(), "--max-batch", "1") as server:
