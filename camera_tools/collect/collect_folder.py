@@ -45,7 +45,7 @@ def record(frame: AnsweredFrame, frame_id: str, reasons: Sequence[Reason]) -> di
         >>> f = AnsweredFrame("cam", 7, 0.28, 0.0, "black", 0.41, (("program", 0.7),), "program", 0.7, "2")
         >>> line = record(f, "cam-7-0a1b2c3d", [Reason.LOW_CONFIDENCE])
         >>> line["image"], line["label"], line["top"], line["wall_time"], line["reasons"]
-        ('frames/cam-7-0a1b2c3d.jpg', 'black', [['program', 0.7]], '1970-01-01T00:00:00.000000Z', ['low_confidence'])
+        ('frames/cam-7-0a1b2c3d.jpg', 'black', [['program', 0.7]], '1970-01-01T00:00:00.000Z', ['low_confidence'])
     """
     wall = dt.datetime.fromtimestamp(frame.wall_time, dt.UTC)
     return {
@@ -54,7 +54,8 @@ def record(frame: AnsweredFrame, frame_id: str, reasons: Sequence[Reason]) -> di
         "source": frame.source,
         "frame": frame.frame,
         "time": round(frame.time_s, 6),
-        "wall_time": wall.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        # Milliseconds and Z: the form JavaScript's Date.toISOString writes and every parser reads.
+        "wall_time": wall.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "label": frame.label,
         "score": frame.score,
         "top": [[label, score] for label, score in frame.top],

@@ -60,7 +60,7 @@ def test_record_format() -> None:
         "source": "rtsp://***@cam1/live",
         "frame": 12,
         "time": 0.48,
-        "wall_time": "2025-12-04T00:00:12.250000Z",
+        "wall_time": "2025-12-04T00:00:12.250Z",
         "label": "black",
         "score": 0.41,
         "top": [["program", 0.7], ["black", 0.3]],
