@@ -211,6 +211,10 @@ class Collector:
             except queue.Empty:
                 continue
             if job is _STOP:
+                # A request not served yet (a short run) is served once now, so a run that
+                # connected always leaves labels.txt behind.
+                if self._take_label_requests(labels_due, fetched) is not None:
+                    self._update_labels(fetched)
                 return
             self._write(job)
 
