@@ -229,3 +229,27 @@ def test_an_unusable_collect_folder_exits_2(
     code = run_watch(tmp_path / "clip.mp4", "--collect", blocker / "collect")
     assert code == 2
     assert "collect folder" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_watch_collect_skips_a_still_scene(
+    server_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    # given: 3 s of one still grey picture (every frame unsure), then 1 s of another
+    still = textured("grey", 1)
+    other = textured("grey", 2)
+    video = write_video(tmp_path / "still.mp4", [still] * 30 + [other] * 10, FPS)
+    server = server_factory()
+    folder = tmp_path / "collect"
+
+    # when
+    code = run_watch(
+        video, "--server", server.address, "--window", "1", "--collect", folder,
+        "--collect-sample", "0", "--collect-max-per-min", "1000",
+    )  # fmt: skip
+
+    # then: one frame of each picture, each unsure; the rest were near-duplicates
+    assert code == 0
+    lines = read_jsonl(folder / "collected.jsonl")
+    assert [line["frame"] for line in lines] == [0, 30]
+    assert all("low_confidence" in line["reasons"] for line in lines)
