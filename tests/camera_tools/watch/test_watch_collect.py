@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,12 @@ import pytest
 
 from camera_tools.collect import CollectOptions
 from camera_tools.watch import watch_cli
+from streaming.server.grpc_server import BackgroundServer
+from streaming.server.serve_config import ModelConfig, ServerConfig
 from tests.camera_tools.videos import BGR, for_seconds, write_video
 from tests.camera_tools.watch.test_watch import read_csv, run_watch
-from tests.conftest import TINY_LABELS
+from tests.conftest import TINY_LABELS, TinyModel
+from tests.support import publish_version
 
 FPS = 10
 WINDOW = 3
@@ -253,3 +258,41 @@ def test_watch_collect_skips_a_still_scene(
     lines = read_jsonl(folder / "collected.jsonl")
     assert [line["frame"] for line in lines] == [0, 30]
     assert all("low_confidence" in line["reasons"] for line in lines)
+
+
+@pytest.mark.timeout(120)
+def test_labels_follow_a_model_swap(tiny_model: TinyModel, tmp_path: Path) -> None:
+    # given: a server on a model directory whose version 1 has the tiny model's labels
+    root = tmp_path / "models"
+    root.mkdir()
+    publish_version(root, 1, tiny_model.model_path, tiny_model.labels)
+    config = ServerConfig(
+        address="127.0.0.1:0", model=ModelConfig(model_dir=root, model_poll_s=0.2), grace_s=2.0
+    )
+    running = BackgroundServer(config).start()
+    folder = tmp_path / "collect"
+    # 10 s played in real time: time enough for the swap (as in test_watch_model_swap.py)
+    video = write_video(tmp_path / "clip.mp4", [*frames(), *frames()], FPS)
+    codes: list[int] = []
+    watcher = threading.Thread(
+        target=lambda: codes.append(
+            run_watch(video, "--server", running.address, "--realtime", "--collect", folder)
+        )
+    )
+    try:
+        watcher.start()
+        labels = folder / "labels.txt"
+        deadline = time.monotonic() + 60
+        while not (labels.exists() and labels.read_text()):
+            assert time.monotonic() < deadline and watcher.is_alive(), "no labels.txt"
+            time.sleep(0.05)
+
+        # when: version 2 renames a label while the clip plays
+        publish_version(root, 2, tiny_model.model_path, ("red", "green", "cyan"))
+        watcher.join(timeout=90)
+    finally:
+        running.stop(grace=1.0)
+
+    # then: the new label is appended, the old lines stay
+    assert not watcher.is_alive() and codes == [0]
+    assert labels.read_text() == "red\ngreen\nblue\ncyan\n"
