@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,8 @@ def test_add_writes_image_then_line(tmp_path: Path) -> None:
         ("/videos/Studio A.mp4", 0, "videos-studio-a-mp4-0-"),
         ("0", 12, "0-12-"),
         ("clip.mp4#2", 5, "clip-mp4-2-5-"),
+        ("-/-", 1, "source-1-"),  # nothing left of the name
+        ("/long/" * 60 + "x.mp4", 2**40, "long-long-"),  # cut to 40 characters with a digest
     ],
 )
 def test_ids_are_filename_safe(tmp_path: Path, source: str, frame: int, prefix: str) -> None:
@@ -111,9 +114,10 @@ def test_ids_are_filename_safe(tmp_path: Path, source: str, frame: int, prefix: 
     frame_id = folder.new_id(source, frame)
     folder.close()
     assert frame_id.startswith(prefix)
-    token = frame_id.removeprefix(prefix)
+    token = frame_id.rsplit("-", 1)[1]
     assert len(token) == 8 and int(token, 16) >= 0
-    assert all(c.isalnum() or c == "-" for c in frame_id)
+    # what the label page accepts as a file name: no separators, no hidden files, short
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]*", frame_id) and len(frame_id) <= 80
 
 
 def test_continuing_a_folder_appends_and_never_reuses_an_id(tmp_path: Path) -> None:
