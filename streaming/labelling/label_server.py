@@ -59,6 +59,9 @@ def _page(body: dict[str, Any]) -> str:
 class _Handler(TokenHandler[LabelSession]):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
+        if url.path == "/favicon.ico":  # browsers ask for it without the token
+            self.send_body(204, b"", "image/x-icon")
+            return
         # The script and style hold no data, and a page cannot add the token to their URLs.
         if not url.path.startswith("/static/") and not self.authorised(url.query):
             self.send_plain(401, "a token is needed: ?token=... or Authorization: Bearer ...")

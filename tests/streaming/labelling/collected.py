@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,17 +30,37 @@ class Collected:
         return [e["id"] for e in sorted(self.entries, key=lambda e: (e["score"], e["id"]))]
 
 
-def frame_image(index: int) -> np.ndarray:
-    """A 160x90 frame telling its index by colour and a bar, so screenshots differ."""
+BAR_COLOURS = [(192, 192, 192), (0, 192, 192), (192, 192, 0), (0, 192, 0), (192, 0, 192),
+               (0, 0, 192), (192, 0, 0)]  # fmt: skip
+
+
+def frame_image(index: int, width: int = 320, height: int = 180) -> np.ndarray:
+    """A broadcast-like frame (a scene, near-black with a logo, colour bars, snow) unique to
+    ``index``: a bar along the bottom as long as the index says."""
     rng = np.random.default_rng(index)
-    image = np.empty((90, 160, 3), np.uint8)
-    image[:] = rng.integers(30, 220, 3, dtype=np.uint8)
-    image[40:50, : 10 + (index * 7) % 150] = 255
+    kind = index % 4
+    if kind == 0:  # a scene: a gradient with a moving block
+        ramp = np.linspace(40, 210, width, dtype=np.uint8)
+        image = np.repeat(np.repeat(ramp[None, :, None], height, axis=0), 3, axis=2)
+        image[:, :, 0] = (image[:, :, 0].astype(int) + index * 23) % 256
+        x = (index * 31) % (width - 80)
+        image[50:130, x : x + 80] = (40, 90, 200)
+    elif kind == 1:  # near black, a channel logo in a corner
+        image = np.full((height, width, 3), 8, np.uint8)
+        image[12:30, width - 50 : width - 14] = 150
+    elif kind == 2:  # colour bars
+        image = np.zeros((height, width, 3), np.uint8)
+        edges = np.linspace(0, width, len(BAR_COLOURS) + 1).astype(int)
+        for colour, x0, x1 in zip(BAR_COLOURS, edges, edges[1:], strict=False):
+            image[:, x0:x1] = colour
+    else:  # snow
+        image = rng.integers(0, 256, (height, width, 1), dtype=np.uint8).repeat(3, axis=2)
+    image[height - 6 :, : 8 + (index * 13) % (width - 8)] = 255
     return image
 
 
 def entry(index: int, *, source: str = "cam1", score: float | None = None) -> dict[str, Any]:
-    frame_id = f"{source}-{index:06d}"
+    frame_id = f"{re.sub(r'[^A-Za-z0-9]+', '_', source).strip('_')}-{index:06d}"
     label = MODEL_LABELS[index % len(MODEL_LABELS)]
     value = score if score is not None else round(0.31 + (index * 37 % 60) / 100, 4)
     return {

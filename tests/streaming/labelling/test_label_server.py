@@ -25,7 +25,7 @@ def collected(tmp_path: Path) -> Collected:
 
 
 @pytest.fixture
-def server(tmp_path: Path, collected: Collected) -> Iterator[LabelServer]:
+def label_server(tmp_path: Path, collected: Collected) -> Iterator[LabelServer]:
     session = LabelSession(LabelSettings(collected.folder, tmp_path / "out", ("ident",)))
     with LabelServer(session, port=0) as web:
         yield web
@@ -47,45 +47,49 @@ def request(
         return exc.code, exc.read(), exc.headers.get_content_type()
 
 
-def call(server: LabelServer, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    status, data, _ = request(server.url + path, body)
+def call(label_server: LabelServer, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    status, data, _ = request(label_server.url + path, body)
     return status, json.loads(data)
 
 
-def test_a_labelling_round_trip(server: LabelServer, collected: Collected, tmp_path: Path) -> None:
+def test_a_labelling_round_trip(
+    label_server: LabelServer, collected: Collected, tmp_path: Path
+) -> None:
     first, second = collected.by_score()[:2]
 
     # the page asks what to show
-    status, view = call(server, "api/show", {"page": "p1"})
+    status, view = call(label_server, "api/show", {"page": "p1"})
     assert status == 200 and view["frame"]["id"] == first
     assert view["frame"]["image_url"] == f"api/image/{first}.jpg"
     assert view["state"]["labels"] == ["program", "black", "color_bars", "ident"]
     assert view["state"]["new_labels"] == ["ident"] and view["state"]["left"] == 5
 
     # its image
-    status, jpeg, kind = request(server.url + view["frame"]["image_url"])
+    status, jpeg, kind = request(label_server.url + view["frame"]["image_url"])
     assert status == 200 and kind == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
 
     # a label: the answer is the next frame and the new counts
     status, view = call(
-        server, "api/decide", {"page": "p1", "id": first, "action": "assign", "label": "ident"}
+        label_server,
+        "api/decide",
+        {"page": "p1", "id": first, "action": "assign", "label": "ident"},
     )
     assert status == 200 and view["frame"]["id"] == second
     assert view["decision"]["id"] == first and view["state"]["counts"]["ident"] == 1
     assert (tmp_path / "out" / "ident" / f"{first}.jpg").exists()
 
     # another page deciding the same frame: 409, with a frame to go on with
-    status, view = call(server, "api/decide", {"page": "p2", "id": first, "action": "skip"})
+    status, view = call(label_server, "api/decide", {"page": "p2", "id": first, "action": "skip"})
     assert status == 409 and "already labelled ident" in view["error"]
     assert view["frame"]["id"] not in (first, second)  # second is leased to p1
 
     # undo brings the frame back
-    status, view = call(server, "api/undo", {"page": "p1"})
+    status, view = call(label_server, "api/undo", {"page": "p1"})
     assert status == 200 and view["frame"]["id"] == first and view["state"]["counts"]["ident"] == 0
     assert not (tmp_path / "out" / "ident" / f"{first}.jpg").exists()
 
     # the counts on their own
-    status, state, kind = request(server.url + "api/state")
+    status, state, kind = request(label_server.url + "api/state")
     assert status == 200 and kind == "application/json" and json.loads(state)["left"] == 5
 
 
@@ -105,9 +109,9 @@ def test_a_labelling_round_trip(server: LabelServer, collected: Collected, tmp_p
     ],
 )  # fmt: skip
 def test_bad_calls(
-    server: LabelServer, path: str, body: dict[str, Any], status: int, error: str | None
+    label_server: LabelServer, path: str, body: dict[str, Any], status: int, error: str | None
 ) -> None:
-    got, data, _ = request(server.url + path, body)
+    got, data, _ = request(label_server.url + path, body)
     assert got == status
     if error is not None:
         assert error in json.loads(data)["error"]
@@ -125,14 +129,14 @@ def test_bad_calls(
     ],
 )
 def test_only_json_objects_are_read(
-    server: LabelServer, body: bytes, headers: dict[str, str], status: int
+    label_server: LabelServer, body: bytes, headers: dict[str, str], status: int
 ) -> None:
-    assert request(server.url + "api/show", body, headers)[0] == status
+    assert request(label_server.url + "api/show", body, headers)[0] == status
 
 
-def test_images_of_unknown_frames_are_404(server: LabelServer) -> None:
-    assert request(server.url + "api/image/nope.jpg")[0] == 404
-    assert request(server.url + "api/image/..%2F..%2Fetc%2Fpasswd.jpg")[0] == 404
+def test_images_of_unknown_frames_are_404(label_server: LabelServer) -> None:
+    assert request(label_server.url + "api/image/nope.jpg")[0] == 404
+    assert request(label_server.url + "api/image/..%2F..%2Fetc%2Fpasswd.jpg")[0] == 404
 
 
 @pytest.mark.parametrize(
@@ -166,17 +170,17 @@ def test_token_is_enforced(
         session.close()
 
 
-def test_page_and_assets_ship_in_the_package_and_work_offline(server: LabelServer) -> None:
-    status, page, kind = request(server.url)
+def test_page_and_assets_ship_in_the_package_and_work_offline(label_server: LabelServer) -> None:
+    status, page, kind = request(label_server.url)
     assert status == 200 and kind == "text/html"
     assert b'src="static/label.js"' in page and b'href="static/label.css"' in page
     for name in ("label.js", "label.css"):
-        status, body, _ = request(f"{server.url}static/{name}")
+        status, body, _ = request(f"{label_server.url}static/{name}")
         assert status == 200 and body
         # nothing fetched from elsewhere: no absolute URL in any asset
         assert b"http://" not in body and b"https://" not in body and b"//cdn" not in body
     assert b"http" not in page.lower()
-    assert request(server.url + "nope")[0] == 404
+    assert request(label_server.url + "nope")[0] == 404
 
 
 def test_the_default_is_loopback_on_8090() -> None:
