@@ -16,7 +16,7 @@ PROMOTED, NOT_PROMOTED, ERROR = 0, 1, 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "run", type=Path, metavar="RUN_DIR",
+        "run_dir", type=Path, metavar="RUN_DIR",
         help="what `train --out RUN_DIR` wrote (model.keras, labels.txt, validation.json)",
     )  # fmt: skip
     parser.add_argument(
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from streaming.training.training_errors import TrainingError
     from streaming.training.training_values import FrameSet, Problem
 
-    run_dir: Path = args.run
+    run_dir: Path = args.run_dir
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     if not (run_dir / MODEL_FILE).is_file() or not (run_dir / LABELS_FILE).is_file():
         print(f"error: {run_dir} has no {MODEL_FILE} and {LABELS_FILE}", file=sys.stderr)
