@@ -179,6 +179,9 @@ class LabelDataset:
             shutil.move(copy, collected_image)
         else:
             copy.unlink(missing_ok=True)
+        # An empty label folder would be a label without images to train: leave none behind.
+        with contextlib.suppress(OSError):
+            copy.parent.rmdir()
 
     # -- start-up ---------------------------------------------------------------------------
 

@@ -87,6 +87,7 @@ def test_assign_skip_undo_write_the_tree_and_the_file(
     # then the undone frame is shown again and the tree holds exactly the standing copy
     assert undone.frame is not None and undone.frame.id == third
     assert tree(out) == {f"ident/{first}.jpg"}
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["ident"]  # black/ went too
     assert (out / "ident" / f"{first}.jpg").read_bytes() == (
         collected.folder / "frames" / f"{first}.jpg"
     ).read_bytes()

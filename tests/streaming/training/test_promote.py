@@ -39,41 +39,79 @@ def colour_model(path: Path, labels: Sequence[str], *, blind_to: str = "") -> Pa
 
 @dataclass(frozen=True)
 class Loop:
-    data: Path  # red, green and blue folders
+    data: Path  # red and green folders
+    labelled: Path  # what the label page wrote: blue frames the served model called green
+    holdout: Path  # red, green and blue folders never trained on
     models: Path  # the model directory: version 1 knows red and green only
-    run: Path  # `train --base models/1/model.keras` on data: knows blue too
-    base: Path
+    run: Path  # `train data labelled --base models/1/model.keras`: knows blue too
+
+
+def label_blue_frames(root: Path, count: int) -> Path:
+    """Blue frames collected while version 1 served (it says green), labelled on the page."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from streaming.labelling.label_session import LabelSession, LabelSettings
+    from tests.streaming.training.conftest import colour_image
+
+    collected = root / "collected"
+    (collected / "frames").mkdir(parents=True)
+    (collected / "labels.txt").write_text("red\ngreen\n")
+    rng = np.random.default_rng(9)
+    with (collected / "collected.jsonl").open("w") as log:
+        for i in range(count):
+            frame_id = f"cam-{i:04d}"
+            cv2.imwrite(str(collected / "frames" / f"{frame_id}.jpg"), colour_image("blue", rng))
+            entry = {"id": frame_id, "image": f"frames/{frame_id}.jpg", "source": "cam",
+                     "frame": i, "time": i / 10, "label": "green", "score": 0.55}  # fmt: skip
+            log.write(json.dumps(entry) + "\n")
+    out = root / "labelled"
+    session = LabelSession(LabelSettings(collected, out, extra_labels=("blue",)))
+    try:
+        while (frame := session.show("test").frame) is not None:
+            session.decide("test", frame.id, "blue")
+    finally:
+        session.close()
+    return out
 
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
+    import shutil
+
     from streaming.cli import main
     from tests.streaming.training.conftest import write_colour_folders
 
     root = tmp_path_factory.mktemp("promote")
     data = write_colour_folders(root / "data", per_label=12)
-    base = colour_model(root / "two.keras", ["red", "green"])
+    shutil.rmtree(data / "blue")  # version 1 never saw blue
+    labelled = label_blue_frames(root, 12)
+    holdout = write_colour_folders(root / "holdout", per_label=6, seed=5)
     models = root / "models"
     models.mkdir()
-    publish_version(models, 1, base, ["red", "green"])
+    publish_version(models, 1, colour_model(root / "two.keras", ["red", "green"]), ["red", "green"])
     run = root / "run"
+    # fine-tune the served version on the old data plus the label page's folder (a new class)
     code = main(
-        ["train", str(data), "--base", str(models / "1" / "model.keras"), "--out", str(run),
-         "--epochs", "6", "--batch-size", "8", "--learning-rate", "0.05", "--min-per-class", "3",
-         "--workers", "2", "--seed", "1"]
+        ["train", str(data), str(labelled), "--base", str(models / "1" / "model.keras"),
+         "--out", str(run), "--epochs", "6", "--batch-size", "8", "--learning-rate", "0.05",
+         "--min-per-class", "3", "--workers", "2", "--seed", "1"]
     )  # fmt: skip
     assert code == 0
-    return Loop(data, models, run, base)
+    return Loop(data, labelled, holdout, models, run)
 
 
 def test_the_run_records_its_validation_frames(loop: Loop) -> None:
     from streaming.training.holdout import VALIDATION_FILE, ValidationRecord
 
     record = ValidationRecord.load(loop.run / VALIDATION_FILE)
-    assert record.inputs == (str(loop.data),) and record.val_inputs == ()
+    assert record.inputs == (str(loop.data), str(loop.labelled)) and record.val_inputs == ()
     frames, problems = record.load_frames(24, 32)
     assert problems == () and set(frames.labels) == {"red", "green", "blue"}
     assert 0 < len(frames) < 36  # a held-out part, never the training frames
+    assert all(o.startswith((str(loop.data), str(loop.labelled))) for o in frames.origins)
 
 
 @pytest.mark.timeout(300)
@@ -90,7 +128,7 @@ def test_promote_publishes_a_model_that_learnt_a_new_class(
     (models / "7").mkdir()  # a version being written by hand (no labels yet): its number is taken
 
     # when the run is promoted
-    code = cli("promote", loop.run, "--model-dir", models, "--holdout", loop.data)
+    code = cli("promote", loop.run, "--model-dir", models, "--holdout", loop.holdout)
 
     # then both models were scored side by side, and the run became version 8
     printed = capsys.readouterr().out
@@ -123,7 +161,7 @@ def test_a_worse_model_is_not_promoted_unless_forced(
     (run / "labels.txt").write_text("red\ngreen\nblue\n")
 
     # when it is promoted on held-out data
-    code = cli("promote", run, "--model-dir", models, "--holdout", loop.data)
+    code = cli("promote", run, "--model-dir", models, "--holdout", loop.holdout)
 
     # then it is refused, with the reason, and version 1 stays alone
     printed = capsys.readouterr().out
@@ -133,7 +171,7 @@ def test_a_worse_model_is_not_promoted_unless_forced(
     assert sorted(p.name for p in models.iterdir()) == ["1"]
 
     # when it is forced
-    code = cli("promote", run, "--model-dir", models, "--holdout", loop.data, "--force")
+    code = cli("promote", run, "--model-dir", models, "--holdout", loop.holdout, "--force")
     assert code == 0
     assert "--force: promoted anyway" in capsys.readouterr().out
     assert (models / "2" / "model.keras").is_file() and (models / "2" / "labels.txt").is_file()
@@ -185,7 +223,7 @@ def test_evaluate_compares_models_side_by_side(
 ) -> None:
     code = cli(
         "evaluate", "--model", loop.models / "1" / "model.keras", "--model",
-        loop.run / "model.keras", loop.data,
+        loop.run / "model.keras", loop.holdout,
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0
@@ -193,8 +231,8 @@ def test_evaluate_compares_models_side_by_side(
     assert lines[0] == f"A: 1 ({loop.models / '1' / 'model.keras'})"
     assert lines[1] == f"B: run ({loop.run / 'model.keras'})"
     red = next(line for line in lines if line.startswith("red "))
-    assert red.split()[:4] == ["red", "12", "1.000", "1.000"]  # version 1 is right on red
+    assert red.split()[:4] == ["red", "6", "1.000", "1.000"]  # version 1 is right on red
     blue = next(line for line in lines if line.startswith("blue ")).split()
-    assert blue[1:4] == ["12", "-", "0.000"] and float(blue[5]) > 0.5  # the new one learnt it
+    assert blue[1:4] == ["6", "-", "0.000"] and float(blue[5]) > 0.5  # the new one learnt it
     accuracy = lines[-1].split()
-    assert accuracy[:3] == ["accuracy", "36", "0.667"] and float(accuracy[3]) > 0.8
+    assert accuracy[:3] == ["accuracy", "18", "0.667"] and float(accuracy[3]) > 0.8
