@@ -151,9 +151,15 @@ class LabelDataset:
         folder = self.out / label
         folder.mkdir(exist_ok=True)
         part = folder / f".{frame_id}.jpg{PART_SUFFIX}"
-        shutil.copyfile(image, part)
-        with part.open("rb") as file:
-            os.fsync(file.fileno())
+        try:
+            shutil.copyfile(image, part)
+            with part.open("rb") as file:
+                os.fsync(file.fileno())
+        except BaseException:
+            part.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # made for this copy: no empty label folder left behind
+            raise
         return part
 
     def _append(self, decision: Decision) -> None:

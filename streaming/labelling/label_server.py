@@ -121,6 +121,9 @@ class _Handler(TokenHandler[LabelSession]):
             self.send_json(404 if isinstance(exc, UnknownFrame) else 400, {"error": str(exc)})
         except (ConnectionError, TimeoutError):
             logger.debug("page %s went away from %s", self.client_address, url.path)
+        except OSError as exc:  # the dataset cannot be written (disk full, permissions)
+            logger.error("cannot record a decision in %s: %s", self.app.settings.dataset, exc)
+            self.send_json(500, {"error": f"cannot write the dataset: {exc}"})
 
 
 def _direction(value: Any) -> Direction:

@@ -96,6 +96,9 @@ def score_models(
         if size not in cache:
             cache[size] = load_frames(*size)
         frames = cache[size]
+        unknown = sorted(set(frames.labels) - known)
+        if unknown and reference is None:
+            logger.warning("held-out frames of labels no model has are left out: %s", unknown)
         frames = frames.subset([i for i, label in enumerate(frames.labels) if label in known])
         if not len(frames):
             raise DataError(f"the held-out frames have no label of the models: {sorted(known)}")

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         serving_version,
     )
     from streaming.training.trainer import LABELS_FILE, MODEL_FILE
-    from streaming.training.training_errors import TrainingError
+    from streaming.training.training_errors import DataError, TrainingError
     from streaming.training.training_values import FrameSet, Problem
 
     run_dir: Path = args.run_dir
@@ -78,9 +78,16 @@ def run(args: argparse.Namespace) -> int:
         def load_frames(height: int, width: int) -> FrameSet:
             parts = []
             if record is not None:
-                frames, found = record.load_frames(height, width, args.workers)
-                parts.append(frames)
-                problems.extend(found)
+                try:
+                    frames, found = record.load_frames(height, width, args.workers)
+                except DataError as exc:
+                    if not args.holdout:
+                        raise
+                    # Moved or deleted since the run: --holdout alone still compares.
+                    problems.append(Problem(str(run_dir / VALIDATION_FILE), str(exc)))
+                else:
+                    parts.append(frames)
+                    problems.extend(found)
             if args.holdout:
                 loaded = load_inputs(args.holdout, load_options_from(args, height, width))
                 parts.append(loaded.frames)

@@ -191,3 +191,30 @@ def test_the_default_is_loopback_on_8090() -> None:
     parameters = inspect.signature(LabelServer).parameters
     assert parameters["host"].default == "127.0.0.1" and parameters["port"].default == 8090
     assert DEFAULT_WEB == "127.0.0.1:8090"
+
+
+def test_a_dataset_that_cannot_be_written_answers_500_and_records_nothing(
+    label_server: LabelServer,
+    collected: Collected,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    first = collected.by_score()[0]
+    decide = {"page": "p", "id": first, "action": "assign", "label": "black"}
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    # when the copy cannot be written
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "copyfile", disk_full)
+        status, view = call(label_server, "api/decide", decide)
+
+    # then the page hears it and nothing was recorded
+    assert status == 500 and "No space left on device" in view["error"]
+    assert not (tmp_path / "out" / "decisions.jsonl").exists()
+    assert not (tmp_path / "out" / "black").exists()
+    # and once there is room, the same decision goes through
+    assert call(label_server, "api/decide", decide)[0] == 200

@@ -236,3 +236,27 @@ def test_evaluate_compares_models_side_by_side(
     assert blue[1:4] == ["6", "-", "0.000"] and float(blue[5]) > 0.5  # the new one learnt it
     accuracy = lines[-1].split()
     assert accuracy[:3] == ["accuracy", "18", "0.667"] and float(accuracy[3]) > 0.8
+
+
+def test_a_run_whose_data_moved_is_compared_on_the_holdout_alone(
+    loop: Loop, tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    # given a run whose training data is gone since (its validation.json points nowhere)
+    run, models = tmp_path / "run", tmp_path / "models"
+    shutil.copytree(loop.run, run)
+    shutil.copytree(loop.models, models)
+    record = json.loads((run / "validation.json").read_text())
+    record["inputs"] = [str(tmp_path / "gone")]
+    (run / "validation.json").write_text(json.dumps(record))
+
+    # when it is promoted with separate held-out data, then that alone decides
+    assert cli("promote", run, "--model-dir", models, "--holdout", loop.holdout) == 0
+    captured = capsys.readouterr()
+    assert "validation.json: the inputs gave no frames" in captured.err
+    assert "accuracy       18" in captured.out and (models / "2").is_dir()
+    # and without it, it is an error
+    assert cli("promote", run, "--model-dir", models) == 2
+    assert "the inputs gave no frames" in capsys.readouterr().err
