@@ -156,6 +156,9 @@ def test_imports_follow_the_arrows(path: Path) -> None:
         ("streaming.bench.suite", "client", True),
         ("streaming.bench.suite", "streaming.cli", False),
         ("streaming.cli", "camera_tools.watch.watch_cli", True),
+        ("streaming.labelling.label_server", "camera_tools.web.local_http", True),
+        ("camera_tools.web.web_server", "streaming.labelling.label_server", False),
+        ("streaming.server.model_versions", "streaming.labelling.label_dataset", False),
     ],
 )
 def test_the_rules_themselves(module: str, imports: str, allowed: bool) -> None:

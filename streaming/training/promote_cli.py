@@ -14,6 +14,13 @@ from streaming.training.inputs_cli import INPUT_HELP, add_input_arguments
 PROMOTED, NOT_PROMOTED, ERROR = 0, 1, 2
 
 
+def _tolerance(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "run_dir", type=Path, metavar="RUN_DIR",
@@ -24,16 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the directory `serve --model-dir` serves; the model becomes DIR/<N+1>",
     )  # fmt: skip
     parser.add_argument(
-        "--holdout", nargs="+", type=Path, default=[], metavar="DATA",
-        help="more held-out data to compare on, besides the run's validation frames; "
-        + INPUT_HELP,
+        "--holdout", action="append", type=Path, default=[], metavar="DATA",
+        help="more held-out data to compare on, besides the run's validation frames "
+        "(repeat for several): " + INPUT_HELP,
     )  # fmt: skip
     parser.add_argument(
         "--force", action="store_true",
         help="publish even when the new model is worse (the comparison is still printed)",
     )  # fmt: skip
     parser.add_argument(
-        "--tolerance", type=float, default=None, metavar="X",
+        "--tolerance", type=_tolerance, default=None, metavar="X",
         help="how far accuracy and each label's recall may fall (0-1, default 0.02)",
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu, gpu or a TensorFlow device")

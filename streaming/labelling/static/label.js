@@ -105,7 +105,10 @@ function renderState() {
       const count = document.createElement("span");
       count.className = "count";
       button.append(count);
-      button.addEventListener("click", () => enqueue(() => assign(label)));
+      button.addEventListener("click", () => {
+        button.blur(); // so Space or Enter next does not press it again on the next frame
+        enqueue(() => assign(label));
+      });
       item.append(button);
       list.append(item);
     });
@@ -192,10 +195,15 @@ document.addEventListener("keydown", (event) => {
   event.preventDefault();
 });
 
-$("skip").addEventListener("click", () => enqueue(skip));
-$("undo").addEventListener("click", () => enqueue(undo));
-$("next").addEventListener("click", () => enqueue(() => move("next")));
-$("prev").addEventListener("click", () => enqueue(() => move("prev")));
+const onClick = (id, action) =>
+  $(id).addEventListener("click", () => {
+    $(id).blur();
+    enqueue(action);
+  });
+onClick("skip", skip);
+onClick("undo", undo);
+onClick("next", () => move("next"));
+onClick("prev", () => move("prev"));
 
 // Keeps the lease on the frame shown, brings new frames in, and other pages' counts.
 setInterval(() => {

@@ -126,6 +126,14 @@ def test_label_twenty_frames_by_keyboard(browser: WebDriver, tmp_path: Path) -> 
         assert shot.std() > 20
         DEMO_OUTPUT.mkdir(exist_ok=True)
         assert driver.save_screenshot(str(DEMO_OUTPUT / "label-page.png"))
+
+        # and a label button does what its key does
+        shown = body.get_attribute("data-frame")
+        driver.find_element(By.CSS_SELECTOR, '#labels button[data-label="ident"]').click()
+        wait.until(lambda d: body.get_attribute("data-frame") != shown)
+        last = json.loads((out / "decisions.jsonl").read_text().splitlines()[-1])
+        assert (last["id"], last["action"], last["label"]) == (shown, "assign", "ident")
+        assert (out / "ident" / f"{shown}.jpg").is_file()
     finally:
         page.kill()
         shutil.rmtree(tmp_path / "collected", ignore_errors=True)

@@ -106,3 +106,25 @@ def test_side_by_side_table() -> None:
     row_a = next(line for line in lines if line.startswith("a "))
     assert row_a.split() == ["a", "4", "0.667", "1.000", "1.000", "1.000"]
     assert lines[-1].split() == ["accuracy", "10", "0.800", "1.000"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "ok"),
+    [
+        (["--tolerance", "0.05"], True),
+        (["--tolerance", "0"], True),
+        (["--tolerance", "1"], False),
+        (["--tolerance", "-0.1"], False),
+        (["--holdout", "a", "--holdout", "b"], True),
+    ],
+)
+def test_promote_flags(flags: list[str], ok: bool) -> None:
+    from streaming.cli import build_parser
+
+    argv = ["promote", "run", "--model-dir", "models", *flags]
+    if ok:
+        args = build_parser().parse_args(argv)
+        assert str(args.run_dir) == "run"
+    else:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
