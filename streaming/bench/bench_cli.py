@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rows",
         default="",
-        help="only these rows, e.g. 1,2,3 (row 1 always runs; 11: start-up time; 12: TensorFlow against ONNX Runtime; 13: CPU per frame of serve --processes 1 and 2)",
+        help="only these rows, e.g. 1,2,3 (row 1 always runs; 11: start-up time; 12: TensorFlow against ONNX Runtime; 13: a model swap under load; 14: watch --collect; 15: CPU per frame of serve --processes 1 and 2)",
     )
     parser.add_argument(
         "--attacks",

@@ -1,4 +1,4 @@
-"""Row 13: CPU seconds per answered frame of the whole ``serve --processes N`` tree, N = 1 and 2.
+"""Row 15: CPU seconds per answered frame of the whole ``serve --processes N`` tree, N = 1 and 2.
 
 Each N gets a fresh server (the model under test, ``--max-batch``) and the same closed-loop
 LOSSLESS load of RAW frames, spread over several connections (the kernel places connections on
@@ -63,7 +63,7 @@ def processes_row(h: Harness, server: ServerUnderTest, processes: int) -> Row:
     per_core = 1.0 / cpu_per_frame if cpu_per_frame > 0 else 0.0
     return Row(
         key=f"processes_{processes}",
-        name=f"13. `serve --processes {processes}`, CPU per frame",
+        name=f"15. `serve --processes {processes}`, CPU per frame",
         setup=f"{streams} LOSSLESS streams, RAW, {STREAMS_PER_CONNECTION} per connection; "
         "CPU of the supervisor and every server process",
         fps=run.result.fps,
@@ -82,11 +82,11 @@ def processes_row(h: Harness, server: ServerUnderTest, processes: int) -> Row:
 
 
 def processes_rows(h: Harness, record: RowRecorder) -> None:
-    """Row 13 for every N in the settings, each on a server of its own."""
+    """Row 15 for every N in the settings, each on a server of its own."""
     for processes in h.s.process_counts:
         flags = (*h.model_flags(), "--max-batch", str(h.s.max_batch))
         with h.serving(f"processes-{processes}", *flags, "--processes", str(processes)) as server:
-            record(f"row 13 (--processes {processes})", processes_row, h, server, processes)
+            record(f"row 15 (--processes {processes})", processes_row, h, server, processes)
 
 
 def main() -> int:
