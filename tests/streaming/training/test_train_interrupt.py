@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(330)
 def test_ctrl_c_after_an_epoch_keeps_the_best_model(
     tmp_path: Path, colour_folders: Callable[..., Path]
 ) -> None:
@@ -44,7 +44,8 @@ def test_ctrl_c_after_an_epoch_keeps_the_best_model(
                 seen += line
         assert "epoch 2/500" in seen, seen
         process.send_signal(signal.SIGINT)
-        out_text, err_text = process.communicate(timeout=60)
+        # the best model is saved, evaluated and plotted after the signal: minutes on a loaded machine
+        out_text, err_text = process.communicate(timeout=150)
     finally:
         if process.poll() is None:
             process.kill()
