@@ -31,6 +31,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from default_model_data.broadcast_set import broadcast_frames
 from default_model_data.independent import have_ffmpeg, independent_frames, to_input
@@ -148,11 +149,12 @@ def eval_broadcast(model: Any, size: int, sheet: Path | None) -> dict[str, objec
         while len(tiles) % cols:
             tiles.append(np.full_like(tiles[0], 255))
         rows = [np.concatenate(tiles[i : i + cols], 1) for i in range(0, len(tiles), cols)]
-        cv2.imwrite(str(sheet), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+        # A 64-colour palette keeps the committed picture small.
+        Image.fromarray(np.concatenate(rows, 0)).quantize(64).save(sheet, optimize=True)
     return result
 
 
-def _tile(image: np.ndarray, caption: str, kind: str, side: int = 160) -> np.ndarray:
+def _tile(image: np.ndarray, caption: str, kind: str, side: int = 128) -> np.ndarray:
     """The frame at contact-sheet size with what was expected and predicted under it."""
     tile = np.full((side + 34, side, 3), 255, np.uint8)
     tile[:side] = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
