@@ -33,7 +33,18 @@ COMMANDS = {
         "measure the server against the model and transport limits",
     ),
     "train": ("streaming.training.train_cli", "train a model for your own classes"),
-    "evaluate": ("streaming.training.evaluate_cli", "score a model on labelled frames or videos"),
+    "evaluate": (
+        "streaming.training.evaluate_cli",
+        "score a model, or compare models, on labelled frames or videos",
+    ),
+    "label": (
+        "streaming.labelling.label_cli",
+        "label the frames `watch --collect` kept, in a local web page",
+    ),
+    "promote": (
+        "streaming.training.promote_cli",
+        "publish a trained model as the next version of a model directory if it is not worse",
+    ),
 }
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -2,8 +2,8 @@
 
     client  <-  camera_tools  <-  camera_tools.watch (the watch application)
     client  <-  streaming.server (the server)
-    tools (streaming.bench, streaming.training) and the front door (streaming.cli) depend on the
-    others; nothing depends on them.
+    tools (streaming.bench, streaming.training, streaming.labelling) and the front door
+    (streaming.cli) depend on the others; nothing depends on them.
     streaming itself (the version) and streaming.default_model (the embedded model's paths) import
     nothing of the project; the server, the tools and the front door may use them.
     default_model_data (the embedded model's generator, not installed) may use the server and the
@@ -42,7 +42,7 @@ LAYERS = (
     Layer("server", ("streaming.server",), ("client", "package root", "server")),
     Layer(
         "tools",
-        ("streaming.bench", "streaming.training"),
+        ("streaming.bench", "streaming.training", "streaming.labelling"),
         ("client", "camera", "watch", "package root", "server", "tools"),
     ),
     Layer(
@@ -156,6 +156,9 @@ def test_imports_follow_the_arrows(path: Path) -> None:
         ("streaming.bench.suite", "client", True),
         ("streaming.bench.suite", "streaming.cli", False),
         ("streaming.cli", "camera_tools.watch.watch_cli", True),
+        ("streaming.labelling.label_server", "camera_tools.web.local_http", True),
+        ("camera_tools.web.web_server", "streaming.labelling.label_server", False),
+        ("streaming.server.model_versions", "streaming.labelling.label_dataset", False),
     ],
 )
 def test_the_rules_themselves(module: str, imports: str, allowed: bool) -> None:

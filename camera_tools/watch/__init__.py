@@ -13,11 +13,14 @@ client; nothing in the library imports it. Modules:
 * :mod:`~camera_tools.watch.watch_metrics`: :class:`WatchMetrics`, Prometheus metrics of a run.
 * :mod:`~camera_tools.watch.live_observer`: :class:`LiveObserver`, the web view, re-stream and
   alerts (:class:`~camera_tools.live.LiveOutputs`) as an observer.
+* :mod:`~camera_tools.watch.collect_observer`: :class:`CollectObserver`, ``--collect`` (the
+  :class:`~camera_tools.collect.Collector`) as an observer.
 * :mod:`~camera_tools.watch.watch_cli`: ``stream-classify watch``.
 """
 
 from __future__ import annotations
 
+from camera_tools.watch.collect_observer import CollectObserver
 from camera_tools.watch.live_observer import LiveObserver
 from camera_tools.watch.observers import ClassifiedFrame, ObserverGroup, WatchObserver
 from camera_tools.watch.outputs import ConfiguredOutputs, ConsoleLines, record_paths
@@ -39,6 +42,7 @@ from camera_tools.watch.watch_metrics import WatchMetrics
 
 __all__ = [
     "ClassifiedFrame",
+    "CollectObserver",
     "ConfiguredOutputs",
     "ConsoleLines",
     "LiveObserver",

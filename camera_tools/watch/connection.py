@@ -23,7 +23,7 @@ from camera_tools.redact import redact_url
 from camera_tools.states import SourceEvent, SourceState, announce_state
 from camera_tools.watch.watch_config import WatchConfig
 from camera_tools.watch.watch_errors import ServerUnavailableError
-from client import ClassifierClientError, StreamClient
+from client import ClassifierClientError, ModelInfo, StreamClient
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,29 @@ _PROBE_TIMEOUT_S = 2.0  # a server that answers at all answers GetModelInfo well
 def server_id(server: str) -> str:
     """The id under which the connection to ``server`` publishes its state changes."""
     return f"server {server}"
+
+
+def fetch_model_info(config: WatchConfig, timeout_s: float = _PROBE_TIMEOUT_S) -> ModelInfo:
+    """The server's model as it is now, asked on a short-lived connection of its own.
+
+    The shared connection's :attr:`~client.StreamClient.model_info` is the model of when it
+    connected; after a model swap, only a new ``GetModelInfo`` tells the new labels.
+
+    Raises:
+        ClassifierClientError: The server did not answer within ``timeout_s``.
+    """
+    client = StreamClient(
+        config.server,
+        connect_timeout=timeout_s,
+        client_id=config.client_id,
+        credentials=config.credentials,
+        token=config.token,
+        load_balancing=config.load_balancing,
+    )
+    try:
+        return client.model_info
+    finally:
+        client.close()
 
 
 class ServerConnection:

@@ -33,8 +33,10 @@ from camera_tools.alerts import (
     parse_label_rule,
 )
 from camera_tools.camera_errors import CameraToolsError, DisplayUnavailableError
+from camera_tools.collect import CollectOptions, Collector
 from camera_tools.live import LiveOptions, LiveOutputs
 from camera_tools.restream import parse_restream_url
+from camera_tools.watch.collect_observer import CollectObserver, server_labels
 from camera_tools.watch.connection import server_id
 from camera_tools.watch.live_observer import LiveObserver
 from camera_tools.watch.observers import WatchObserver
@@ -76,6 +78,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
 def _segments_path(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
@@ -100,9 +109,9 @@ def _host_port_text(text: str) -> str:
     return text
 
 
-def _default(name: str) -> Any:
-    """The default of a :class:`WatchConfig` field: flags show it, never restate it."""
-    (found,) = (f for f in dataclasses.fields(WatchConfig) if f.name == name)
+def _default(name: str, of: type = WatchConfig) -> Any:
+    """The default of a :class:`WatchConfig` (or ``of``) field: flags show it, never restate it."""
+    (found,) = (f for f in dataclasses.fields(of) if f.name == name)
     return found.default
 
 
@@ -239,7 +248,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default: off",
     )
     _add_live_arguments(parser)
+    _add_collect_arguments(parser)
     add_connection_arguments(parser)
+
+
+def _add_collect_arguments(parser: argparse.ArgumentParser) -> None:
+    collect = parser.add_argument_group("collecting frames to label")
+    collect.add_argument(
+        "--collect",
+        type=Path,
+        metavar="DIR",
+        help="keep the frames worth a person's look (low confidence, label changes, frame and "
+        "window labels disagreeing, a small random sample) in DIR, as JPEGs plus "
+        "DIR/collected.jsonl, for `stream-classify label`; an existing DIR is continued",
+    )
+    collect.add_argument(
+        "--collect-below",
+        type=_fraction,
+        default=_default("below", CollectOptions),
+        metavar="SCORE",
+        help="a frame whose own score is below this is low confidence (default %(default)s)",
+    )
+    collect.add_argument(
+        "--collect-max-per-min",
+        type=_positive_int,
+        default=_default("max_per_min", CollectOptions),
+        metavar="N",
+        help="frames kept per source per minute of the source (video time for files); "
+        "default %(default)s",
+    )
+    collect.add_argument(
+        "--collect-max-mb",
+        type=_positive_float,
+        default=_default("max_mb", CollectOptions),
+        metavar="MB",
+        help="size cap of DIR; the oldest images are deleted first (default %(default)s)",
+    )
+    collect.add_argument(
+        "--collect-sample",
+        type=_fraction,
+        default=_default("sample", CollectOptions),
+        metavar="RATE",
+        help="also keep this share of all frames at random, whatever their label and score, "
+        "so confident mistakes turn up (default %(default)s; 0: none)",
+    )
+    collect.add_argument(
+        "--collect-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the random sample (default: a new one each run)",
+    )
 
 
 def _add_live_arguments(parser: argparse.ArgumentParser) -> None:
@@ -309,6 +368,19 @@ def _live_options(args: argparse.Namespace) -> LiveOptions:
     )
 
 
+def _collect_options(args: argparse.Namespace) -> CollectOptions | None:
+    if args.collect is None:
+        return None
+    return CollectOptions(
+        directory=args.collect,
+        below=args.collect_below,
+        max_per_min=args.collect_max_per_min,
+        max_mb=args.collect_max_mb,
+        sample=args.collect_sample,
+        seed=args.collect_seed,
+    )
+
+
 def build_config(args: argparse.Namespace) -> WatchConfig:
     """Turn parsed flags into a :class:`WatchConfig`.
 
@@ -339,6 +411,7 @@ def build_config(args: argparse.Namespace) -> WatchConfig:
         verbose=args.verbose,
         metrics_address=args.metrics_address,
         live=_live_options(args),
+        collect=_collect_options(args),
         credentials=connection["credentials"],
         token=connection["token"],
         load_balancing=connection["load_balancing"],
@@ -412,6 +485,18 @@ def watch(config: WatchConfig, console: TextIO | None = None) -> int:
     if live.active:
         _announce(live, config, console)
         observers.append(LiveObserver(live, server_id=server_id(config.server)))
+    collecting: CollectObserver | None = None
+    if config.collect is not None:
+        try:  # before connecting: a folder that cannot be written is a start-up error
+            collector = Collector(config.collect, fetch_labels=server_labels(config))
+        except CameraToolsError as exc:
+            live.close()
+            if metrics is not None:
+                metrics.close()
+            print(f"watch: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_START
+        collecting = CollectObserver(collector, server_id=server_id(config.server))
+        observers.append(collecting)
     watcher = Watcher(config, observers=observers)
     try:
         with _stop_on_signals(watcher.stop):
@@ -428,4 +513,10 @@ def watch(config: WatchConfig, console: TextIO | None = None) -> int:
     print(format_summary(report), file=console, flush=True)
     for source, (path, frames) in watcher.recorded.items():
         print(f"recorded {source}: {path} ({frames} frames)", file=console, flush=True)
+    if collecting is not None and collecting.counts is not None and config.collect is not None:
+        print(
+            f"collected into {config.collect.directory}: {collecting.counts.describe()}",
+            file=console,
+            flush=True,
+        )
     return EXIT_FAILED if report.failed else EXIT_OK

@@ -10,6 +10,7 @@ import grpc
 
 from camera_tools.backoff import BackoffPolicy
 from camera_tools.capture import CaptureOptions
+from camera_tools.collect import CollectOptions
 from camera_tools.live import LiveOptions
 from camera_tools.redact import redact_url
 from client import Delivery
@@ -56,6 +57,8 @@ class WatchConfig:
         metrics_address: ``HOST:PORT`` serving Prometheus metrics at ``/metrics`` (``:PORT`` is
             loopback, port 0 a free one); ``None`` serves none.
         live: The web view, RTSP re-stream and alerts.
+        collect: Keep the frames worth a person's look in a folder (``--collect``); ``None``
+            keeps none.
         credentials: TLS credentials for the server; ``None`` for plaintext.
         token: Bearer token sent on every call (never shown in the config's repr).
         load_balancing: The channel's load-balancing policy (``round_robin``...); ``None`` is
@@ -87,6 +90,7 @@ class WatchConfig:
     verbose: bool = False
     metrics_address: str | None = None
     live: LiveOptions = field(default_factory=LiveOptions)
+    collect: CollectOptions | None = None
     credentials: grpc.ChannelCredentials | None = field(default=None, repr=False, compare=False)
     token: str | None = field(default=None, repr=False)
     load_balancing: str | None = None

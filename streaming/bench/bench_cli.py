@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rows",
         default="",
-        help="only these rows, e.g. 1,2,3 (row 1 always runs; 11: start-up time; 12: TensorFlow against ONNX Runtime)",
+        help="only these rows, e.g. 1,2,3 (row 1 always runs; 11: start-up time; 12: TensorFlow against ONNX Runtime; 13: a model swap under load; 14: watch --collect; 15: CPU per frame of serve --processes 1 and 2)",
     )
     parser.add_argument(
         "--attacks",
@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             model_batches=(1, 8),
             classify_images=40,
             startup_runs=2,
+            processes_streams=8,
         )
     settings = replace(
         settings,

@@ -164,6 +164,30 @@ def evaluate(run: BenchRun) -> list[Target]:
         )
     )
 
+    swap = run.row("swap")
+    if swap is not None:
+        cost, warm_up = swap.extra["swap_cost_s"], swap.extra["load_and_warm_up_s"]
+        targets.append(
+            Target(
+                "A model swap under load costs at most its warm-up",
+                "throughput lost to the swap (s of full load) ≤ load + warm-up of the version (s)",
+                f"{cost:.1f} s ≤ {warm_up:.1f} s",
+                cost <= warm_up,
+            )
+        )
+
+    collect = run.row("collect")
+    targets.append(
+        Target(
+            "Collecting costs watch < 5%",
+            "watch on 8 files with --collect ≥ 0.95 × without",
+            "row missing"
+            if collect is None
+            else f"{collect.extra['ratio']:.2f} ({collect.extra['cost_pct']:.1f}% cost)",
+            None if collect is None else collect.extra["ratio"] >= 0.95,
+        )
+    )
+
     # Beside an attack, what the server does to the load is the attack row's own finding.
     lossless = [
         r

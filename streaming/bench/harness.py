@@ -95,13 +95,18 @@ class Harness:
         return flags
 
     @contextlib.contextmanager
-    def serving(self, tag: str, *flags: str) -> Iterator[ServerUnderTest]:
-        """A server with ``flags``, measured by the load runs inside the block; stopped after it."""
+    def serving(
+        self, tag: str, *flags: str, log_level: str = "WARNING"
+    ) -> Iterator[ServerUnderTest]:
+        """A server with ``flags``, measured by the load runs inside the block; stopped after it.
+
+        Its log is ``log_dir/server-<tag>.log``.
+        """
         port = free_port()
         args = python_module(
             "streaming",
             "--log-level",
-            "WARNING",
+            log_level,
             "serve",
             "-ip",
             f"127.0.0.1:{port}",
@@ -124,14 +129,10 @@ class Harness:
         # and no stream buffers seconds of frames, so latencies mean something.
         batch = self.s.max_batch if max_batch is None else max_batch
         kw.setdefault("in_flight", max(2, -(-4 * batch // streams)))
-        return LoadSpec(
-            address=address,
-            streams=streams,
-            warmup_s=self.s.warmup_s,
-            duration_s=self.s.duration_s,
-            drain_s=self.s.drain_s,
-            **kw,
-        )
+        kw.setdefault("warmup_s", self.s.warmup_s)
+        kw.setdefault("duration_s", self.s.duration_s)
+        kw.setdefault("drain_s", self.s.drain_s)
+        return LoadSpec(address=address, streams=streams, **kw)
 
     def load(self, spec: LoadSpec, tag: str) -> LoadRun:
         """Run the load generator against the current server; its RSS and CPU are tagged ``tag``."""

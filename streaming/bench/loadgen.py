@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,9 @@ class LoadSpec:
             queue and the server's flow control limit it, which buffers streams x 3 x max_batch).
         keep_going: a stream the server ends stops alone (counted in ``failed_streams``)
             instead of failing the run: for loads measured beside an attack.
+        streams_per_connection: streams one connection carries (the client's
+            ``max_streams_per_channel``); 0 keeps the client's default. ``serve --processes``
+            places connections, so its load needs several.
     """
 
     address: str
@@ -62,10 +66,13 @@ class LoadSpec:
     slices: int = 5
     in_flight: int = 0
     keep_going: bool = False
+    streams_per_connection: int = 0
 
     def __post_init__(self) -> None:
         if self.delivery not in ("lossless", "live") or self.wire not in ("raw", "jpeg"):
             raise ValueError(f"bad delivery/wire: {self.delivery}/{self.wire}")
+        if self.streams_per_connection < 0:
+            raise ValueError("streams_per_connection must be >= 0")
         if self.streams < 1 or self.duration_s <= 0 or self.rate_fps < 0:
             raise ValueError("streams >= 1, duration > 0 and rate >= 0 are required")
 
@@ -192,7 +199,13 @@ async def _receive(
 
 
 async def run_load(spec: LoadSpec) -> dict[str, object]:
-    async with AsyncStreamClient(spec.address, connect_timeout=60.0, wait_for_ready=True) as client:
+    # The client's own default unless the spec sets one.
+    pool: dict[str, Any] = {}
+    if spec.streams_per_connection:
+        pool["max_streams_per_channel"] = spec.streams_per_connection
+    async with AsyncStreamClient(
+        spec.address, connect_timeout=60.0, wait_for_ready=True, **pool
+    ) as client:
         info = client.model_info
         payload = make_payload(spec, info.input_size)
         delivery = Delivery.LOSSLESS if spec.delivery == "lossless" else Delivery.LIVE

@@ -54,11 +54,13 @@ class Meter:
         received = np.asarray(self._received_ns, dtype=np.int64)
         latencies = np.asarray(self._latencies_ns, dtype=np.int64)
         by_slice: list[float] = []
+        counts: list[int] = []
         if len(received):
             edges = np.linspace(self.start_ns, self.end_ns, self.slices + 1)
             for low, high in zip(edges[:-1], edges[1:], strict=True):
                 part = latencies[(received >= low) & (received < high)]
                 by_slice.append(float(np.percentile(part, 99) / 1e6) if len(part) else 0.0)
+                counts.append(len(part))
         return LoadResult(
             streams=streams,
             duration_s=duration,
@@ -75,4 +77,6 @@ class Meter:
             model_busy=self.model_ns / (self.end_ns - self.start_ns),
             mean_model_ms=self.model_ns / 1e6 / self.batches if self.batches else 0.0,
             p99_by_slice_ms=tuple(by_slice),
+            answered_by_slice=tuple(counts),
+            window_start_ns=self.start_ns,  # perf_counter is CLOCK_MONOTONIC: comparable across processes
         )

@@ -48,6 +48,8 @@ class LoadResult:
     mean_model_ms: float = 0.0  # mean duration of one model call
     # p99 of the latency over each successive slice of the window: shows whether it grows.
     p99_by_slice_ms: tuple[float, ...] = ()
+    answered_by_slice: tuple[int, ...] = ()  # answers in each slice: shows a dip and its length
+    window_start_ns: int = 0  # the window's start on the machine's monotonic clock
     # Over the whole run (warm-up and drain included), for the load beside an attack.
     sent_total: int = 0
     answered_total: int = 0  # answers without an error
@@ -62,6 +64,7 @@ class LoadResult:
         values = dict(data)
         values["latency"] = Latency(**latency) if latency else None
         values["p99_by_slice_ms"] = tuple(data.get("p99_by_slice_ms", ()))
+        values["answered_by_slice"] = tuple(data.get("answered_by_slice", ()))
         return cls(**values)
 
 

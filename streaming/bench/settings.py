@@ -13,7 +13,13 @@ ATTACK_ROW = 9  # the group of attack rows: a well-behaved load beside each atta
 WEB_VIEW_ROW = 10  # watch on 8 files with its web view open in readers, against none
 STARTUP_ROW = 11  # seconds from `serve` to health SERVING, embedded model
 ONNX_ROW = 12  # the model under test served from TensorFlow and from ONNX Runtime
-ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, ATTACK_ROW, WEB_VIEW_ROW, STARTUP_ROW, ONNX_ROW)
+SWAP_ROW = 13  # a new model version published under the load of row 5 @32
+COLLECT_ROW = 14  # watch on 8 files with --collect, against without
+PROCESSES_ROW = 15  # CPU per answered frame of `serve --processes N`, N = 1 and 2
+ALL_ROWS = (
+    *range(1, 9), ATTACK_ROW, WEB_VIEW_ROW, STARTUP_ROW, ONNX_ROW, SWAP_ROW, COLLECT_ROW,
+    PROCESSES_ROW,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class BenchSettings:
     classify_images: int = 500
     attack_streams: int = 8  # the well-behaved load measured beside each attack
     startup_runs: int = 3  # fresh `serve` processes timed to SERVING (the median is reported)
+    process_counts: tuple[int, ...] = (1, 2)  # row 13: `serve --processes N` for each N
+    processes_streams: int = 32  # row 13's load
     profile: bool = True  # whole-machine perf profile of rows 3, 5 @32 and 7 when perf works
     rows: tuple[int, ...] = ALL_ROWS
     work_dir: Path = Path("bench-output")

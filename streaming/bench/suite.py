@@ -2,7 +2,8 @@
 
 The suite decides which server each row runs against and records a failed row instead of
 stopping; the rows themselves are measured in ``limit_rows``, ``server_rows``, ``latency_rows``,
-``classify_row``, ``soak``, ``attack_rows``, ``web_view``, ``startup_row`` and ``onnx_rows``.
+``classify_row``, ``soak``, ``attack_rows``, ``web_view``, ``startup_row``, ``onnx_rows``,
+``swap_row``, ``collect_row`` and ``multiprocess_row``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from streaming.bench.attack_rows import attack_rows
 from streaming.bench.classify_row import classify_row
+from streaming.bench.collect_row import CollectSpec, collect_row
 from streaming.bench.harness import Harness, ServerUnderTest
 from streaming.bench.latency_rows import latency_row, overload_row
 from streaming.bench.limit_rows import (
@@ -25,20 +27,25 @@ from streaming.bench.limit_rows import (
     one_call_row,
     transport_row,
 )
+from streaming.bench.multiprocess_row import processes_rows
 from streaming.bench.onnx_rows import onnx_rows
 from streaming.bench.processes import BenchError
 from streaming.bench.results import Row
 from streaming.bench.server_rows import jpeg_row, memory_row, memory_summary, server_row
 from streaming.bench.settings import (
     ATTACK_ROW,
+    COLLECT_ROW,
     ONNX_ROW,
+    PROCESSES_ROW,
     STARTUP_ROW,
+    SWAP_ROW,
     WEB_VIEW_ROW,
     BenchRun,
     BenchSettings,
 )
 from streaming.bench.soak import soak_row
 from streaming.bench.startup_row import startup_row
+from streaming.bench.swap_row import swap_row
 from streaming.bench.web_view import WebViewSpec, web_view_row
 
 logger = logging.getLogger(__name__)
@@ -72,6 +79,12 @@ class Suite:
                 self._row("start-up row", startup_row, h.log_dir, self.s.startup_runs)
             if ONNX_ROW in rows:
                 self._attempt("ONNX row", lambda: onnx_rows(h, self._row))
+            if SWAP_ROW in rows:
+                self._row("swap row", swap_row, h)
+            if COLLECT_ROW in rows:
+                self._attempt("collect row", lambda: self._collect(h))
+            if PROCESSES_ROW in rows:
+                self._attempt("row 15", lambda: processes_rows(h, self._row))
         self.run.elapsed_s = time.monotonic() - t0
         return self.run
 
@@ -104,6 +117,12 @@ class Suite:
         with h.serving("web-view") as server:
             spec = WebViewSpec(server=server.address, duration_s=self.s.duration_s)
             self._row("web view", web_view_row, spec, self.s.work_dir / "web-view")
+
+    def _collect(self, h: Harness) -> None:
+        # The embedded model, like the web-view row: the watch client is what this row loads.
+        with h.serving("collect") as server:
+            spec = CollectSpec(server=server.address, duration_s=self.s.duration_s)
+            self._row("collect", collect_row, spec, self.s.work_dir / "collect")
 
     def _one_call(self, h: Harness) -> None:
         with h.serving("batch1", *h.model_flags(), "--max-batch", "1") as server:

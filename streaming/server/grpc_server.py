@@ -52,8 +52,9 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
     return [
         ("grpc.max_send_message_length", limit),
         ("grpc.max_receive_message_length", limit),
-        # A second server on the same port must fail, not silently share it.
-        ("grpc.so_reuseport", 0),
+        # A second server on the same port must fail, not silently share it; only the
+        # processes of one `serve --processes N` share theirs.
+        ("grpc.so_reuseport", 1 if config.shared_port else 0),
         # Ping idle connections: a peer that vanished (power cut, NAT timeout) is found and its
         # streams freed instead of holding their slots for ever.
         ("grpc.keepalive_time_ms", int(config.keepalive_s * 1000)),

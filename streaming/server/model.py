@@ -77,15 +77,35 @@ def _import_tensorflow() -> Any:
     return tf
 
 
-def select_device(tf: Any, preference: str) -> str:
-    """Pick the TensorFlow device, turning on memory growth so the server shares the GPU politely."""
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
+def configure_runtime(tf: Any, config: ModelConfig) -> None:
+    """Threads per model call and each GPU's memory, set before TensorFlow's runtime starts.
+
+    Several server processes on one GPU (``serve --processes N``) must not each take the whole
+    device's memory, as TensorFlow does by default: each GPU gets memory growth, or with
+    ``gpu_memory_mb`` one logical device with that memory limit (the two exclude each other).
+    Once the runtime has started (another model in this process) both are fixed: logged.
+    """
+    if config.intra_op_threads:
         try:
-            tf.config.experimental.set_memory_growth(gpu, True)
+            tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
         except RuntimeError:
-            # The runtime is already initialised (another model in this process): growth is fixed.
-            logger.debug("memory growth already fixed for %s", gpu.name)
+            logger.debug("intra-op threads already fixed for this process")
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            if config.gpu_memory_mb is None:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            else:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=config.gpu_memory_mb)]
+                )
+        except RuntimeError:
+            # The runtime is already initialised (another model in this process): it is fixed.
+            logger.debug("memory growth or limit already fixed for %s", gpu.name)
+
+
+def select_device(tf: Any, preference: str) -> str:
+    """Pick the TensorFlow device (``configure_runtime`` has set the GPUs' memory first)."""
+    gpus = tf.config.list_physical_devices("GPU")
     if preference == "auto":
         return "/GPU:0" if gpus else "/CPU:0"
     if preference == "cpu":
@@ -110,6 +130,7 @@ class TensorFlowClassifier:
             raise ConfigError("TensorFlowClassifier needs a model path")
         tf = _import_tensorflow()
         self._tf = tf
+        configure_runtime(tf, config)
         self._device = select_device(tf, config.device)
         path = Path(config.model_path)
         with tf.device(self._device):

@@ -232,6 +232,8 @@ class OnnxClassifier:
         # Idle intra-op threads sleep instead of spinning: between calls the cores belong to the
         # event loop, the decode workers and the answer thread of the same server.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if config.intra_op_threads:
+            options.intra_op_num_threads = config.intra_op_threads
         try:
             self._session = ort.InferenceSession(
                 str(path), sess_options=options, providers=providers

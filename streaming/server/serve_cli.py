@@ -12,12 +12,17 @@ import argparse
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streaming import __version__
 from streaming.server.allocator import limit_malloc_arenas
 from streaming.server.config_flags import add_flags, config_from_args, markdown_table
 from streaming.server.serve_config import FLAG_GROUPS, OPERATIONS, ServerConfig
 from streaming.server.server_errors import ConfigError
+from streaming.server.server_values import ModelDescription
+
+if TYPE_CHECKING:
+    from streaming.server.process_supervisor import SupervisorResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,32 +47,86 @@ def flags_markdown() -> str:
 
 
 def _banner(server: object) -> None:
-    from streaming.server.grpc_server import StreamServer, exposure_warning
+    from streaming.server.grpc_server import StreamServer
 
     assert isinstance(server, StreamServer)
-    d = server.classifier.description
-    c = server.config
+    print(
+        banner_text(
+            server.classifier.description,
+            server.models.current.version,
+            server.config,
+            server.port,
+            server.metrics_port,
+        ),
+        flush=True,
+    )
+
+
+def _processes_banner(result: SupervisorResult) -> None:
+    print(
+        banner_text(
+            result.report.description,
+            result.report.version,
+            result.process_config,
+            result.port,
+            result.metrics_port,
+            whole=result.config,
+            pids=result.pids,
+        ),
+        flush=True,
+    )
+
+
+def banner_text(
+    d: ModelDescription,
+    version: str,
+    c: ServerConfig,
+    port: int,
+    metrics_port: int | None,
+    *,
+    whole: ServerConfig | None = None,
+    pids: tuple[int, ...] = (),
+) -> str:
+    """The banner ``serve`` prints once it listens. For ``serve --processes N``, ``c`` is one
+    process's settings, ``whole`` the server's and ``pids`` its processes: the banner prints
+    each process's limits and their totals."""
+    from streaming.server.grpc_server import exposure_warning
+
+    server = whole or c
     labels = ", ".join(d.labels[:8]) + (
         f", ... ({len(d.labels)} in all)" if len(d.labels) > 8 else ""
     )
-    print(
-        f"stream-classify {__version__} serving\n"
-        f"  model:   {d.model_name} on {d.device}, version {server.models.current.version}"
-        f"{_versions_text(c)}\n"
-        f"  labels:  {labels}\n"
-        f"  input:   {d.input_width}x{d.input_height}x{d.input_channels}\n"
-        f"  batch:   up to {c.max_batch} frames, wait <= {c.max_delay_ms:g} ms; window {c.window}\n"
-        f"  address: {c.address} (port {server.port}, {_transport(c)})",
-        flush=True,
-    )
-    if server.metrics_port is not None and c.metrics_host_port is not None:
+    lines = [
+        f"stream-classify {__version__} serving",
+        f"  model:   {d.model_name} on {d.device}, version {version}{_versions_text(c)}",
+        f"  labels:  {labels}",
+        f"  input:   {d.input_width}x{d.input_height}x{d.input_channels}",
+        f"  batch:   up to {c.max_batch} frames, wait <= {c.max_delay_ms:g} ms; window {c.window}",
+    ]
+    if pids:
+        n = len(pids)
+        lines.append(
+            f"  processes: {n} (pids {', '.join(map(str, pids))}); each: "
+            f"{c.model.intra_op_threads} intra-op threads, {_mib(c.memory_budget_bytes)} memory "
+            f"budget, {c.effective_frame_budget} frames, {c.max_streams} streams; in all: "
+            f"{_mib(n * c.memory_budget_bytes)}, {n * c.effective_frame_budget} frames, "
+            f"{n * c.max_streams} streams"
+        )
+    lines.append(f"  address: {server.address} (port {port}, {_transport(c)})")
+    metrics_at = server.metrics_host_port
+    if metrics_port is not None and metrics_at is not None:
         from client.host_port import format_host_port
 
-        address = format_host_port(c.metrics_host_port[0], server.metrics_port)
-        print(f"  metrics: http://{address}/metrics", flush=True)
-    for warning in (exposure_warning(c), c.memory_warning()):
+        address = format_host_port(metrics_at[0], metrics_port)
+        lines.append(f"  metrics: http://{address}/metrics")
+    for warning in (exposure_warning(server), c.memory_warning()):
         if warning:
-            print(f"  WARNING: {warning}", flush=True)
+            lines.append(f"  WARNING: {warning}")
+    return "\n".join(lines)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.0f} MiB"
 
 
 def _versions_text(config: ServerConfig) -> str:
@@ -86,12 +145,27 @@ def _transport(config: ServerConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Before TensorFlow and gRPC start their threads (see streaming/server/allocator.py).
+    # Before TensorFlow and gRPC start their threads (see streaming/server/allocator.py); the
+    # processes of --processes N do the same for themselves.
     limit_malloc_arenas()
+    try:
+        config = serve_config(args)
+    except ConfigError as exc:
+        logging.getLogger("streaming").error("%s", exc)
+        return 2
+    if config.processes > 1:
+        # A supervisor that imports neither TensorFlow nor gRPC's server: see the module.
+        from streaming.server.process_supervisor import Supervisor
+
+        supervisor = Supervisor(
+            config,
+            log_level=getattr(args, "log_level", "INFO"),
+            log_format=getattr(args, "log_format", "text"),
+        )
+        return supervisor.run(on_ready=_processes_banner)
     from streaming.server.grpc_server import serve
 
     try:
-        config = serve_config(args)
         asyncio.run(serve(config, on_started=_banner))
     except ConfigError as exc:
         logging.getLogger("streaming").error("%s", exc)

@@ -51,6 +51,10 @@ class ModelConfig:
             ``streaming.server.model_versions``; excludes ``model_path`` and ``labels_path``.
         model_poll_s: seconds between checks of ``model_dir``; 0 checks only on SIGHUP.
         model_version: serve only this version of ``model_dir``.
+        intra_op_threads: threads one model call may use; 0 leaves it to the runtime (one per
+            core), and ``serve --processes N`` gives each process cores ÷ N.
+        gpu_memory_mb: the GPU memory TensorFlow may take in this process (a logical device
+            with this ``memory_limit``); ``None`` turns on memory growth instead.
     """
 
     model_path: Path | None = field(
@@ -180,6 +184,31 @@ class ModelConfig:
             default_text="the highest that loads",
         ),
     )
+    intra_op_threads: int = field(
+        default=0,
+        metadata=flag(
+            "--intra-op-threads",
+            parse=int,
+            metavar="N",
+            help="threads one model call may use (TensorFlow intra-op, ONNX Runtime "
+            "intra-op), per process; 0 is one per core with one process and cores ÷ N "
+            "with `--processes N`",
+            group=MODEL,
+            default_text="0: the runtime's choice, or cores ÷ N",
+        ),
+    )
+    gpu_memory_mb: int | None = field(
+        default=None,
+        metadata=flag(
+            "--gpu-memory-mb",
+            parse=int,
+            metavar="MIB",
+            help="most GPU memory TensorFlow may take, per process (a logical device with "
+            "this memory limit); without it GPUs get memory growth",
+            group=MODEL,
+            default_text="off: memory growth",
+        ),
+    )
     null_classes: int = field(
         default=0,
         metadata=flag(
@@ -220,6 +249,10 @@ class ModelConfig:
             raise ConfigError(f"--model-version must be >= 1, got {self.model_version}")
         if self.model_poll_s < 0:
             raise ConfigError(f"--model-poll-s must be >= 0, got {self.model_poll_s}")
+        if self.intra_op_threads < 0:
+            raise ConfigError(f"--intra-op-threads must be >= 0, got {self.intra_op_threads}")
+        if self.gpu_memory_mb is not None and self.gpu_memory_mb < 1:
+            raise ConfigError(f"--gpu-memory-mb must be >= 1, got {self.gpu_memory_mb}")
 
 
 @dataclass(frozen=True)
@@ -344,6 +377,10 @@ class ServerConfig:
         keepalive_s: idle seconds before the server pings a connection to find dead peers.
         keepalive_timeout_s: how long a ping may go unanswered before the connection is closed.
         max_calls_per_connection: concurrent calls (HTTP/2 streams) one connection may open.
+        processes: server processes sharing the port (``serve --processes``, run by
+            streaming/server/process_supervisor.py); a ``StreamServer`` embedded in code is
+            always one.
+        shared_port: bind with SO_REUSEPORT (the children of ``processes`` > 1 only).
         security: TLS, client certificates, tokens and reflection.
     """
 
@@ -490,6 +527,19 @@ class ServerConfig:
             group=LIMITS,
         ),
     )
+    processes: int = field(
+        default=1,
+        metadata=flag(
+            "--processes",
+            parse=int,
+            metavar="N",
+            help="server processes sharing the port (SO_REUSEPORT), each with its own model "
+            "instance; a stream stays on its process; --memory-budget, --max-streams, "
+            "--legacy-max-windows and a given --frame-budget are divided among them "
+            "(docs/serving.md)",
+            group=OPERATIONS,
+        ),
+    )
     metrics_address: str | None = field(
         default=None,
         metadata=flag(
@@ -530,6 +580,9 @@ class ServerConfig:
         ),
     )
     max_name_chars: int = 1024  # no flag: a protocol limit, not a deployment choice
+    # No flag: set by `serve --processes N` for its children, which bind the port with
+    # SO_REUSEPORT (a lone server must fail on a taken port, not silently share it).
+    shared_port: bool = False
     config_timeout_s: float = field(
         default=5.0,
         metadata=flag(
@@ -594,6 +647,7 @@ class ServerConfig:
             "keepalive_s": self.keepalive_s > 0,
             "keepalive_timeout_s": self.keepalive_timeout_s > 0,
             "max_calls_per_connection": self.max_calls_per_connection >= 1,
+            "processes": self.processes >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if not bad and self.window > self.max_window:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
+import threading
 from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -85,15 +87,62 @@ def _label(delivery: Delivery) -> str:
     return delivery.name.lower()
 
 
+# Multiprocess mode (``serve --processes N``): how often a process writes its load gauges,
+# which a scrape of the parent cannot ask it for.
+REFRESH_S = 1.0
+
+
+class InfoGauge:
+    """An info metric that also works in prometheus-client's multiprocess mode (``Info`` does not).
+
+    A gauge named like ``Info``'s sample, 1 for the current label values: the series a scrape
+    shows is the same. A value replaced is set to 0 rather than removed, because a process
+    cannot remove what it wrote to its multiprocess file: with ``livemax`` the aggregate is 1
+    for what any live process serves now and 0 for what they served earlier in the run.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self._gauge = Gauge(
+            f"{name}_info",
+            documentation,
+            list(labels),
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._current: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def info(self, values: dict[str, str]) -> None:
+        with self._lock:
+            if self._current is not None and self._current != values:
+                self._gauge.labels(**self._current).set(0)
+            self._gauge.labels(**values).set(1)
+            self._current = dict(values)
+
+
 class ServerMetrics:
     """The server's metrics (names in docs/metrics.md), on a private registry.
 
     The registry is private so two servers in one process (tests, benchmarks) never share or
     clash over a metric. All methods are thread-safe: the batcher's threads and the event loop
     may both call them.
+
+    In prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set before it was
+    imported: the children of ``serve --processes N``) each process writes its values to files
+    the parent's endpoint sums: counters and histograms add up, gauges are summed over the live
+    processes (the busy ratio is the busiest one's), info metrics are gauges (see
+    :class:`InfoGauge`), and ``stream_classify_process_streams_open{pid}`` shows how the streams
+    spread over the processes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess: bool | None = None) -> None:
+        self.multiprocess = (
+            bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+            if multiprocess is None
+            else multiprocess
+        )
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         received = Counter(
@@ -128,6 +177,18 @@ class ServerMetrics:
             f"{PREFIX}_streams_open",
             "Classify streams open now.",
             registry=r,
+            multiprocess_mode="livesum",
+        )
+        # Per process, only where there are several: shows whether SO_REUSEPORT spread them.
+        self._process_streams_open = (
+            Gauge(
+                f"{PREFIX}_process_streams_open",
+                "Classify streams open now in each server process (serve --processes).",
+                registry=r,
+                multiprocess_mode="liveall",
+            )
+            if self.multiprocess
+            else None
         )
         self._streams_opened = Counter(
             f"{PREFIX}_streams_opened",
@@ -162,22 +223,31 @@ class ServerMetrics:
             f"{PREFIX}_model_busy_ratio",
             "Share of the last seconds the model spent in calls (0 to 1).",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self._held_frames = Gauge(
             f"{PREFIX}_held_frames",
             "Frames held by the server (queued, in a batch or unsent).",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self._frame_budget = Gauge(
             f"{PREFIX}_frame_budget",
             "Frames all streams together may hold (--frame-budget).",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self._held_bytes = Gauge(
-            f"{PREFIX}_held_bytes", "Bytes of frame data held by the server.", registry=r
+            f"{PREFIX}_held_bytes",
+            "Bytes of frame data held by the server.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self._memory_budget = Gauge(
-            f"{PREFIX}_memory_budget_bytes", "Bytes of frame data the server may hold.", registry=r
+            f"{PREFIX}_memory_budget_bytes",
+            "Bytes of frame data the server may hold.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         legacy = Counter(
             f"{PREFIX}_legacy_calls",
@@ -186,8 +256,8 @@ class ServerMetrics:
             registry=r,
         )
         self._legacy = {outcome: legacy.labels(outcome.value) for outcome in LegacyOutcome}
-        self._model_version = Info(
-            f"{PREFIX}_model_version", "The model version served now.", registry=r
+        self._model_version: Info | InfoGauge = self._info(
+            f"{PREFIX}_model_version", "The model version served now.", ("version",)
         )
         self._swaps = Counter(
             f"{PREFIX}_model_swaps",
@@ -207,10 +277,19 @@ class ServerMetrics:
             buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
             registry=r,
         )
-        self._build = Info(
-            f"{PREFIX}_build", "Version, model and device of this server.", registry=r
+        self._build: Info | InfoGauge = self._info(
+            f"{PREFIX}_build",
+            "Version, model and device of this server.",
+            ("version", "model", "device", "labels"),
         )
         self._http: MetricsEndpoint | None = None
+        self._refresher: threading.Thread | None = None
+        self._stop_refresh = threading.Event()
+
+    def _info(self, name: str, documentation: str, labels: Sequence[str]) -> Info | InfoGauge:
+        if self.multiprocess:
+            return InfoGauge(name, documentation, labels, self.registry)
+        return Info(name, documentation, registry=self.registry)
 
     # Frames -------------------------------------------------------------------------------
 
@@ -231,9 +310,13 @@ class ServerMetrics:
     def stream_opened(self) -> None:
         self._streams_opened.inc()
         self._streams_open.inc()
+        if self._process_streams_open is not None:
+            self._process_streams_open.inc()
 
     def stream_closed(self) -> None:
         self._streams_open.dec()
+        if self._process_streams_open is not None:
+            self._process_streams_open.dec()
 
     # Batches and load ----------------------------------------------------------------------
 
@@ -261,12 +344,34 @@ class ServerMetrics:
         frame_budget: int,
         memory_budget: int,
     ) -> None:
-        """Read the load gauges from the server when scraped (always current, nothing per frame)."""
-        self._busy.set_function(lambda: min(1.0, max(0.0, busy())))
-        self._held_frames.set_function(held_frames)
-        self._held_bytes.set_function(held_bytes)
+        """Read the load gauges from the server when scraped (always current, nothing per frame).
+
+        In multiprocess mode the scrape happens in another process, so a thread writes them
+        every ``REFRESH_S`` instead.
+        """
         self._frame_budget.set(frame_budget)
         self._memory_budget.set(memory_budget)
+        readers: tuple[tuple[Gauge, Callable[[], float]], ...] = (
+            (self._busy, lambda: min(1.0, max(0.0, busy()))),
+            (self._held_frames, held_frames),
+            (self._held_bytes, held_bytes),
+        )
+        if not self.multiprocess:
+            for gauge, read in readers:
+                gauge.set_function(read)
+            return
+        if self._refresher is not None:
+            raise RuntimeError("the load gauges are already watched")
+
+        def refresh() -> None:
+            while True:
+                for gauge, read in readers:
+                    gauge.set(read())
+                if self._stop_refresh.wait(REFRESH_S):
+                    return
+
+        self._refresher = threading.Thread(target=refresh, name="sc-metrics-refresh", daemon=True)
+        self._refresher.start()
 
     def legacy_call(self, outcome: LegacyOutcome) -> None:
         self._legacy[outcome].inc()
@@ -313,7 +418,11 @@ class ServerMetrics:
         return self._http.port
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the HTTP endpoint (if running) and close its socket."""
+        """Stop the HTTP endpoint (if running) and close its socket; stop refreshing gauges."""
+        self._stop_refresh.set()
+        refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.join(timeout)
         endpoint, self._http = self._http, None
         if endpoint is not None:
             endpoint.stop(timeout)

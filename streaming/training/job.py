@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streaming.training.holdout import VALIDATION_FILE, ValidationRecord
 from streaming.training.loading import LoadOptions, drop_small_classes, load_inputs
 from streaming.training.model_card import CardFacts, write_model_card
 from streaming.training.sampling import SamplingPolicy
@@ -98,6 +99,11 @@ def run_job(job: TrainJob) -> JobResult:
             train_counts[label],
             val_counts[label],
         )
+    job.out.mkdir(parents=True, exist_ok=True)
+    # What `promote` scores the old and the new model on: the frames this run never trained on.
+    ValidationRecord.of_run(job.inputs, job.val_inputs, val, job.sampling, job.videos_dir).save(
+        job.out / VALIDATION_FILE
+    )
     result = fit(train, val, job.out, job.fit, labels=job.labels)
     facts = CardFacts(
         job.inputs,

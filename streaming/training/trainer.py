@@ -2,8 +2,9 @@
 
 Outputs in ``out``: ``model.keras`` (the best epoch by validation loss, float32, no optimizer
 state: what ``serve -la`` loads), ``labels.txt`` (what ``serve -ohe`` loads), ``MODEL_CARD.md``,
-``evaluation/`` pictures, and ``checkpoint/`` (the last epoch with its optimizer, for
-``--resume``).
+``evaluation/`` pictures, ``checkpoint/`` (the last epoch with its optimizer, for
+``--resume``), and ``validation.json`` (which frames were held out, for ``promote``; written
+by :mod:`streaming.training.job`).
 """
 
 from __future__ import annotations

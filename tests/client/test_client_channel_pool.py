@@ -85,7 +85,9 @@ def test_a_lease_released_twice_frees_one_place() -> None:
 @pytest.mark.parametrize(
     ("cap", "per_channel", "streams"),
     [
-        pytest.param(100, None, 300, id="300-streams-default-pool-server-cap-100"),
+        pytest.param(
+            100, None, 300, id="300-streams-default-pool-server-cap-100", marks=pytest.mark.slow
+        ),
         pytest.param(4, 4, 10, id="pool-at-the-cap"),
         pytest.param(4, 1, 6, id="a-channel-each"),
     ],
@@ -116,6 +118,7 @@ def test_every_stream_is_served_beyond_the_server_cap_of_one_connection(
     client.close()
 
 
+@pytest.mark.slow  # waits out the unserved streams' deadline
 def test_without_the_pool_streams_past_the_cap_wait_unserved(
     null_server: Callable[..., BackgroundServer], flavour: Flavour
 ) -> None:

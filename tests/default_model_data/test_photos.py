@@ -16,6 +16,7 @@ def _digests(photos: tuple[np.ndarray, ...]) -> set[str]:
     return {hashlib.sha256(p.tobytes()).hexdigest() for p in photos}
 
 
+@pytest.mark.slow  # decodes every photograph
 @pytest.mark.parametrize("holdout", [False, True])
 def test_photos_are_rgb_uint8(holdout: bool) -> None:
     photos = load_photos(holdout)

@@ -172,6 +172,47 @@ def test_onnx_row_serves_the_converted_model_beside_tensorflow(
         assert row["extra"]["lost_lossless"] == 0 and row["extra"]["errors"] == 0
 
 
+@pytest.mark.timeout(300)
+def test_processes_row_measures_cpu_per_frame_of_the_whole_tree(
+    tiny_model: Any, tmp_path: Path
+) -> None:
+    # when: row 15 alone (row 1 always runs)
+    json_path = tmp_path / "BENCHMARKS.json"
+    code = main(
+        [
+            "bench",
+            *QUICK,
+            "--rows",
+            "15",
+            "--model",
+            str(tiny_model.model_path),
+            "--markdown",
+            str(tmp_path / "BENCHMARKS.md"),
+            "--json",
+            str(json_path),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+
+    # then: one row per process count, each with the CPU of its whole tree per answered frame
+    data = json.loads(json_path.read_text())
+    assert code == 0 and data["failures"] == []
+    by_key = {row["key"]: row for row in data["rows"]}
+    assert set(by_key) == {"model", "processes_1", "processes_2"}
+    for processes in (1, 2):
+        row = by_key[f"processes_{processes}"]
+        assert row["extra"]["processes"] == processes
+        assert row["fps"] > 0 and row["extra"]["answered_total"] > 0
+        assert row["extra"]["tree_cpu_s"] > 0
+        assert row["extra"]["frames_per_core_s"] == pytest.approx(
+            1000 / row["extra"]["cpu_ms_per_frame"], rel=0.01
+        )
+    assert (
+        "| 15. `serve --processes 2`, CPU per frame |" in (tmp_path / "BENCHMARKS.md").read_text()
+    )
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", ["cancel_storm", "legacy_flood"])
 def test_attack_generator_reports_what_it_did(server: Any, kind: str) -> None:
@@ -206,3 +247,35 @@ def test_startup_row_times_serve_to_health_serving(
     assert len(row.extra["seconds"]) == starts
     assert row.extra["seconds_median"] == row.extra["seconds"][0] > 0
     assert "listening on" in (tmp_path / "server-startup.log").read_text()  # its stderr, kept
+
+
+@pytest.mark.timeout(300)
+def test_swap_row_publishes_a_version_under_load(tiny_model: Any, tmp_path: Path) -> None:
+    # when: row 13 alone (row 1 always runs)
+    json_path = tmp_path / "BENCHMARKS.json"
+    code = main(
+        [
+            "bench",
+            *QUICK,
+            "--rows",
+            "13",
+            "--model",
+            str(tiny_model.model_path),
+            "--markdown",
+            str(tmp_path / "BENCHMARKS.md"),
+            "--json",
+            str(json_path),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+
+    # then: version 2 was loaded inside the window, its cost set beside its warm-up
+    data = json.loads(json_path.read_text())
+    assert code == 0 and data["failures"] == []
+    swap = next(row for row in data["rows"] if row["key"] == "swap")
+    assert swap["fps"] > 0 and swap["extra"]["baseline_fps"] > 0
+    assert swap["extra"]["load_and_warm_up_s"] > 0
+    assert swap["extra"]["lost_lossless"] == 0 and swap["extra"]["errors"] == 0
+    assert any(t["name"].startswith("A model swap") for t in data["targets"])
+    assert "13. Model swap under load" in (tmp_path / "BENCHMARKS.md").read_text()

@@ -243,3 +243,72 @@ def test_label_files(tmp_path: Path, name: str, content: bytes, expected: Any) -
         with pytest.raises(LabelsError, match=expected):
             load_labels(path)
     assert not Path("/tmp/sc-labels-pwned").exists()
+
+
+class FakeTensorFlowConfig:
+    """``tf.config`` as far as configure_runtime uses it: records the calls, on two GPUs."""
+
+    def __init__(self, started: bool = False) -> None:
+        self.calls: list[tuple[str, Any, Any]] = []
+        self.started = started  # TensorFlow refuses every change once its runtime started
+        self.threading = self
+        self.experimental = self
+
+    def LogicalDeviceConfiguration(self, memory_limit: int) -> tuple[str, int]:  # noqa: N802
+        return ("logical", memory_limit)
+
+    def _record(self, name: str, device: Any, value: Any) -> None:
+        if self.started:
+            raise RuntimeError("runtime already initialised")
+        self.calls.append((name, device, value))
+
+    def list_physical_devices(self, kind: str) -> list[Any]:
+        return [type("Gpu", (), {"name": f"/GPU:{i}"})() for i in range(2)]
+
+    def set_intra_op_parallelism_threads(self, n: int) -> None:
+        self._record("threads", None, n)
+
+    def set_memory_growth(self, gpu: Any, on: bool) -> None:
+        self._record("growth", gpu.name, on)
+
+    def set_logical_device_configuration(self, gpu: Any, devices: list[Any]) -> None:
+        self._record("limit", gpu.name, devices)
+
+
+@pytest.mark.parametrize(
+    ("config", "started", "expected"),
+    [
+        pytest.param(
+            ModelConfig(),
+            False,
+            [("growth", "/GPU:0", True), ("growth", "/GPU:1", True)],
+            id="default-memory-growth",
+        ),
+        pytest.param(
+            ModelConfig(gpu_memory_mb=2048, intra_op_threads=4),
+            False,
+            [
+                ("threads", None, 4),
+                ("limit", "/GPU:0", [("logical", 2048)]),
+                ("limit", "/GPU:1", [("logical", 2048)]),
+            ],
+            id="per-process-limit-and-threads",
+        ),
+        pytest.param(
+            ModelConfig(gpu_memory_mb=2048, intra_op_threads=4),
+            True,
+            [],
+            id="runtime-started-left-as-it-is",
+        ),
+    ],
+)
+def test_runtime_gets_its_threads_and_a_share_of_each_gpu(
+    config: ModelConfig, started: bool, expected: list[tuple[str, Any, Any]]
+) -> None:
+    from types import SimpleNamespace
+
+    from streaming.server.model import configure_runtime
+
+    fake = FakeTensorFlowConfig(started)
+    configure_runtime(SimpleNamespace(config=fake), config)
+    assert fake.calls == expected

@@ -18,7 +18,7 @@ from streaming.server.model import NullClassifier
 from streaming.server.serve_config import ServerConfig
 from tests.classifiers import SlowClassifier
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 SIDE = 224
 FLOOD_STREAMS = 6

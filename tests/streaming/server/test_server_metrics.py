@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -251,3 +252,51 @@ def test_server_serves_metrics_and_counts_streams(
 
 def test_server_without_metrics_address_opens_no_endpoint(server: Any) -> None:
     assert server.server.metrics_port is None
+
+
+def test_multiprocess_layout_info_as_gauges_and_load_written_by_a_thread() -> None:
+    # given: the metrics of one process of `serve --processes N` (its values written to files
+    # there; read back in memory here, the layout is the same)
+    from tests.support import wait_until
+
+    metrics = ServerMetrics(multiprocess=True)
+    load = Load(busy=0.5, held_frames=3, held_bytes=300)
+    # when: the load is watched, the build and three versions are announced, a stream opens
+    metrics.watch(
+        busy=lambda: load.busy,
+        held_frames=lambda: load.held_frames,
+        held_bytes=lambda: load.held_bytes,
+        frame_budget=64,
+        memory_budget=1000,
+    )
+    metrics.set_build_info(version="0.1.0", model="tiny", device="/CPU:0", labels=3)
+    for version in ("1", "2", "3"):
+        metrics.serving_version(version, swapped=version != "1")
+    metrics.stream_opened()
+    try:
+        # then: the load gauges are written by the refresher, not read at scrape time
+        v = metrics.value
+        wait_until(lambda: v("stream_classify_held_frames") == 3, 10)
+        assert v("stream_classify_model_busy_ratio") == 0.5
+        assert v("stream_classify_held_bytes") == 300
+        load.held_frames = 7
+        wait_until(lambda: v("stream_classify_held_frames") == 7, 10)
+        # and info metrics are gauges: 1 for what is served now, 0 for what was served before
+        assert v("stream_classify_model_version_info", version="3") == 1
+        assert v("stream_classify_model_version_info", version="1") == 0
+        assert v("stream_classify_model_version_info", version="2") == 0
+        info = {"version": "0.1.0", "model": "tiny", "device": "/CPU:0", "labels": "3"}
+        assert v("stream_classify_build_info", **info) == 1
+        # and the streams are also counted per process
+        assert v("stream_classify_process_streams_open") == 1
+        assert v("stream_classify_streams_open") == 1
+    finally:
+        metrics.stop()
+    # and stop() ends the refresher: later load changes are not written
+    load.held_frames = 99
+    time.sleep(1.5)
+    assert metrics.value("stream_classify_held_frames") == 7
+
+
+def test_one_process_has_no_per_process_series() -> None:
+    assert ServerMetrics().value("stream_classify_process_streams_open") is None

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.camera_tools.conftest import browser  # noqa: F401 (a fixture, shared: the learning loop)
+
 # Three visually different ffmpeg sources; each clip shows them in some order for SEGMENT_S each.
 SOURCES = {
     "testsrc2": "testsrc2=size=128x96:rate={fps}",

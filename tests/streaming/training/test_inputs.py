@@ -110,6 +110,7 @@ def test_overlapping_rows_of_other_labels_skip_the_later_row(tmp_path: Path) -> 
     ]
 
 
+@pytest.mark.slow  # loads the inputs through TensorFlow
 def test_overlaps_between_two_segment_files_are_reported(tmp_path: Path) -> None:
     (tmp_path / "a.mp4").write_bytes(b"")
     first = write(tmp_path / "one.csv", "source,label,start,end\na.mp4,ad,0,10\n")
