@@ -159,7 +159,7 @@ def _tile(image: np.ndarray, caption: str, kind: str, side: int = 128) -> np.nda
     tile = np.full((side + 34, side, 3), 255, np.uint8)
     tile[:side] = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
     for row, text in enumerate((caption, kind)):
-        cv2.putText(tile, text, (3, side + 13 + 15 * row), cv2.FONT_HERSHEY_PLAIN, 0.85,
+        cv2.putText(tile, text, (3, side + 13 + 15 * row), cv2.FONT_HERSHEY_PLAIN, 0.65,
                     (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
     return tile
 
