@@ -23,6 +23,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from multiprocessing import get_context
@@ -110,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp) / "data"
-        # Generate before importing TensorFlow so the forked workers don't inherit its thread pools.
         x, y = generate(args.per_class, INPUT_SIZE, args.seed, args.workers)
         write_label_folders(x, y, data / "train")
         x, y = generate(args.val_per_class, INPUT_SIZE, args.seed + 1, args.workers)
@@ -119,12 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         t_data = time.monotonic() - t0
         logger.info("generated the frames into %s in %.0f s", data, t_data)
 
-        from streaming.cli import main as stream_classify
-
         work = Path(tmp) / "model"
         command = train_command(data, work, args)
         logger.info("stream-classify %s", " ".join(command))
-        code = stream_classify(command)
+        # The command itself, in a child process (the generator never imports TensorFlow).
+        code = subprocess.run([sys.executable, "-m", "streaming", *command], check=False).returncode
         if code != 0:
             logger.error("stream-classify train failed with exit code %d", code)
             return code
