@@ -53,7 +53,8 @@ demo: install
 	$(BIN)/python scripts/run_demo.py
 
 # Retrain the embedded broadcast monitor (streaming/default_model/) with `stream-classify train` on
-# generated frames (~25 min on 2 CPU cores), then score it on the held-out sets (model card).
+# generated frames (about 25 min on 2 quiet CPU cores, 52 min on a busy one), then score it on the
+# held-out sets (model card).
 default-model: install
 	$(BIN)/python -m default_model_data.train_default_model
 	$(BIN)/python -m default_model_data.evaluate_default_model --json default_model_data/evaluation_report.json
