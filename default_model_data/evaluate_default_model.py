@@ -1,6 +1,11 @@
 """Evaluate the embedded broadcast monitor on frames it was not trained on.
 
-Three sets:
+Four sets:
+
+* ``broadcast`` - the broadcast-like set of ``default_model_data/broadcast_set.py`` (fine textures,
+  uneven and compressed black, receiver graphics over snow, coloured fields; made by PIL, FFT and
+  scipy code that shares nothing with the training generator), resized by the server's own
+  preprocessing. ``--sheet`` draws its mistakes as a contact sheet.
 
 * ``independent`` - ffmpeg lavfi test sources, ffmpeg noise/geq, ffmpeg drawtext on black and
   held-out photos scaled/cropped by ffmpeg, each also as JPEG q30 and half-size JPEG q60
@@ -26,7 +31,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
+from default_model_data.broadcast_set import broadcast_frames
 from default_model_data.independent import have_ffmpeg, independent_frames, to_input
 from default_model_data.photos import load_photos
 from default_model_data.synth import CLASSES, make_program_holdout, sample
@@ -102,6 +109,61 @@ def eval_independent(model: object, size: int) -> dict[str, object]:
     return out
 
 
+def server_inputs(images: list[np.ndarray], size: int) -> np.ndarray:
+    """Frames resized exactly as ``serve`` resizes them (antialiased bilinear, float 0-255)."""
+    import tensorflow as tf
+
+    from streaming.server.model import make_preprocess
+    from streaming.server.serve_config import ModelConfig
+
+    preprocess = make_preprocess(tf, ModelConfig(), size, size, 3)
+    return np.stack([preprocess(tf.convert_to_tensor(image[None]))[0].numpy() for image in images])
+
+
+def eval_broadcast(model: Any, size: int, sheet: Path | None) -> dict[str, object]:
+    frames = broadcast_frames()
+    y = np.array([CLASSES.index(f.label) for f in frames])
+    probs = predict(model, server_inputs([f.image for f in frames], size))
+    pred = probs.argmax(1)
+    result = summarize(
+        "broadcast-like (PIL/FFT/scipy frames, held-out photos, server resize)",
+        y,
+        pred,
+        [f"{f.label}/{f.kind.split('/')[0]}" for f in frames],
+    )
+    wrong = [i for i in range(len(frames)) if pred[i] != y[i]]
+    mistakes = [
+        {"kind": frames[i].kind, "truth": frames[i].label, "predicted": CLASSES[pred[i]],
+         "score": round(float(probs[i].max()), 3)}
+        for i in wrong
+    ]  # fmt: skip
+    result["mistakes"] = mistakes
+    print("misses (kind, predicted):", [(m["kind"], m["predicted"]) for m in mistakes])
+    if sheet is not None:
+        tiles = [
+            _tile(frames[i].image, f"{frames[i].label}>{CLASSES[pred[i]]} {probs[i].max():.2f}",
+                  frames[i].kind)
+            for i in wrong
+        ] or [_tile(np.zeros((96, 96, 3), np.uint8), "no mistakes", "")]  # fmt: skip
+        cols = min(6, len(tiles))
+        while len(tiles) % cols:
+            tiles.append(np.full_like(tiles[0], 255))
+        rows = [np.concatenate(tiles[i : i + cols], 1) for i in range(0, len(tiles), cols)]
+        # A 64-colour palette keeps the committed picture small.
+        Image.fromarray(np.concatenate(rows, 0)).quantize(64).save(sheet, optimize=True)
+    return result
+
+
+def _tile(image: np.ndarray, caption: str, kind: str, side: int = 128) -> np.ndarray:
+    """The frame at contact-sheet size with what was expected and predicted under it."""
+    tile = np.full((side + 34, side, 3), 255, np.uint8)
+    tile[:side] = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    for row, text in enumerate((caption, kind)):
+        cv2.putText(tile, text, (3, side + 13 + 15 * row), cv2.FONT_HERSHEY_PLAIN, 0.65,
+                    (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    return tile
+
+
 def eval_synthetic(model: object, size: int, per_class: int, seed: int) -> dict[str, object]:
     rng = np.random.default_rng(seed)
     xs, ys = [], []
@@ -163,6 +225,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--demo", type=Path, default=DEMO_CLIP)
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    parser.add_argument(
+        "--sheet", type=Path, default=REPO / "streaming" / "default_model" / "broadcast_mistakes.png",
+        help="contact sheet of the broadcast-like set's mistakes (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sets", default="broadcast,independent,synthetic,demo",
+        help="comma-separated sets to run (default %(default)s)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
 
@@ -170,13 +240,19 @@ def main(argv: list[str] | None = None) -> None:
 
     model = keras.models.load_model(args.model, compile=False)
     size = int(model.input_shape[1])
+    sets = set(args.sets.split(","))
     report: dict[str, object] = {"model": str(args.model), "input_size": size}
-    if have_ffmpeg():
+    if "broadcast" in sets:
+        report["broadcast"] = eval_broadcast(model, size, args.sheet)
+    if "independent" in sets and have_ffmpeg():
         report["independent"] = eval_independent(model, size)
-    else:
+    elif "independent" in sets:
         logger.warning("ffmpeg not found: skipping the independent set")
-    report["synthetic_holdout"] = eval_synthetic(model, size, args.synthetic_per_class, args.seed)
-    if args.demo.exists():
+    if "synthetic" in sets:
+        report["synthetic_holdout"] = eval_synthetic(
+            model, size, args.synthetic_per_class, args.seed
+        )
+    if "demo" in sets and args.demo.exists():
         report["demo"] = eval_demo(model, size, args.demo)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

@@ -191,6 +191,92 @@ def draw_logo(img: Image, rng: Rng, max_frac: float = 0.12, alpha: float | None 
     cv2.addWeighted(layer, a, img, 1 - a, 0, dst=img)
 
 
+_OSD_COLOURS = ((255, 255, 255), (60, 255, 60), (255, 255, 60), (60, 230, 255), (255, 160, 40))
+
+
+def osd(img: Image, rng: Rng, small: bool = False) -> None:
+    """Receiver/VCR on-screen graphics drawn crisply: a volume bar, a timecode or counter, a
+    channel number, a menu. Over snow the frame stays ``static``; ``small`` keeps to the
+    little elements (what a black frame may carry)."""
+    h, w = img.shape[:2]
+    color = _OSD_COLOURS[int(rng.integers(len(_OSD_COLOURS)))]
+    shadow = rng.random() < 0.4
+    kinds = ["volume", "counter", "channel"] + ([] if small else ["menu", "menu"])
+    for kind in rng.choice(kinds, size=int(rng.integers(1, 3)), replace=False):
+        th = h * rng.uniform(0.04, 0.09)
+        if kind == "volume":
+            x0, y0 = int(w * rng.uniform(0.05, 0.3)), int(h * rng.uniform(0.6, 0.9))
+            bw, bh = int(w * rng.uniform(0.3, 0.6)), max(3, int(h * rng.uniform(0.025, 0.06)))
+            if rng.random() < 0.5:
+                cv2.rectangle(img, (x0, y0), (x0 + bw, y0 + bh), (0, 0, 0), -1)
+            n = int(rng.integers(10, 40))
+            on = int(rng.integers(1, n + 1))
+            seg = bw / n
+            for k in range(on):
+                xa = int(x0 + k * seg)
+                cv2.rectangle(img, (xa, y0), (max(xa, int(xa + seg * 0.7)), y0 + bh), color, -1)
+            cv2.rectangle(img, (x0, y0), (x0 + bw, y0 + bh), color, 1)
+            label = str(rng.choice(["VOLUME", "VOL", "SOUND", "AUDIO", "BRIGHT"]))
+            _osd_text(img, f"{label} {on}", (x0, y0 - int(th * 0.4)), th, color, shadow, rng)
+        elif kind == "counter":
+            text = str(
+                rng.choice(
+                    [timecode(rng), f"PLAY {rng.integers(10)}:{rng.integers(60):02d}:{rng.integers(60):02d}",
+                     f"SP {rng.integers(10)}:{rng.integers(60):02d}", "REC", "STOP", "PAUSE",
+                     f"-{rng.integers(10)}:{rng.integers(60):02d}:{rng.integers(60):02d}"]
+                )
+            )  # fmt: skip
+            org = (int(w * rng.uniform(0.03, 0.6)), int(h * rng.uniform(0.1, 0.95)))
+            _osd_text(img, text, org, th, color, shadow, rng)
+        elif kind == "channel":
+            text = str(
+                rng.choice(
+                    [
+                        f"CH {rng.integers(1, 99):02d}",
+                        f"{rng.integers(1, 99)}",
+                        "AV1",
+                        "AV 2",
+                        "TV",
+                        "HDMI 1",
+                    ]
+                )
+            )
+            org = (int(w * rng.uniform(0.03, 0.8)), int(h * rng.uniform(0.1, 0.3)))
+            _osd_text(img, text, org, th * rng.uniform(1, 2.2), color, shadow, rng)
+        else:  # a menu: boxed lines, one highlighted
+            x0, y0 = int(w * rng.uniform(0.05, 0.4)), int(h * rng.uniform(0.05, 0.4))
+            lines = int(rng.integers(3, 8))
+            lh = max(8, int(h * rng.uniform(0.05, 0.08)))
+            bw = int(w * rng.uniform(0.3, 0.55))
+            box = rand_color(rng, 0, 120) if rng.random() < 0.7 else (0, 0, 160)
+            if rng.random() < 0.7:  # opaque box; else the text floats over the snow
+                cv2.rectangle(img, (x0, y0), (x0 + bw, y0 + lh * lines + lh // 2), box, -1)
+            pick = int(rng.integers(lines))
+            for k in range(lines):
+                y = y0 + lh * (k + 1)
+                if k == pick:
+                    cv2.rectangle(img, (x0, y - lh + 3), (x0 + bw, y + 3), color, -1)
+                words = str(rng.choice(["PICTURE", "SOUND", "SETUP", "TUNING", "CHANNEL", "TIMER",
+                                         "LANGUAGE", "SEARCH", "AUTO", "MANUAL", "EXIT", "COLOUR"]))  # fmt: skip
+                fg = (0, 0, 0) if k == pick else color
+                put_text(img, words, (x0 + 6, y), lh * 0.6, fg, rng)
+
+
+def _osd_text(
+    img: Image, text: str, org: tuple[int, int], height: float, color: tuple[int, int, int],
+    shadow: bool, rng: Rng,
+) -> None:  # fmt: skip
+    font = int(
+        rng.choice([cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_PLAIN])
+    )
+    scale = max(0.3, height / 22.0)
+    thick = max(1, int(round(height / 10)))
+    if shadow:
+        cv2.putText(img, text, (org[0] + 2, org[1] + 2), font, scale, (0, 0, 0), thick + 1)
+    # No anti-aliasing: receiver OSDs are drawn with hard pixel edges.
+    cv2.putText(img, text, org, font, scale, color, thick, cv2.LINE_8)
+
+
 # --------------------------------------------------------------------------- program
 
 
@@ -417,16 +503,285 @@ def _prog_flat(rng: Rng, h: int, w: int) -> Image:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _prog_warm_field(rng: Rng, h: int, w: int) -> Image:
+    """Warm or coloured flat-ish fields (a dim brown wall, a dark red curtain, a teal sky):
+    ``program`` once the brightest channel reaches ~48/255 (the black/program rule in the card)."""
+    top = rng.uniform(56, 150)
+    hue = rng.random()
+    if hue < 0.6:  # warm: red >= green >= blue
+        color = np.array([1.0, rng.uniform(0.45, 0.85), rng.uniform(0.1, 0.5)]) * top
+    else:
+        color = rng.permutation(np.array([1.0, rng.uniform(0.1, 0.9), rng.uniform(0.0, 0.6)])) * top
+    img = np.zeros((h, w, 3), np.float32) + color.astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if rng.random() < 0.6:  # gentle light fall-off or vignette
+        r = np.hypot((xx - w * rng.uniform(0.3, 0.7)) / w, (yy - h * rng.uniform(0.3, 0.7)) / h)
+        img *= (1 - rng.uniform(0.1, 0.4) * np.clip(r / 0.7, 0, 1) ** 2)[..., None]
+    if rng.random() < 0.5:
+        img *= 1 + smooth_noise(rng, h, w, int(rng.integers(2, 6)), 2)[..., None] * 0.15
+    img += rng.normal(0, rng.uniform(0, 3), (h, w, 1))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _fibres(rng: Rng, h: int, w: int, along: float, across: float) -> np.ndarray:
+    """Noise stretched along x (``along`` px) and tight across it, rotated: grain, blades, brushing."""
+    white = rng.standard_normal((h, w)).astype(np.float32)
+    n: np.ndarray = cv2.GaussianBlur(white, (0, 0), sigmaX=along, sigmaY=across)
+    n /= max(float(n.std()), 1e-6)
+    angle = float(rng.uniform(-90, 90))
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    return cv2.warpAffine(n, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def _palette(rng: Rng, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Dark and light colour of a natural material."""
+    bases = {
+        "wood": ((70, 35, 12), (200, 140, 80)),
+        "turf": ((20, 60, 10), (120, 190, 70)),
+        "stone": ((60, 55, 50), (200, 190, 175)),
+        "sand": ((120, 95, 60), (235, 210, 160)),
+    }
+    dark, light = (np.array(c, np.float32) for c in bases[kind])
+    jitter = rng.uniform(0.75, 1.2, size=3).astype(np.float32)
+    return dark * jitter, light * jitter
+
+
+def _shade(rng: Rng, value: np.ndarray, dark: np.ndarray, light: np.ndarray) -> Image:
+    """Map a [0, 1] field to a colour ramp at a random contrast."""
+    v = np.clip(value, 0, 1)
+    contrast = rng.uniform(0.25, 1.0)
+    v = 0.5 + (v - 0.5) * contrast
+    return dark + (light - dark) * v[..., None]
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = x - float(x.min())
+    return x / max(float(x.max()), 1e-6)
+
+
+def _tex_wood(rng: Rng, h: int, w: int) -> Image:
+    period = rng.uniform(3, 25)
+    fibres = _fibres(rng, h, w, rng.uniform(8, 40), rng.uniform(0.4, 1.2))
+    warp = smooth_noise(rng, h, w, int(rng.integers(2, 6)), 2) * rng.uniform(2, 8)
+    yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
+    rings = 0.5 + 0.5 * np.sin(2 * np.pi * (yy / period + warp))
+    if rng.random() < 0.5:  # planks: strips with their own offset and dark joints
+        plank = int(rng.integers(max(8, h // 12), max(9, h // 3)))
+        rows = (np.arange(h) // plank)[:, None]
+        rings = 0.5 + 0.5 * np.sin(2 * np.pi * (yy / period + warp + rows * 0.37))
+        rings[(np.arange(h) % plank) < max(1, plank // 20)] = 0
+    value = 0.55 * rings + 0.45 * _normalise(fibres)
+    dark, light = _palette(rng, str(rng.choice(["wood", "wood", "sand"])))
+    img = _shade(rng, value, dark, light)
+    if rng.random() < 0.5:
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-90, 90)), 1.3)
+        img = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    return img
+
+
+def _tex_turf(rng: Rng, h: int, w: int) -> Image:
+    dark, light = _palette(rng, "turf")
+    if rng.random() < 0.5:
+        n = rng.standard_normal((h, w)).astype(np.float32)
+        value = _normalise(
+            cv2.GaussianBlur(n, (0, 0), sigmaX=rng.uniform(0.4, 1.0), sigmaY=rng.uniform(1.5, 6))
+        )
+        img = _shade(rng, value, dark, light)
+    else:  # blades drawn one by one
+        img = np.zeros((h, w, 3), np.float32) + dark
+        count = int(h * w / rng.uniform(8, 40))
+        xs, ys = rng.integers(0, w, count), rng.integers(0, h, count)
+        length = rng.uniform(3, 15)
+        ang = rng.normal(np.pi / 2, 0.35, count)
+        shades = rng.uniform(0, 1, count)
+        for x, y, a, s in zip(xs, ys, ang, shades, strict=True):
+            c = tuple(float(v) for v in dark + (light - dark) * s)
+            x2, y2 = int(x + length * np.cos(a)), int(y - length * np.sin(a))
+            cv2.line(img, (int(x), int(y)), (x2, y2), c, 1, cv2.LINE_AA)
+    if rng.random() < 0.6:  # mowing stripes
+        stripe = rng.uniform(w / 12, w / 4)
+        xx = np.arange(w, dtype=np.float32)
+        img *= (1 + rng.uniform(0.08, 0.25) * np.sign(np.sin(np.pi * xx / stripe)))[None, :, None]
+    return img
+
+
+def _tex_gravel(rng: Rng, h: int, w: int) -> Image:
+    dark, light = _palette(rng, str(rng.choice(["stone", "sand", "stone"])))
+    img = np.zeros((h, w, 3), np.float32) + dark * rng.uniform(0.6, 1.0)
+    size = rng.uniform(2, 14) * w / 384
+    count = min(3000, int(h * w / (size * size) * rng.uniform(0.8, 1.6)))
+    xs, ys = rng.integers(0, w, count), rng.integers(0, h, count)
+    for x, y in zip(xs, ys, strict=True):
+        a, b = size * rng.uniform(0.5, 1.0), size * rng.uniform(0.3, 0.8)
+        c = dark + (light - dark) * rng.uniform(0, 1)
+        cv2.ellipse(
+            img,
+            (int(x), int(y)),
+            (max(1, int(a)), max(1, int(b))),
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            tuple(float(v) for v in c),
+            -1,
+            cv2.LINE_AA,
+        )
+        if size > 5 and rng.random() < 0.5:  # highlight on the pebble
+            cv2.circle(
+                img,
+                (int(x - a / 3), int(y - b / 3)),
+                max(1, int(b / 3)),
+                tuple(float(v) for v in np.minimum(c * 1.3, 255)),
+                -1,
+                cv2.LINE_AA,
+            )
+    return img
+
+
+def _tex_fractal(rng: Rng, h: int, w: int) -> Image:
+    """fBm down to a few pixels: rock, marble, clouds with fine detail, hill-shaded terrain."""
+    from matplotlib import colormaps
+
+    n = smooth_noise(rng, h, w, int(rng.integers(3, 12)), int(rng.integers(4, 7)))
+    mode = rng.integers(3)
+    if mode == 0:  # marble veins
+        xx = np.mgrid[0:h, 0:w][1].astype(np.float32)
+        n = 0.5 + 0.5 * np.sin(2 * np.pi * (xx / w * rng.uniform(2, 10) + n * rng.uniform(3, 10)))
+    elif mode == 1:  # a rendered terrain: lambert shading of the height field
+        gy, gx = np.gradient(n * rng.uniform(40, 200))
+        az = rng.uniform(0, 2 * np.pi)
+        shade = (np.cos(az) * gx + np.sin(az) * gy + 1) / np.sqrt(gx**2 + gy**2 + 1)
+        n = _normalise(shade)
+    cmap = str(
+        rng.choice(["gist_earth", "copper", "bone", "pink", "terrain", "YlOrBr", "BrBG", "gray"])
+    )
+    return (colormaps[cmap](np.clip(n, 0, 1))[..., :3] * 255).astype(np.float32)
+
+
+def _tex_lines(rng: Rng, h: int, w: int) -> Image:
+    """Man-made fine patterns: hatching, fabric weave, corduroy, halftone, window grids."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    period = rng.uniform(2.5, 14)
+    a = rng.uniform(0, np.pi)
+    u = xx * np.cos(a) + yy * np.sin(a)
+    v = -xx * np.sin(a) + yy * np.cos(a)
+    kind = rng.integers(4)
+    if kind == 0:
+        value = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * u / period))
+    elif kind == 1:
+        value = 0.5 + 0.25 * (
+            np.sin(2 * np.pi * u / period) + np.sin(2 * np.pi * v / period * rng.uniform(0.7, 1.4))
+        )
+    elif kind == 2:
+        value = (
+            (np.sin(2 * np.pi * u / period) * np.sin(2 * np.pi * v / period))
+            > rng.uniform(-0.5, 0.5)
+        ).astype(np.float32)
+    else:  # lit windows on a dark facade
+        cell = max(3, int(period))
+        lit = rng.random((h // cell + 1, w // cell + 1)) < rng.uniform(0.2, 0.8)
+        value = lit[(yy // cell).astype(int), (xx // cell).astype(int)].astype(np.float32)
+        value *= ((yy % cell) > cell * 0.3) & ((xx % cell) > cell * 0.3)
+    value = value + rng.normal(0, 0.05, (h, w)).astype(np.float32)
+    value *= 0.7 + 0.3 * smooth_noise(rng, h, w, 3, 2)
+    c1, c2 = np.array(rand_color(rng), np.float32), np.array(rand_color(rng), np.float32)
+    return _shade(rng, _normalise(value), c1, c2)
+
+
+def _tex_busy(rng: Rng, h: int, w: int) -> Image:
+    """A busy illustration or a detailed render: many small outlined shapes or shaded spheres."""
+    img = gradient(rng, h, w).astype(np.float32)
+    size = rng.uniform(3, 18) * w / 384
+    count = min(2500, int(h * w / (size * size) * rng.uniform(0.4, 1.2)))
+    spheres = rng.random() < 0.4
+    outline = max(1, int(size / 8))
+    for _ in range(count):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        s = max(2, int(size * rng.uniform(0.5, 1.5)))
+        c = np.array(rand_color(rng), np.float32)
+        if spheres:
+            for k in range(3):  # darker rim, body, highlight
+                f = (0.5, 1.0, 1.5)[k]
+                r = max(1, int(s * (1.0, 0.8, 0.3)[k] / 2))
+                off = int(s * (0, 0.08, 0.2)[k])
+                cv2.circle(
+                    img,
+                    (x - off, y - off),
+                    r,
+                    tuple(float(v) for v in np.minimum(c * f, 255)),
+                    -1,
+                    cv2.LINE_AA,
+                )
+        else:
+            kind = rng.integers(3)
+            col = tuple(float(v) for v in c)
+            if kind == 0:
+                cv2.circle(img, (x, y), s // 2, col, -1, cv2.LINE_AA)
+                cv2.circle(img, (x, y), s // 2, (0, 0, 0), outline, cv2.LINE_AA)
+            elif kind == 1:
+                cv2.rectangle(img, (x, y), (x + s, y + s // 2 + 1), col, -1)
+                cv2.rectangle(img, (x, y), (x + s, y + s // 2 + 1), (0, 0, 0), outline)
+            else:
+                pts = (rng.integers(-s, s, (3, 2)) + [x, y]).astype(np.int32)
+                cv2.fillPoly(img, [pts], col, cv2.LINE_AA)
+                cv2.polylines(img, [pts], True, (0, 0, 0), outline, cv2.LINE_AA)
+    return img
+
+
+def _tex_photo(rng: Rng, h: int, w: int) -> Image:
+    """A training photo shrunk and tiled: its texture at a finer scale than any crop gives."""
+    src = photo(rng, int(rng.integers(48, 200)), int(rng.integers(48, 200)), min_scale=0.1)
+    k = rng.uniform(1.5, 6)
+    tile = cv2.resize(
+        src,
+        (max(8, int(src.shape[1] / k * w / 384)), max(8, int(src.shape[0] / k * w / 384))),
+        interpolation=cv2.INTER_AREA,
+    )
+    reps = (h // tile.shape[0] + 1, w // tile.shape[1] + 1, 1)
+    return np.tile(tile, reps)[:h, :w].astype(np.float32)
+
+
+_TEXTURES: Sequence[tuple[float, Callable[[Rng, int, int], Image]]] = (
+    (0.16, _tex_wood),
+    (0.16, _tex_turf),
+    (0.16, _tex_gravel),
+    (0.16, _tex_fractal),
+    (0.12, _tex_lines),
+    (0.12, _tex_busy),
+    (0.12, _tex_photo),
+)
+
+
+def _prog_fine_texture(rng: Rng, h: int, w: int) -> Image:
+    """Fine natural or structured texture filling most of the frame: ``program``, never snow.
+
+    Drawn at <= 384 px wide (fine enough once squashed to the model's input) and scaled up."""
+    maker = _pick(rng, _TEXTURES)
+    # Shape-by-shape textures are drawn smaller (they cost per shape); the rest at <= 384 px.
+    k = max(1.0, w / (224 if maker in (_tex_gravel, _tex_busy) else 384))
+    hh, ww = max(32, int(h / k)), max(32, int(w / k))
+    img = maker(rng, hh, ww)
+    yy, xx = np.mgrid[0:hh, 0:ww].astype(np.float32)
+    if rng.random() < 0.6:  # light fall-off, as in any real shot
+        r = np.hypot(xx / ww - rng.uniform(0.2, 0.8), yy / hh - rng.uniform(0.2, 0.8))
+        img = img * (1 - rng.uniform(0.1, 0.5) * np.clip(r, 0, 1))[..., None]
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < 0.25:  # texture only behind part of the frame, e.g. a close-up beside a sky
+        img[: int(hh * rng.uniform(0.1, 0.4))] = np.array(rand_color(rng, 40, 256), np.uint8)
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR if k > 1 else cv2.INTER_AREA)
+
+
 _PROGRAM: Sequence[tuple[float, Callable[[Rng, int, int], Image]]] = (
-    (0.40, _prog_photo),
-    (0.10, _prog_shapes),
-    (0.08, _prog_texture),
-    (0.10, _prog_studio),
-    (0.08, _prog_slide),
-    (0.12, _prog_collage),
-    (0.06, _prog_field),
-    (0.06, _prog_cartoon),
-    (0.06, _prog_flat),
+    (0.26, _prog_photo),
+    (0.07, _prog_shapes),
+    (0.05, _prog_texture),
+    (0.07, _prog_studio),
+    (0.05, _prog_slide),
+    (0.08, _prog_collage),
+    (0.04, _prog_field),
+    (0.04, _prog_cartoon),
+    (0.05, _prog_flat),
+    (0.05, _prog_warm_field),
+    (0.24, _prog_fine_texture),
 )
 
 
@@ -453,6 +808,8 @@ def _decorate_program(rng: Rng, img: Image) -> Image:
         draw_logo(img, rng)
     if rng.random() < 0.1:
         put_text(img, timecode(rng), (int(w * 0.05), int(h * 0.1)), h * 0.05, (255, 255, 255), rng)
+    if rng.random() < 0.08:  # the same receiver graphics over a picture stay program
+        osd(img, rng)
     if rng.random() < 0.15:  # film grain / sensor noise: still picture content
         img = np.clip(img + rng.normal(0, rng.uniform(2, 10), img.shape), 0, 255).astype(np.uint8)
     return img
@@ -461,17 +818,52 @@ def _decorate_program(rng: Rng, img: Image) -> Image:
 # --------------------------------------------------------------------------- black
 
 
-def make_black(rng: Rng, h: int, w: int) -> Image:
+def _black_level(rng: Rng) -> np.ndarray:
+    """A black level per channel: neutral, or warm/coloured black, every channel <= ~24."""
     level = rng.uniform(0, 20) if rng.random() < 0.8 else rng.uniform(0, 4)
-    tint = rng.uniform(-3, 3, size=3)
-    img = np.zeros((h, w, 3), np.float32) + np.clip(level + tint, 0, 255)
+    if rng.random() < 0.25:  # warm or coloured black (a tinted studio black, a dark blue slate)
+        return rng.permutation(np.array([1.0, rng.uniform(0.3, 1.0), rng.uniform(0.0, 0.7)])) * min(
+            24.0, level * 1.5 + 4
+        )
+    return np.clip(level + rng.uniform(-3, 3, size=3), 0, 255)
+
+
+def _black_field(rng: Rng, h: int, w: int) -> np.ndarray:
+    """The black picture before overlays: flat, boxed at two levels, or vignetted (float)."""
+    img = np.zeros((h, w, 3), np.float32) + _black_level(rng).astype(np.float32)
+    r = rng.random()
+    if r < 0.3:  # 4:3 (or scope) black inside pillar/letterbox bars of another black level
+        inner = _black_level(rng).astype(np.float32)
+        if rng.random() < 0.65:
+            b = int(w * rng.uniform(0.08, 0.2))
+            img[:, b : w - b] = inner
+        else:
+            b = int(h * rng.uniform(0.08, 0.2))
+            img[b : h - b] = inner
+    elif r < 0.5:  # studio "black" with a faint vignette or hot spot
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        rad = np.hypot((xx - w * rng.uniform(0.3, 0.7)) / w, (yy - h * rng.uniform(0.3, 0.7)) / h)
+        fall = np.clip(rad / 0.75, 0, 1) ** rng.uniform(1, 3)
+        img = (
+            img * (1 - rng.uniform(0.3, 1.0) * fall)[..., None]
+            + rng.uniform(0, 8) * (1 - fall)[..., None]
+        )
     if rng.random() < 0.2:  # uneven blanking level
         img += (np.linspace(0, rng.uniform(-6, 6), h)[:, None, None]).astype(np.float32)
+    return img
+
+
+def make_black(rng: Rng, h: int, w: int) -> Image:
+    img = _black_field(rng, h, w)
     if rng.random() < 0.5:
         img += rng.normal(0, rng.uniform(0.5, 4.0), (h, w, 1 if rng.random() < 0.6 else 3))
     img = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < 0.15:  # compressed black: faint noise blocked by a low-quality encoder
+        img = jpeg(img, int(rng.integers(2, 25)))
     if rng.random() < 0.5:
         draw_logo(img, rng, max_frac=0.1)
+    if rng.random() < 0.15:
+        osd(img, rng, small=True)
     if rng.random() < 0.5:
         th = h * rng.uniform(0.025, 0.07)
         tw = th * 6
@@ -859,7 +1251,17 @@ def make_static(rng: Rng, h: int, w: int) -> Image:
     if rng.random() < 0.15:  # faint ghost of a picture under the snow
         a = rng.uniform(0.1, 0.25)
         img = img * (1 - a) + photo(rng, h, w).astype(np.float32) * a
-    return np.clip(img, 0, 255).astype(np.uint8)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < 0.15:  # a 4:3 receiver picture pillarboxed (or letterboxed) in black
+        if rng.random() < 0.7:
+            b = int(w * rng.uniform(0.05, 0.125))
+            out[:, :b], out[:, w - b :] = 0, 0
+        else:
+            b = int(h * rng.uniform(0.05, 0.12))
+            out[:b], out[h - b :] = 0, 0
+    if rng.random() < 0.4:  # the receiver's own graphics drawn crisply over the snow
+        osd(out, rng)
+    return out
 
 
 MAKERS: dict[str, Callable[[Rng, int, int], Image]] = {
@@ -928,13 +1330,21 @@ def finish(img: Image, label: str, rng: Rng, size: int) -> Image:
             img, (max(16, int(w / k)), max(16, int(h / k))), interpolation=cv2.INTER_AREA
         )
         img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    if rng.random() < 0.6:
+    r = rng.random()
+    if r < 0.15:  # a low-bitrate, low-resolution stream: tiny frame, heavy JPEG, scaled back up
+        sw = int(rng.integers(96, 260))
+        small = cv2.resize(img, (sw, max(16, sw * h // w)), interpolation=cv2.INTER_AREA)
+        small = jpeg(small, int(rng.integers(8, 50)))
+        img = cv2.resize(small, (w, h), interpolation=int(rng.choice(_INTERPS[:4])))
+    elif r < 0.3:  # macroblocking: a starved encoder at full size
+        img = jpeg(img, int(rng.integers(3, 15)))
+    elif r < 0.8:
         img = jpeg(img, int(rng.integers(15, 96)))
     if rng.random() < 0.3:  # the camera side often scales to 640x360 before sending
         img = cv2.resize(img, (640, 360), interpolation=cv2.INTER_AREA)
     out = cv2.resize(img, (size, size), interpolation=int(rng.choice(_INTERPS)))
-    if rng.random() < 0.2:
-        out = jpeg(out, int(rng.integers(30, 96)))
+    if rng.random() < 0.25:
+        out = jpeg(out, int(rng.integers(10, 96)))
     return out
 
 
@@ -944,13 +1354,17 @@ def plausible(label: str, frame: Image) -> bool:
     mean, bright = float(grey.mean()), float((grey > 60).mean())
     # Share of the picture clearly above its own black level: content, not a logo or a timecode.
     lifted = float((grey > np.median(grey) + 16).mean())
+    # The black/program rule of the model card: a picture whose every channel stays <= ~28/255
+    # (small overlays aside) is black; a flat-ish one needs its brightest channel >= ~40 to be
+    # program. The gap between the two is left out of training (and of the evaluation).
+    brightest = float(frame.reshape(-1, 3).mean(axis=0).max())
     if label == "black":
-        return mean < 30 and bright < 0.06 and lifted < 0.05
+        return mean < 30 and bright < 0.06 and lifted < 0.05 and brightest <= 30
     if label == "static":
         # Snow scaled down with area averaging is faint but structureless: still static.
         high_pass = float((grey - cv2.GaussianBlur(grey, (0, 0), 1.5)).std())
         return (high_pass >= 8 and mean >= 15) or (high_pass >= 3 and mean >= 35)
-    if mean < 25 and bright < 0.1 and lifted < 0.08:
+    if (mean < 25 or brightest < 40) and bright < 0.1 and lifted < 0.08:
         return False
     # Structureless grain strong enough to read as snow is not a fair program example.
     high_pass = float((grey - cv2.GaussianBlur(grey, (0, 0), 1.5)).std())

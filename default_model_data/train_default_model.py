@@ -1,10 +1,13 @@
-"""Train the embedded "broadcast signal monitor" model from scratch on generated frames.
+"""Train the embedded "broadcast signal monitor" model: generated frames, then ``stream-classify train``.
 
-The generator (``default_model_data/synth.py``) makes the frames; fitting is ``streaming.training``'s, the
-same trainer as ``stream-classify train`` (small network, best epoch by validation loss). The
-generator already applies broadcast-chain degradations, so the trainer's own augmentation is off.
+The generator (``default_model_data/synth.py``) draws the frames and writes them as label folders
+(``DATA/train/<label>/*.png``, ``DATA/val/<label>/*.png``, already at the model's input size);
+fitting is ``stream-classify train`` itself, the one trainer (small network from scratch, best
+epoch by validation loss kept). The generator already applies broadcast-chain degradations, so
+the trainer's own augmentation is off. The model, its labels and ``training_report.json`` are
+then copied into ``streaming/default_model/``.
 
-Usage::
+Usage (``make default-model`` runs the first)::
 
     python -m default_model_data.train_default_model            # writes streaming/default_model/
     python -m default_model_data.train_default_model --per-class 200 --epochs 1 --out /tmp/m  # quick try
@@ -20,11 +23,14 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from multiprocessing import get_context
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from default_model_data.synth import CLASSES, sample
@@ -60,79 +66,91 @@ def generate(
     return x, y
 
 
-def main(argv: list[str] | None = None) -> None:
+def write_label_folders(frames: np.ndarray, label_ids: np.ndarray, root: Path) -> None:
+    """``root/<label>/<n>.png``: a label folder ``stream-classify train`` reads (lossless)."""
+    for label in CLASSES:
+        (root / label).mkdir(parents=True, exist_ok=True)
+    for n, (frame, label_id) in enumerate(zip(frames, label_ids, strict=True)):
+        path = root / CLASSES[int(label_id)] / f"{n:06d}.png"
+        if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")
+
+
+def train_command(data: Path, work: Path, args: argparse.Namespace) -> list[str]:
+    """The ``stream-classify train`` arguments that fit the embedded model."""
+    return [
+        "train", str(data / "train"), "--val", str(data / "val"), "--out", str(work),
+        "--labels", ",".join(CLASSES),  # labels.txt keeps its order
+        "--no-augment",  # the generator degrades every frame already
+        "--epochs", str(args.epochs),
+        "--patience", str(args.epochs),  # the cosine schedule runs to the end; the best epoch is kept
+        "--batch-size", str(args.batch_size),
+        "--learning-rate", "2e-3",
+        "--seed", str(args.seed),
+        "--workers", str(args.workers),
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--per-class", type=int, default=8000)
-    parser.add_argument("--val-per-class", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--per-class", type=int, default=6000)
+    parser.add_argument("--val-per-class", type=int, default=400)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=20240607)
+    parser.add_argument("--seed", type=int, default=20261204)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--data", type=Path, default=None,
+        help="keep the generated label folders here (default: a temporary folder)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     t0 = time.monotonic()
-    # Generate before importing TensorFlow so the forked workers don't inherit its thread pools.
-    x, y = generate(args.per_class, INPUT_SIZE, args.seed, args.workers)
-    x_val, y_val = generate(args.val_per_class, INPUT_SIZE, args.seed + 1, args.workers)
-    t_data = time.monotonic() - t0
-    logger.info(
-        "generated %d training + %d validation frames in %.0f s", len(x), len(x_val), t_data
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or Path(tmp) / "data"
+        x, y = generate(args.per_class, INPUT_SIZE, args.seed, args.workers)
+        write_label_folders(x, y, data / "train")
+        x, y = generate(args.val_per_class, INPUT_SIZE, args.seed + 1, args.workers)
+        write_label_folders(x, y, data / "val")
+        del x, y
+        t_data = time.monotonic() - t0
+        logger.info("generated the frames into %s in %.0f s", data, t_data)
 
-    from streaming.training.backbones import Backbone
-    from streaming.training.input_pipeline import Augmentation
-    from streaming.training.trainer import FitSettings, fit
-    from streaming.training.training_values import FrameSet
-
-    def frame_set(images: np.ndarray, ids: np.ndarray, name: str) -> FrameSet:
-        # Every generated frame is independent: one group each.
-        names = tuple(f"{name}/{i}" for i in range(len(ids)))
-        return FrameSet(images, tuple(CLASSES[i] for i in ids), names, names)
-
-    settings = FitSettings(
-        backbone=Backbone("small"),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=2e-3,
-        patience=args.epochs,  # the schedule runs to the end; the best epoch is kept
-        seed=args.seed,
-        augmentation=Augmentation.none(),
-        verbose=2,
-    )
-    with tempfile.TemporaryDirectory() as work:
-        result = fit(
-            frame_set(x, y, "train"),
-            frame_set(x_val, y_val, "val"),
-            Path(work),
-            settings,
-            labels=CLASSES,
-        )
+        work = Path(tmp) / "model"
+        command = train_command(data, work, args)
+        logger.info("stream-classify %s", " ".join(command))
+        # The command itself, in a child process (the generator never imports TensorFlow).
+        code = subprocess.run([sys.executable, "-m", "streaming", *command], check=False).returncode
+        if code != 0:
+            logger.error("stream-classify train failed with exit code %d", code)
+            return code
         t_total = time.monotonic() - t0
         args.out.mkdir(parents=True, exist_ok=True)
         model_path = args.out / MODEL_NAME
-        shutil.copyfile(result.model_path, model_path)
-        shutil.copyfile(result.labels_path, args.out / "labels.txt")
-        history = json.loads((Path(work) / "checkpoint" / "state.json").read_text())["history"]
+        shutil.copyfile(work / "model.keras", model_path)
+        shutil.copyfile(work / "labels.txt", args.out / "labels.txt")
+        state = json.loads((work / "checkpoint" / "state.json").read_text())
     report = {
+        "command": "stream-classify " + " ".join(command).replace(str(tmp), "$TMP"),
         "seed": args.seed,
         "per_class": args.per_class,
+        "val_per_class": args.val_per_class,
         "epochs": args.epochs,
-        "best_epoch": result.best_epoch,
+        "best_epoch": state["best_epoch"],
         "input_size": INPUT_SIZE,
         "data_seconds": round(t_data),
         "total_seconds": round(t_total),
-        "val_accuracy": [round(float(epoch["val_accuracy"]), 4) for epoch in history],
+        "val_accuracy": [round(float(epoch["val_accuracy"]), 4) for epoch in state["history"]],
         "size_bytes": model_path.stat().st_size,
     }
-    (args.out / "training_report.json").write_text(json.dumps(report, indent=2))
-    logger.info(
-        "saved %s (%d bytes) after %.0f s: %s", model_path, report["size_bytes"], t_total, report
-    )
+    (args.out / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    logger.info("saved %s (%d bytes) after %.0f s", model_path, report["size_bytes"], t_total)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

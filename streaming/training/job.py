@@ -30,6 +30,7 @@ class TrainJob:
         val_split: share of each label held out (by whole groups) for validation.
         input_size: ``(height, width)`` for the small network; pretrained backbones fix their own.
         min_per_class: labels with fewer frames are skipped (reported).
+        labels: output order of the labels; None sorts them. Every one needs training frames.
         sampling: how frames are taken from videos.
         videos_dir: where segment files' video names are looked up.
         workers: threads decoding images and videos.
@@ -42,6 +43,7 @@ class TrainJob:
     val_split: float = 0.2
     input_size: tuple[int, int] | None = None
     min_per_class: int = 10
+    labels: tuple[str, ...] | None = None
     sampling: SamplingPolicy = field(default_factory=SamplingPolicy)
     videos_dir: Path | None = None
     workers: int = max(1, min(4, os.cpu_count() or 1))
@@ -102,7 +104,7 @@ def run_job(job: TrainJob) -> JobResult:
     ValidationRecord.of_run(job.inputs, job.val_inputs, val, job.sampling, job.videos_dir).save(
         job.out / VALIDATION_FILE
     )
-    result = fit(train, val, job.out, job.fit)
+    result = fit(train, val, job.out, job.fit, labels=job.labels)
     facts = CardFacts(
         job.inputs,
         job.val_inputs,

@@ -59,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="for repeatable runs (default %(default)s)"
     )
     fitting.add_argument(
+        "--labels", type=_label_order, metavar="A,B,...",
+        help="output order of the labels (default: sorted), e.g. to keep an existing "
+        "model's labels.txt order",
+    )  # fmt: skip
+    fitting.add_argument(
         "--min-per-class", type=int, default=10,
         help="labels with fewer frames are skipped (default %(default)s)",
     )  # fmt: skip
@@ -77,6 +82,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from DIR/checkpoint after a stop"
     )
     add_input_arguments(parser)
+
+
+def _label_order(text: str) -> tuple[str, ...]:
+    labels = tuple(part.strip() for part in text.split(","))
+    if len(labels) < 2 or "" in labels or len(set(labels)) != len(labels):
+        raise argparse.ArgumentTypeError(
+            f"expected two or more distinct comma-separated labels, got {text!r}"
+        )
+    return labels
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             val_split=args.val_split,
             input_size=args.input_size,
             min_per_class=args.min_per_class,
+            labels=args.labels,
             sampling=sampling_from(args),
             videos_dir=args.videos,
             workers=args.workers,

@@ -175,3 +175,48 @@ def test_no_usable_input_is_an_error(
     assert cli("train", tmp_path / "data", "--out", tmp_path / "m") == 2
     err = capsys.readouterr().err
     assert "error: the inputs gave no frames" in err and "label 'empty' skipped" in err
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("order", "code", "expected"),
+    [
+        ("red,blue,green", 0, "red\nblue\ngreen\n"),  # kept as given, not sorted
+        (" green , red,blue", 0, "green\nred\nblue\n"),
+        ("red,blue", 2, "training frames have labels outside the given order: ['green']"),
+        ("red,blue,green,pink", 2, "labels without training frames: ['pink']"),
+    ],
+)
+def test_labels_fixes_the_output_order(
+    tmp_path: Path,
+    cli: Callable[..., int],
+    colour_folders: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    order: str,
+    code: int,
+    expected: str,
+) -> None:
+    # given three colour label folders
+    data = colour_folders(tmp_path / "data", per_label=6)
+
+    # when a one-epoch run is asked for this label order
+    out = tmp_path / "m"
+    result = cli("train", data, "--out", out, "--epochs", "1", "--labels", order, *FAST)
+
+    # then labels.txt (the output order) follows it, or the run says which labels do not fit
+    assert result == code
+    if code == 0:
+        assert (out / "labels.txt").read_text() == expected
+    else:
+        assert f"error: {expected}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("order", ["red", "red,red,blue", "red,,blue"])
+def test_labels_needs_two_distinct_names(
+    tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str], order: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli("train", tmp_path, "--out", tmp_path / "m", "--labels", order)
+
+    assert exit_info.value.code == 2
+    assert "expected two or more distinct comma-separated labels" in capsys.readouterr().err
