@@ -112,9 +112,14 @@ def swap_row(h: Harness) -> Row:
         baseline_fps=fps,
         swap_cost_s=cost_s,
         load_and_warm_up_s=warm_up_s,
+        answered_by_slice=list(result.answered_by_slice),
+        publish_slice=first_after,
     )
     row.note = (
         f"swap cost {cost_s:.1f} s of full throughput; version 2 loaded and warmed up in "
         f"{warm_up_s:.1f} s ({'within' if cost_s <= warm_up_s else 'over'} it)"
     )
+    if cost_s < 0:  # more answered after the publish than before: the dip is inside the drift
+        row.note += "; negative: no dip beyond the machine's drift"
+
     return row
