@@ -71,6 +71,8 @@ class Suite:
                 self._attempt("row 4", lambda: self._one_call(h))
             if rows & {5, 6, 7, 8}:
                 self._attempt("rows 5-8", lambda: self._server_rows(h, rows))
+            if 5 in rows:
+                self._row("row 1 again", lambda: model_limit(h, again=True)[0])
             if ATTACK_ROW in rows:
                 self._attempt("attack rows", lambda: attack_rows(h, self._row))
             if WEB_VIEW_ROW in rows:

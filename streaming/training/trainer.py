@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -194,25 +198,29 @@ def fit(
             on_epoch_end=lambda epoch, logs: keeper.end_epoch(model, epoch, logs)
         )
         outcome: Outcome = "finished"
+        interrupted: list[bool] = []
         if state.epochs_done < settings.epochs and keeper.patience_left():
             try:
-                model.fit(
-                    data,
-                    validation_data=val_data,
-                    epochs=settings.epochs,
-                    initial_epoch=state.epochs_done,
-                    class_weight=_class_weights(train.counts(), labels)
-                    if settings.balance
-                    else None,
-                    callbacks=[callback],
-                    shuffle=False,  # the pipeline shuffles, seeded
-                    verbose=settings.verbose,
-                )
-            except KeyboardInterrupt:
-                outcome = "interrupted"
-                logger.warning(
-                    "interrupted: keeping the best model so far (epoch %d)", state.best_epoch
-                )
+                with _ctrl_c_stops(model, interrupted):
+                    model.fit(
+                        data,
+                        validation_data=val_data,
+                        epochs=settings.epochs,
+                        initial_epoch=state.epochs_done,
+                        class_weight=_class_weights(train.counts(), labels)
+                        if settings.balance
+                        else None,
+                        callbacks=[callback],
+                        shuffle=False,  # the pipeline shuffles, seeded
+                        verbose=settings.verbose,
+                    )
+            except KeyboardInterrupt:  # the second Ctrl+C, or one from another handler
+                interrupted.append(True)
+        if interrupted:
+            outcome = "interrupted"
+            logger.warning(
+                "interrupted: keeping the best model so far (epoch %d)", state.best_epoch
+            )
         if outcome != "interrupted" and keeper.stopped_early:
             outcome = "early stop"
     finally:
@@ -234,6 +242,33 @@ def fit(
         time.monotonic() - started,
         assessment,
     )
+
+
+@contextmanager
+def _ctrl_c_stops(model: Any, interrupted: list[bool]) -> Iterator[None]:
+    """Ctrl+C during ``fit`` stops training after the current step; a second one at once.
+
+    A ``KeyboardInterrupt`` raised wherever the signal lands can cut a checkpoint write or a
+    ``tf.data`` call in half (seen as a run that never ended after Ctrl+C), so the first one only
+    asks Keras to stop (``stop_training``, checked after every step and epoch).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    restore = previous if previous is not None else signal.default_int_handler
+
+    def stop(signum: int, frame: Any) -> None:
+        interrupted.append(True)
+        model.stop_training = True
+        signal.signal(signal.SIGINT, restore)  # a second Ctrl+C interrupts at once
+        logger.warning("Ctrl+C: stopping after this step (again to stop at once)")
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, restore)
 
 
 def _steps(frames: int, batch_size: int) -> int:

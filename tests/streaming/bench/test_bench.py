@@ -20,6 +20,7 @@ QUICK = ("--quick", "--no-profile", "--warmup", "0.1", "--duration", "0.5", "--m
 
 ROW_NAMES = (
     "1. Model limit",
+    "1. Model limit, again after row 5",
     "2. Transport limit",
     "3. Server overhead",
     "4. One call per frame",
@@ -80,6 +81,7 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
     by_key = {row["key"]: row for row in data["rows"]}
     for key in (
         "model",
+        "model_after",
         "transport",
         "null",
         "one_call",
@@ -93,6 +95,8 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
     assert by_key["classify"]["extra"]["in_order"] is True
 
     assert all(t["met"] in (True, False, None) for t in data["targets"])
+    batching = next(t for t in data["targets"] if t["name"] == "Batching reaches the model")
+    assert "mean of row 1 before and after row 5" in batching["rule"]
     assert data["machine"]["cores"] >= 1
 
 
