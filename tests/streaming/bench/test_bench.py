@@ -33,6 +33,20 @@ ROW_NAMES = (
 )
 
 
+def quick_bench(tiny_model: Any, tmp_path: Path, *selection: str) -> dict[str, Any]:
+    """``bench --quick`` of the rows ``selection`` picks (row 1 always runs), on the tiny model;
+    checks it succeeded and returns its JSON. The table is ``tmp_path / "BENCHMARKS.md"``."""
+    json_path = tmp_path / "BENCHMARKS.json"
+    code = main(
+        ["bench", *QUICK, *selection, "--model", str(tiny_model.model_path),
+         "--markdown", str(tmp_path / "BENCHMARKS.md"), "--json", str(json_path),
+         "--work-dir", str(tmp_path / "work")]
+    )  # fmt: skip
+    data: dict[str, Any] = json.loads(json_path.read_text())
+    assert code == 0 and data["failures"] == []
+    return data
+
+
 @pytest.mark.timeout(300)
 def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> None:
     # given: a hand-written note outside the generated block, which a rerun must keep
@@ -103,26 +117,9 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
 @pytest.mark.timeout(600)
 def test_attack_rows_measure_the_load_beside_each_attack(tiny_model: Any, tmp_path: Path) -> None:
     # when: only the attack group (row 1 always runs)
-    json_path = tmp_path / "BENCHMARKS.json"
-    code = main(
-        [
-            "bench",
-            *QUICK,
-            "--attacks",
-            "--model",
-            str(tiny_model.model_path),
-            "--markdown",
-            str(tmp_path / "BENCHMARKS.md"),
-            "--json",
-            str(json_path),
-            "--work-dir",
-            str(tmp_path / "work"),
-        ]
-    )
+    data = quick_bench(tiny_model, tmp_path, "--attacks")
 
     # then: a row per attack, whatever the server did (a server that fails an attack is a finding)
-    data = json.loads(json_path.read_text())
-    assert code == 0 and data["failures"] == []
     by_key = {row["key"]: row for row in data["rows"]}
     assert set(by_key) == {"model", "attack_baseline", *(f"attack_{kind}" for kind in ATTACKS)}
     alone = by_key["attack_baseline"]["fps"]
@@ -142,27 +139,9 @@ def test_onnx_row_serves_the_converted_model_beside_tensorflow(
     tiny_model: Any, tmp_path: Path
 ) -> None:
     # when: row 12 alone (row 1 always runs)
-    json_path = tmp_path / "BENCHMARKS.json"
-    code = main(
-        [
-            "bench",
-            *QUICK,
-            "--rows",
-            "12",
-            "--model",
-            str(tiny_model.model_path),
-            "--markdown",
-            str(tmp_path / "BENCHMARKS.md"),
-            "--json",
-            str(json_path),
-            "--work-dir",
-            str(tmp_path / "work"),
-        ]
-    )
+    data = quick_bench(tiny_model, tmp_path, "--rows", "12")
 
     # then: the same model measured under each runtime, the ONNX one checked against Keras
-    data = json.loads(json_path.read_text())
-    assert code == 0 and data["failures"] == []
     by_key = {row["key"]: row for row in data["rows"]}
     assert set(by_key) == {"model", "onnx_tensorflow", "onnx_onnxruntime"}
     tensorflow, onnx_runtime = by_key["onnx_tensorflow"], by_key["onnx_onnxruntime"]
@@ -181,27 +160,9 @@ def test_processes_row_measures_cpu_per_frame_of_the_whole_tree(
     tiny_model: Any, tmp_path: Path
 ) -> None:
     # when: row 15 alone (row 1 always runs)
-    json_path = tmp_path / "BENCHMARKS.json"
-    code = main(
-        [
-            "bench",
-            *QUICK,
-            "--rows",
-            "15",
-            "--model",
-            str(tiny_model.model_path),
-            "--markdown",
-            str(tmp_path / "BENCHMARKS.md"),
-            "--json",
-            str(json_path),
-            "--work-dir",
-            str(tmp_path / "work"),
-        ]
-    )
+    data = quick_bench(tiny_model, tmp_path, "--rows", "15")
 
     # then: one row per process count, each with the CPU of its whole tree per answered frame
-    data = json.loads(json_path.read_text())
-    assert code == 0 and data["failures"] == []
     by_key = {row["key"]: row for row in data["rows"]}
     assert set(by_key) == {"model", "processes_1", "processes_2"}
     for processes in (1, 2):
@@ -256,27 +217,9 @@ def test_startup_row_times_serve_to_health_serving(
 @pytest.mark.timeout(300)
 def test_swap_row_publishes_a_version_under_load(tiny_model: Any, tmp_path: Path) -> None:
     # when: row 13 alone (row 1 always runs)
-    json_path = tmp_path / "BENCHMARKS.json"
-    code = main(
-        [
-            "bench",
-            *QUICK,
-            "--rows",
-            "13",
-            "--model",
-            str(tiny_model.model_path),
-            "--markdown",
-            str(tmp_path / "BENCHMARKS.md"),
-            "--json",
-            str(json_path),
-            "--work-dir",
-            str(tmp_path / "work"),
-        ]
-    )
+    data = quick_bench(tiny_model, tmp_path, "--rows", "13")
 
     # then: version 2 was loaded inside the window, its cost set beside its warm-up
-    data = json.loads(json_path.read_text())
-    assert code == 0 and data["failures"] == []
     swap = next(row for row in data["rows"] if row["key"] == "swap")
     assert swap["fps"] > 0 and swap["extra"]["baseline_fps"] > 0
     assert swap["extra"]["load_and_warm_up_s"] > 0
