@@ -25,53 +25,28 @@ import logging
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from streaming.bench.processes import BenchError, ChildProcess, child_env, free_port
+from streaming.bench.processes import BenchError, child_env
 from streaming.bench.results import Row
-from streaming.bench.web_view import write_clip
+from streaming.bench.web_view import (
+    WatchABResult,
+    WatchABSpec,
+    classified_per_second,
+    watch_argv,
+    with_a_server,
+    write_clip,
+)
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class CollectSpec:
-    """One collect cost measurement.
-
-    Attributes:
-        server: Address of a running classification server.
-        sources: Copies of the clip watched at once.
-        duration_s: Length of one run (``watch --duration``).
-        rounds: Runs of each kind (without, with), alternated.
-        clip_s: Length of the generated clip; long enough that no source ends early.
-    """
-
-    server: str
-    sources: int = 8
-    duration_s: float = 20.0
-    rounds: int = 2
-    clip_s: float = 120.0
+CollectSpec = WatchABSpec
 
 
 @dataclass(frozen=True)
-class CollectResult:
-    without_fps: tuple[float, ...]
-    with_fps: tuple[float, ...]
+class CollectResult(WatchABResult):
     kept: tuple[int, ...]  # frames collected per "with" round
-
-    @property
-    def ratio(self) -> float:
-        """Throughput with ``--collect`` / without (best rounds)."""
-        return max(self.with_fps) / max(self.without_fps)
-
-    @property
-    def cost(self) -> float:
-        return 1.0 - self.ratio
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": self.ratio, "cost": self.cost}
 
 
 def _run_watch(
@@ -79,11 +54,7 @@ def _run_watch(
 ) -> tuple[float, int]:
     """One ``watch`` run; (classified frames per second, frames collected)."""
     csv_path = work_dir / f"collect-{tag}.csv"
-    argv = [
-        str(Path(sys.executable).with_name("stream-classify")), "--log-level", "WARNING",
-        "watch", *[str(clip)] * spec.sources, "--server", spec.server,
-        "--duration", str(spec.duration_s), "--csv", str(csv_path),
-    ]  # fmt: skip
+    argv = watch_argv(spec, clip, csv_path)
     if collect is not None:
         shutil.rmtree(collect, ignore_errors=True)
         argv += ["--collect", str(collect)]
@@ -101,14 +72,11 @@ def _run_watch(
             raise BenchError(f"watch overran its deadline ({tag})") from exc
     if done.returncode != 0:
         raise BenchError(f"watch exited with {done.returncode} ({tag}; see its log)")
-    with csv_path.open() as handle:
-        rows = sum(1 for _ in handle) - 1
     kept = 0
     if collect is not None:
         with (collect / "collected.jsonl").open() as lines:
             kept = sum(1 for _ in lines)
-    # Over the run's own duration, not the process's: start-up is the same with and without.
-    return rows / spec.duration_s, kept
+    return classified_per_second(spec, csv_path), kept
 
 
 def measure(spec: CollectSpec, work_dir: Path) -> CollectResult:
@@ -174,13 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = CollectSpec(server, args.sources, args.duration, args.rounds, args.clip)
         return measure(spec, args.work_dir)
 
-    if args.server is not None:
-        result = run(args.server)
-    else:
-        address = f"127.0.0.1:{free_port()}"
-        command = [str(Path(sys.executable).with_name("stream-classify")), "serve", "-ip", address]
-        with ChildProcess(command, "address:", args.work_dir / "collect-server.log"):
-            result = run(address)
+    result = with_a_server(args.server, args.work_dir / "collect-server.log", run)
     print(json.dumps(result.to_json()), flush=True)  # noqa: T201 - the process's output is this JSON
     return 0
 

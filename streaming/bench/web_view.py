@@ -28,9 +28,10 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -42,12 +43,13 @@ logger = logging.getLogger(__name__)
 
 CLIP_SIZE = (640, 360)
 CLIP_FPS = 25
+T = TypeVar("T")
 _URL_TIMEOUT_S = 60.0  # watch's start: connect, open every source, bind the web view
 
 
 @dataclass(frozen=True)
-class WebViewSpec:
-    """One web-view cost measurement.
+class WatchABSpec:
+    """One with/without cost measurement of ``watch`` (this row's web view, or ``--collect``).
 
     Attributes:
         server: Address of a running classification server.
@@ -64,15 +66,17 @@ class WebViewSpec:
     clip_s: float = 120.0
 
 
+WebViewSpec = WatchABSpec
+
+
 @dataclass(frozen=True)
-class WebViewResult:
+class WatchABResult:
     without_fps: tuple[float, ...]
     with_fps: tuple[float, ...]
-    web_frames_read: int  # JPEG frames the readers received over all "with" rounds
 
     @property
     def ratio(self) -> float:
-        """Throughput with the web view open / without (best rounds)."""
+        """Throughput with / without (best rounds)."""
         return max(self.with_fps) / max(self.without_fps)
 
     @property
@@ -81,6 +85,38 @@ class WebViewResult:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ratio": self.ratio, "cost": self.cost}
+
+
+@dataclass(frozen=True)
+class WebViewResult(WatchABResult):
+    web_frames_read: int  # JPEG frames the readers received over all "with" rounds
+
+
+def watch_argv(spec: WatchABSpec, clip: Path, csv_path: Path) -> list[str]:
+    """``stream-classify watch`` on ``spec.sources`` copies of ``clip``, one CSV row per frame."""
+    return [
+        str(Path(sys.executable).with_name("stream-classify")), "--log-level", "WARNING",
+        "watch", *[str(clip)] * spec.sources, "--server", spec.server,
+        "--duration", str(spec.duration_s), "--csv", str(csv_path),
+    ]  # fmt: skip
+
+
+def classified_per_second(spec: WatchABSpec, csv_path: Path) -> float:
+    """Frames classified per second of one run (its ``--csv`` rows)."""
+    with csv_path.open() as handle:
+        rows = sum(1 for _ in handle) - 1
+    # Over the run's own duration, not the process's: start-up is the same with and without.
+    return rows / spec.duration_s
+
+
+def with_a_server(server: str | None, log_path: Path, run: Callable[[str], T]) -> T:
+    """``run(server)``, starting a server with the embedded model when none is given."""
+    if server is not None:
+        return run(server)
+    address = f"127.0.0.1:{free_port()}"
+    command = [str(Path(sys.executable).with_name("stream-classify")), "serve", "-ip", address]
+    with ChildProcess(command, "address:", log_path):
+        return run(address)
 
 
 def write_clip(path: Path, seconds: float) -> Path:
@@ -141,11 +177,7 @@ def _run_watch(
 ) -> tuple[float, int]:
     """One ``watch`` run; (classified frames per second, JPEG frames the readers got)."""
     csv_path = work_dir / f"web-view-{tag}.csv"
-    argv = [
-        str(Path(sys.executable).with_name("stream-classify")), "--log-level", "WARNING",
-        "watch", *[str(clip)] * spec.sources, "--server", spec.server,
-        "--duration", str(spec.duration_s), "--csv", str(csv_path),
-    ]  # fmt: skip
+    argv = watch_argv(spec, clip, csv_path)
     if web:
         argv += ["--web", "127.0.0.1:0"]
     with (work_dir / f"web-view-{tag}.log").open("wb") as log:
@@ -168,10 +200,7 @@ def _run_watch(
                 process.stdout.close()
     if process.returncode != 0:
         raise BenchError(f"watch exited with {process.returncode} ({tag}; see its log)")
-    with csv_path.open() as handle:
-        rows = sum(1 for _ in handle) - 1
-    # Over the run's own duration, not the process's: start-up is the same with and without.
-    return rows / spec.duration_s, 0 if readers is None else readers.frames
+    return classified_per_second(spec, csv_path), 0 if readers is None else readers.frames
 
 
 def _web_url(process: subprocess.Popen[bytes]) -> str:
@@ -244,13 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = WebViewSpec(server, args.sources, args.duration, args.rounds)
         return measure(spec, args.work_dir)
 
-    if args.server is not None:
-        result = run(args.server)
-    else:
-        address = f"127.0.0.1:{free_port()}"
-        command = [str(Path(sys.executable).with_name("stream-classify")), "serve", "-ip", address]
-        with ChildProcess(command, "address:", args.work_dir / "web-view-server.log"):
-            result = run(address)
+    result = with_a_server(args.server, args.work_dir / "web-view-server.log", run)
     print(json.dumps(result.to_json()), flush=True)  # noqa: T201 - the process's output is this JSON
     return 0
 
