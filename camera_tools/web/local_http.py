@@ -89,6 +89,13 @@ class TokenHandler(http.server.BaseHTTPRequestHandler, Generic[App]):
             given = given or header[len("Bearer ") :]
         return hmac.compare_digest(given.encode(), token.encode())
 
+    def admitted(self, query: str, *, public: bool = False) -> bool:
+        """Whether to go on with the request (public, or with the token); else it answers 401."""
+        if public or self.authorised(query):
+            return True
+        self.send_plain(401, "a token is needed: ?token=... or Authorization: Bearer ...")
+        return False
+
     def send_body(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)

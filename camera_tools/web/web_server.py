@@ -36,9 +36,7 @@ class _Handler(TokenHandler[WebHub]):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
         # The script and style hold no data, and a page cannot add the token to their URLs.
-        public = url.path.startswith("/static/")
-        if not public and not self.authorised(url.query):
-            self.send_plain(401, "a token is needed: ?token=... or Authorization: Bearer ...")
+        if not self.admitted(url.query, public=url.path.startswith("/static/")):
             return
         path = url.path
         try:

@@ -63,8 +63,7 @@ class _Handler(TokenHandler[LabelSession]):
             self.send_body(204, b"", "image/x-icon")
             return
         # The script and style hold no data, and a page cannot add the token to their URLs.
-        if not url.path.startswith("/static/") and not self.authorised(url.query):
-            self.send_plain(401, "a token is needed: ?token=... or Authorization: Bearer ...")
+        if not self.admitted(url.query, public=url.path.startswith("/static/")):
             return
         path = url.path
         try:
@@ -85,8 +84,7 @@ class _Handler(TokenHandler[LabelSession]):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
-        if not self.authorised(url.query):
-            self.send_plain(401, "a token is needed: ?token=... or Authorization: Bearer ...")
+        if not self.admitted(url.query):
             return
         try:
             body = self.read_json()
