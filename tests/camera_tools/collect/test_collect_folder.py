@@ -13,22 +13,7 @@ import pytest
 
 from camera_tools.camera_errors import SinkError
 from camera_tools.collect import AnsweredFrame, CollectFolder, Reason, record
-
-FIELDS = {
-    "id": str,
-    "image": str,
-    "source": str,
-    "frame": int,
-    "time": float,
-    "wall_time": str,
-    "label": str,
-    "score": float,
-    "top": list,
-    "window_label": str,
-    "window_score": float,
-    "model_version": str,
-    "reasons": list,
-}
+from tests.camera_tools.collected_format import FIELDS
 
 
 def answered(i: int, source: str = "rtsp://***@cam1/live") -> AnsweredFrame:

@@ -18,6 +18,7 @@ from camera_tools.collect import CollectOptions
 from camera_tools.watch import watch_cli
 from streaming.server.grpc_server import BackgroundServer
 from streaming.server.serve_config import ModelConfig, ServerConfig
+from tests.camera_tools.collected_format import FIELDS
 from tests.camera_tools.videos import BGR, for_seconds, write_video
 from tests.camera_tools.watch.test_watch import read_csv, run_watch
 from tests.conftest import TINY_LABELS, TinyModel
@@ -28,21 +29,6 @@ WINDOW = 3
 # red, then grey (the tiny model cannot tell: low confidence), then blue
 STRETCHES = (("red", 2.0), ("grey", 1.0), ("blue", 2.0))
 COLOURS = {**BGR, "grey": (128, 128, 128)}
-FIELDS = {
-    "id": str,
-    "image": str,
-    "source": str,
-    "frame": int,
-    "time": float,
-    "wall_time": str,
-    "label": str,
-    "score": float,
-    "top": list,
-    "window_label": str,
-    "window_score": float,
-    "model_version": str,
-    "reasons": list,
-}
 
 
 def textured(name: str, seed: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
