@@ -11,17 +11,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import grpc
-import numpy as np
 import pytest
 
-from client.api.v1 import stream_classifier_pb2 as pb
-from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
-from streaming.server.stream_service import RESEND_FROM_KEY
+from tests.streaming.server.held_streams import Outcome, held_stream
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -32,14 +28,6 @@ FRAMES = 20
 GRACE_S = 10.0
 # Exit comes at the end of the grace at the latest; the margin is for the process's own exit.
 EXIT_MARGIN_S = 3.0
-
-
-@dataclass
-class Outcome:
-    seqs: list[int] = field(default_factory=list)
-    code: grpc.StatusCode | None = None
-    details: str = ""
-    resend_from: str | None = None
 
 
 @pytest.fixture
@@ -82,32 +70,9 @@ def one_stream(
     channel: grpc.Channel, outcome: Outcome, answered: threading.Semaphore, hold: threading.Event
 ) -> None:
     """A LOSSLESS stream that sends its frames and stays open: the server ends it."""
-    image = np.zeros((24, 32, 3), np.uint8).tobytes()
-
-    def requests() -> Iterator[pb.ClassifyRequest]:
-        yield pb.ClassifyRequest(
-            config=pb.StreamConfig(delivery=pb.DELIVERY_MODE_LOSSLESS, source="drain")
-        )
-        for seq in range(FRAMES):
-            yield pb.ClassifyRequest(
-                frame=pb.Frame(seq=seq, width=32, height=24, channels=3, data=image)
-            )
-        hold.wait(120)
-
-    # The blocking client: the asyncio one reports INTERNAL instead of the server's status
-    # when a write races the end of the call (grpc/grpc#36066).
-    call = pb_grpc.StreamClassifierStub(channel).Classify(requests(), timeout=120)
-    try:
-        for response in call:
-            outcome.seqs.append(response.seq)
-            if len(outcome.seqs) == 1:
-                answered.release()
-    except grpc.RpcError as exc:
-        outcome.code, outcome.details = exc.code(), exc.details() or ""
-        outcome.resend_from = dict(exc.trailing_metadata() or ()).get(RESEND_FROM_KEY)
-        return
-    outcome.code = grpc.StatusCode.OK
-    outcome.resend_from = dict(call.trailing_metadata() or ()).get(RESEND_FROM_KEY)
+    held_stream(
+        channel, outcome, hold, frames=FRAMES, source="drain", timeout=120, answered=answered
+    )
 
 
 # (connections, model call: fixed s, s per frame, whether the backlog outlasts the grace)

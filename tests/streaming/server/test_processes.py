@@ -12,21 +12,19 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-import numpy as np
 import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.api.v1 import stream_classifier_pb2 as pb
 from client.api.v1 import stream_classifier_pb2_grpc as pb_grpc
-from streaming.server.stream_service import RESEND_FROM_KEY
 from tests.metrics_scrape import Samples, scrape_samples
 from tests.serve_process import REPO, ServeProcess, launch_serve
+from tests.streaming.server.held_streams import Outcome, held_stream
 from tests.support import publish_version, wait_until
 
 pytestmark = [pytest.mark.timeout(480), pytest.mark.slow]
@@ -39,38 +37,9 @@ EXIT_MARGIN_S = 8.0  # the supervisor's own margin (5 s) and the processes' exit
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
-@dataclass
-class Outcome:
-    seqs: list[int] = field(default_factory=list)
-    code: grpc.StatusCode | None = None
-    details: str = ""
-    resend_from: str | None = None
-
-
-def held_stream(channel: grpc.Channel, outcome: Outcome, hold: threading.Event) -> None:
+def procs_stream(channel: grpc.Channel, outcome: Outcome, hold: threading.Event) -> None:
     """A LOSSLESS stream that sends FRAMES frames and stays open until ``hold`` is set."""
-    image = np.zeros((24, 32, 3), np.uint8).tobytes()
-
-    def requests() -> Iterator[pb.ClassifyRequest]:
-        yield pb.ClassifyRequest(
-            config=pb.StreamConfig(delivery=pb.DELIVERY_MODE_LOSSLESS, source="procs")
-        )
-        for seq in range(FRAMES):
-            yield pb.ClassifyRequest(
-                frame=pb.Frame(seq=seq, width=32, height=24, channels=3, data=image)
-            )
-        hold.wait(120)
-
-    call = pb_grpc.StreamClassifierStub(channel).Classify(requests(), timeout=180)
-    try:
-        for response in call:
-            outcome.seqs.append(response.seq)
-    except grpc.RpcError as exc:
-        outcome.code, outcome.details = exc.code(), exc.details() or ""
-        outcome.resend_from = dict(exc.trailing_metadata() or ()).get(RESEND_FROM_KEY)
-        return
-    outcome.code = grpc.StatusCode.OK
-    outcome.resend_from = dict(call.trailing_metadata() or ()).get(RESEND_FROM_KEY)
+    held_stream(channel, outcome, hold, frames=FRAMES, source="procs", timeout=180)
 
 
 def per_process_streams(samples: Samples) -> dict[str, float]:
@@ -134,7 +103,7 @@ def test_streams_spread_answered_once_counted_together_and_drained_by_sigterm(
     outcomes = [Outcome() for _ in range(CHANNELS * STREAMS_PER_CHANNEL)]
     hold = threading.Event()
     threads = [
-        threading.Thread(target=held_stream, args=(channels[i % CHANNELS], outcome, hold))
+        threading.Thread(target=procs_stream, args=(channels[i % CHANNELS], outcome, hold))
         for i, outcome in enumerate(outcomes)
     ]
     try:
@@ -287,7 +256,7 @@ def test_a_killed_process_is_logged_and_restarted_while_the_other_serves(
     outcomes = [Outcome() for _ in channels]
     try:
         for channel, outcome in zip(channels, outcomes, strict=True):
-            held_stream(channel, outcome, hold)
+            procs_stream(channel, outcome, hold)
     finally:
         for channel in channels:
             channel.close()
