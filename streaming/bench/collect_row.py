@@ -33,10 +33,10 @@ from streaming.bench.results import Row
 from streaming.bench.web_view import (
     WatchABResult,
     WatchABSpec,
+    alternate,
     classified_per_second,
     watch_argv,
     with_a_server,
-    write_clip,
 )
 
 logger = logging.getLogger(__name__)
@@ -83,27 +83,16 @@ def measure(spec: CollectSpec, work_dir: Path) -> CollectResult:
     """Alternate runs without and with ``--collect``; see the module docstring."""
     work_dir.mkdir(parents=True, exist_ok=True)
     clip = work_dir / "collect-clip.mp4"
-    if not clip.exists():
-        write_clip(clip, spec.clip_s)
-    without: list[float] = []
-    with_collect: list[float] = []
-    kept: list[int] = []
-    for round_ in range(spec.rounds):
-        fps, _ = _run_watch(spec, clip, work_dir, f"plain-{round_}", collect=None)
-        without.append(fps)
-        fps, frames = _run_watch(
-            spec, clip, work_dir, f"collect-{round_}", collect=work_dir / f"collected-{round_}"
+
+    def run(round_: int, collect: bool) -> tuple[float, int]:
+        if not collect:
+            return _run_watch(spec, clip, work_dir, f"plain-{round_}", None)
+        return _run_watch(
+            spec, clip, work_dir, f"collect-{round_}", work_dir / f"collected-{round_}"
         )
-        with_collect.append(fps)
-        kept.append(frames)
-        logger.info(
-            "round %d: %.1f fps without, %.1f with --collect (%d kept)",
-            round_,
-            without[-1],
-            fps,
-            frames,
-        )
-    return CollectResult(tuple(without), tuple(with_collect), tuple(kept))
+
+    without, with_collect, kept = alternate(spec, clip, "--collect", run)
+    return CollectResult(without, with_collect, tuple(kept))
 
 
 def collect_row(spec: CollectSpec, work_dir: Path) -> Row:

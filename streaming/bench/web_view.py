@@ -109,6 +109,36 @@ def classified_per_second(spec: WatchABSpec, csv_path: Path) -> float:
     return rows / spec.duration_s
 
 
+def alternate(
+    spec: WatchABSpec, clip: Path, what: str, run: Callable[[int, bool], tuple[float, T]]
+) -> tuple[tuple[float, ...], tuple[float, ...], list[T]]:
+    """``spec.rounds`` rounds of one run without ``what``, then one with it
+    (``run(round, with_it)``), on ``clip`` (written first if missing).
+
+    Returns:
+        the frames/s without, with, and what each "with" run measured besides.
+    """
+    if not clip.exists():
+        write_clip(clip, spec.clip_s)
+    without: list[float] = []
+    with_it: list[float] = []
+    measured: list[T] = []
+    for round_ in range(spec.rounds):
+        without.append(run(round_, False)[0])
+        fps, extra = run(round_, True)
+        with_it.append(fps)
+        measured.append(extra)
+        logger.info(
+            "round %d: %.1f fps without, %.1f with %s (%s)",
+            round_,
+            without[-1],
+            fps,
+            what,
+            extra,
+        )
+    return tuple(without), tuple(with_it), measured
+
+
 def with_a_server(server: str | None, log_path: Path, run: Callable[[str], T]) -> T:
     """``run(server)``, starting a server with the embedded model when none is given."""
     if server is not None:
@@ -223,19 +253,15 @@ def measure(spec: WebViewSpec, work_dir: Path) -> WebViewResult:
     """Alternate runs without and with the web view; see the module docstring."""
     work_dir.mkdir(parents=True, exist_ok=True)
     clip = work_dir / "web-view-clip.mp4"
-    if not clip.exists():
-        write_clip(clip, spec.clip_s)
-    without: list[float] = []
-    with_web: list[float] = []
-    jpegs = 0
-    for round_ in range(spec.rounds):
-        fps, _ = _run_watch(spec, clip, work_dir, f"plain-{round_}", web=False)
-        without.append(fps)
-        fps, frames = _run_watch(spec, clip, work_dir, f"web-{round_}", web=True)
-        with_web.append(fps)
-        jpegs += frames
-        logger.info("round %d: %.1f fps without, %.1f with the web view", round_, without[-1], fps)
-    return WebViewResult(tuple(without), tuple(with_web), jpegs)
+    without, with_web, jpegs = alternate(
+        spec,
+        clip,
+        "the web view",
+        lambda round_, web: _run_watch(
+            spec, clip, work_dir, f"{'web' if web else 'plain'}-{round_}", web
+        ),
+    )
+    return WebViewResult(without, with_web, sum(jpegs))
 
 
 def web_view_row(spec: WebViewSpec, work_dir: Path) -> Row:
