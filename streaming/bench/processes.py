@@ -141,8 +141,10 @@ class ChildProcess:
         start_timeout_s: float = 120.0,
         *,
         sample_rss: bool = True,
+        cwd: Path | None = None,
     ) -> None:
         self.args = args
+        self._cwd = cwd  # the source tree a `python -m` child imports (compare_trees)
         self._ready_text = ready_text
         self._log_path = log_path
         self._timeout = start_timeout_s
@@ -167,7 +169,7 @@ class ChildProcess:
     def __enter__(self) -> ChildProcess:
         self._log = self._log_path.open("ab")
         self._process = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=self._log, env=child_env()
+            self.args, stdout=subprocess.PIPE, stderr=self._log, env=child_env(), cwd=self._cwd
         )
         self._wait_ready()
         if self._sample_rss:

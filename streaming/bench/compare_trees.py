@@ -1,0 +1,210 @@
+"""Two source trees (two commits) served side by side, load runs alternating between them.
+
+This machine drifts by ±20–30% over minutes, so a row measured on one commit and then, minutes
+later, on another says little about the change. Here both servers are up at once (an idle one
+costs nothing measurable) and short load runs alternate between them, ABBA, so slow and fast
+minutes fall on both; the result is the after/before ratio of every pair and their median.
+
+    python -m streaming.bench.compare_trees --before ../old --after . --row 5 --rounds 6
+
+A tree is a checkout with its protos generated (``make proto`` or the ``grpc_tools.protoc`` line
+of the Makefile); both run on this interpreter, so their dependencies are the same. The load
+generator is this tree's. Rows: ``3`` (``--null-model``, 16 streams, the server's own work) and
+``5`` (the model under test, 32 streams; MobileNetV3Small at 224² unless ``--model``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from streaming.bench.harness import deadline_s
+from streaming.bench.loadgen import LoadSpec
+from streaming.bench.model_limit import DEFAULT_INPUT, build_default_model
+from streaming.bench.processes import (
+    ChildProcess,
+    cpu_ticks,
+    free_port,
+    python_module,
+    run_json,
+)
+from streaming.bench.results import LoadResult
+
+logger = logging.getLogger(__name__)
+
+ROWS = {3: 16, 5: 32}  # row -> streams, as in the full bench
+NUM_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One ABBA half: the two trees' frames/s measured next to each other."""
+
+    before_fps: float
+    after_fps: float
+
+    @property
+    def ratio(self) -> float:
+        return self.after_fps / self.before_fps if self.before_fps else float("nan")
+
+
+def server_flags(row: int, model: Path | None, max_batch: int, max_delay_ms: float) -> list[str]:
+    width, height = DEFAULT_INPUT
+    common = ["--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms)]
+    if row == 3:
+        return ["--null-model", str(NUM_CLASSES), "--input-size", f"{width}x{height}", *common]
+    if model is None:
+        raise ValueError(f"row {row} serves a model: give its path")
+    return ["-la", str(model), *common]
+
+
+@dataclass(frozen=True)
+class Server:
+    address: str
+    pid: int
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the whole process so far (every thread)."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        return cpu_ticks(stat) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def serving(tree: Path, flags: list[str], log: Path) -> Iterator[Server]:
+    """A ``serve`` process whose code is ``tree``'s."""
+    port = free_port()
+    args = python_module("streaming", "--log-level", "WARNING", "serve", "-ip", f"127.0.0.1:{port}")
+    with ChildProcess([*args, *flags], "address:", log, cwd=tree, sample_rss=False) as child:
+        yield Server(f"127.0.0.1:{port}", child.pid)
+
+
+def measure(server: Server, streams: int, max_batch: int, seconds: float, log: Path) -> float:
+    """Frames/s of one closed-loop LOSSLESS run (the bench's in-flight rule); the server's CPU
+    per answered frame is logged beside it (warm-up and drain included in both counts)."""
+    address = server.address
+    spec = LoadSpec(
+        address=address,
+        streams=streams,
+        in_flight=max(2, -(-4 * max_batch // streams)),
+        warmup_s=2.0,
+        duration_s=seconds,
+        drain_s=10.0,
+    )
+    cpu_before = server.cpu_s()
+    data = run_json(
+        python_module("streaming.bench.loadgen", spec.to_json()),
+        deadline_s(spec.warmup_s + spec.duration_s + spec.drain_s),
+        log,
+    )
+    cpu_s = server.cpu_s() - cpu_before
+    for key in ("payload_bytes", "loadgen_cores"):  # about the run, not its answers
+        data.pop(key, None)
+    result = LoadResult.from_json(data)
+    if result.lost_lossless or result.errors:
+        raise RuntimeError(f"LOSSLESS frames lost or failed: see {log}")
+    logger.info(
+        "%s: %.1f frames/s, mean batch %.1f, model busy %.0f%%, %.1f ms/call, "
+        "server CPU %.2f ms per frame sent",
+        address,
+        result.fps,
+        result.mean_batch or 0.0,
+        100 * (result.model_busy or 0.0),
+        result.mean_model_ms or 0.0,
+        1000 * cpu_s / max(1, result.sent_total),
+    )
+    return result.fps
+
+
+def compare(
+    before: Path,
+    after: Path,
+    row: int,
+    rounds: int,
+    seconds: float,
+    model: Path | None,
+    work: Path,
+    max_batch: int = 32,
+    max_delay_ms: float = 5.0,
+) -> list[Pair]:
+    """``rounds`` ABBA rounds; each gives two pairs (AB, then BA)."""
+    flags = server_flags(row, model, max_batch, max_delay_ms)
+    streams = ROWS[row]
+    pairs: list[Pair] = []
+    with ExitStack() as stack:
+        a = stack.enter_context(serving(before, flags, work / "server-before.log"))
+        b = stack.enter_context(serving(after, flags, work / "server-after.log"))
+        # One unmeasured run each: first calls, caches, the servers' duration estimates.
+        for server in (a, b):
+            measure(server, streams, max_batch, min(3.0, seconds), work / "loadgen.log")
+        for i in range(rounds):
+            fps_a1 = measure(a, streams, max_batch, seconds, work / "loadgen.log")
+            fps_b1 = measure(b, streams, max_batch, seconds, work / "loadgen.log")
+            fps_b2 = measure(b, streams, max_batch, seconds, work / "loadgen.log")
+            fps_a2 = measure(a, streams, max_batch, seconds, work / "loadgen.log")
+            pairs += [Pair(fps_a1, fps_b1), Pair(fps_a2, fps_b2)]
+            logger.info(
+                "round %d: before %.1f, %.1f; after %.1f, %.1f",
+                i + 1,
+                fps_a1,
+                fps_a2,
+                fps_b1,
+                fps_b2,
+            )
+    return pairs
+
+
+def summary(row: int, pairs: list[Pair]) -> dict[str, object]:
+    ratios = [p.ratio for p in pairs]
+    return {
+        "row": row,
+        "before_fps": [round(p.before_fps, 1) for p in pairs],
+        "after_fps": [round(p.after_fps, 1) for p in pairs],
+        "ratios": [round(r, 3) for r in ratios],
+        "median_ratio": round(statistics.median(ratios), 3),
+        "min_ratio": round(min(ratios), 3),
+        "max_ratio": round(max(ratios), 3),
+        "after_higher": sum(r > 1 for r in ratios),
+        "pairs": len(ratios),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", type=Path, required=True, help="the older source tree")
+    parser.add_argument("--after", type=Path, default=Path("."), help="the newer source tree")
+    parser.add_argument("--row", type=int, choices=sorted(ROWS), action="append")
+    parser.add_argument("--rounds", type=int, default=4, help="ABBA rounds (2 pairs each)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
+    parser.add_argument("--model", type=Path, help="row 5's model (default MobileNetV3Small 224²)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with tempfile.TemporaryDirectory(prefix="compare-trees-") as scratch:
+        work = Path(scratch)
+        model = args.model
+        if 5 in (args.row or [5]) and model is None:
+            model = build_default_model(work / "model.keras")
+        for row in args.row or [3, 5]:
+            pairs = compare(
+                args.before.resolve(),
+                args.after.resolve(),
+                row,
+                args.rounds,
+                args.seconds,
+                model,
+                work,
+            )
+            print(json.dumps(summary(row, pairs)), flush=True)  # noqa: T201 - the output is this JSON
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
