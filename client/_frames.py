@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from client._types import ChannelOrder, EncodedFrame, Encoding, WireFormat
+from client.resize import resize_to
 
 ImageLike = np.ndarray | Image.Image | bytes | bytearray | memoryview | EncodedFrame
 """Anything ``send`` accepts: a uint8 array (H×W, H×W×1, H×W×3, H×W×4), a PIL image of any
@@ -134,8 +135,4 @@ def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     if width < 1 or height < 1:
         raise ValueError(f"resize target must be positive, got {size}")
-    if pixels.shape[1] == width and pixels.shape[0] == height:
-        return pixels
-    # INTER_AREA averages when shrinking (no aliasing); it is bilinear when enlarging.
-    resized = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
-    return resized[:, :, None] if resized.ndim == 2 else resized
+    return resize_to(pixels, width, height)

@@ -9,8 +9,10 @@ minutes fall on both; the result is the after/before ratio of every pair and the
 
 A tree is a checkout with its protos generated (``make proto`` or the ``grpc_tools.protoc`` line
 of the Makefile); both run on this interpreter, so their dependencies are the same. The load
-generator is this tree's. Rows: ``3`` (``--null-model``, 16 streams, the server's own work) and
-``5`` (the model under test, 32 streams; MobileNetV3Small at 224² unless ``--model``).
+generator is this tree's. Rows: ``3`` (``--null-model``, 16 streams, the server's own work),
+``5`` (the model under test, 32 streams of RAW frames; MobileNetV3Small at 224² unless ``--model``)
+and ``jpeg`` (row 5 with 640×480 JPEG frames the server decodes). ``--before-env``/``--after-env``
+compare one tree under two environments.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streaming.bench.harness import deadline_s
@@ -41,8 +43,23 @@ from streaming.bench.results import LoadResult
 
 logger = logging.getLogger(__name__)
 
-ROWS = {3: 16, 5: 32}  # row -> streams, as in the full bench
 NUM_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class RowShape:
+    """A load of the full bench: its streams, and what goes on the wire."""
+
+    streams: int
+    null_model: bool = False
+    wire: str = "raw"  # raw: pre-resized to the model input; jpeg: 640x480 q90, server decodes
+
+
+ROWS = {
+    "3": RowShape(16, null_model=True),
+    "5": RowShape(32),
+    "jpeg": RowShape(32, wire="jpeg"),  # row 5's JPEG line
+}
 
 
 @dataclass(frozen=True)
@@ -57,10 +74,10 @@ class Pair:
         return self.after_fps / self.before_fps if self.before_fps else float("nan")
 
 
-def server_flags(row: int, model: Path | None, max_batch: int, max_delay_ms: float) -> list[str]:
+def server_flags(row: str, model: Path | None, max_batch: int, max_delay_ms: float) -> list[str]:
     width, height = DEFAULT_INPUT
     common = ["--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms)]
-    if row == 3:
+    if ROWS[row].null_model:
         return ["--null-model", str(NUM_CLASSES), "--input-size", f"{width}x{height}", *common]
     if model is None:
         raise ValueError(f"row {row} serves a model: give its path")
@@ -79,22 +96,27 @@ class Server:
 
 
 @contextmanager
-def serving(tree: Path, flags: list[str], log: Path) -> Iterator[Server]:
-    """A ``serve`` process whose code is ``tree``'s."""
+def serving(tree: Path, flags: list[str], log: Path, env: dict[str, str]) -> Iterator[Server]:
+    """A ``serve`` process whose code is ``tree``'s, with ``env`` added to its environment."""
     port = free_port()
     args = python_module("streaming", "--log-level", "WARNING", "serve", "-ip", f"127.0.0.1:{port}")
-    with ChildProcess([*args, *flags], "address:", log, cwd=tree, sample_rss=False) as child:
+    child = ChildProcess(
+        [*args, *flags], "address:", log, cwd=tree, extra_env=env, sample_rss=False
+    )
+    with child:
         yield Server(f"127.0.0.1:{port}", child.pid)
 
 
-def measure(server: Server, streams: int, max_batch: int, seconds: float, log: Path) -> float:
+def measure(server: Server, shape: RowShape, max_batch: int, seconds: float, log: Path) -> float:
     """Frames/s of one closed-loop LOSSLESS run (the bench's in-flight rule); the server's CPU
     per answered frame is logged beside it (warm-up and drain included in both counts)."""
     address = server.address
     spec = LoadSpec(
         address=address,
-        streams=streams,
-        in_flight=max(2, -(-4 * max_batch // streams)),
+        streams=shape.streams,
+        wire=shape.wire,
+        source_size=(640, 480),
+        in_flight=max(2, -(-4 * max_batch // shape.streams)),
         warmup_s=2.0,
         duration_s=seconds,
         drain_s=10.0,
@@ -112,10 +134,12 @@ def measure(server: Server, streams: int, max_batch: int, seconds: float, log: P
     if result.lost_lossless or result.errors:
         raise RuntimeError(f"LOSSLESS frames lost or failed: see {log}")
     logger.info(
-        "%s: %.1f frames/s, mean batch %.1f, model busy %.0f%%, %.1f ms/call, "
-        "server CPU %.2f ms per frame sent",
+        "%s: %.1f frames/s, p50 %.0f ms, p99 %.0f ms, mean batch %.1f, model busy %.0f%%, "
+        "%.1f ms/call, server CPU %.2f ms per frame sent",
         address,
         result.fps,
+        result.latency.p50_ms if result.latency else float("nan"),
+        result.latency.p99_ms if result.latency else float("nan"),
         result.mean_batch or 0.0,
         100 * (result.model_busy or 0.0),
         result.mean_model_ms or 0.0,
@@ -124,10 +148,18 @@ def measure(server: Server, streams: int, max_batch: int, seconds: float, log: P
     return result.fps
 
 
+@dataclass(frozen=True)
+class Side:
+    """One of the two servers compared: its source tree and what its environment adds."""
+
+    tree: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
 def compare(
-    before: Path,
-    after: Path,
-    row: int,
+    before: Side,
+    after: Side,
+    row: str,
     rounds: int,
     seconds: float,
     model: Path | None,
@@ -137,19 +169,19 @@ def compare(
 ) -> list[Pair]:
     """``rounds`` ABBA rounds; each gives two pairs (AB, then BA)."""
     flags = server_flags(row, model, max_batch, max_delay_ms)
-    streams = ROWS[row]
+    shape = ROWS[row]
     pairs: list[Pair] = []
     with ExitStack() as stack:
-        a = stack.enter_context(serving(before, flags, work / "server-before.log"))
-        b = stack.enter_context(serving(after, flags, work / "server-after.log"))
+        a = stack.enter_context(serving(before.tree, flags, work / "server-before.log", before.env))
+        b = stack.enter_context(serving(after.tree, flags, work / "server-after.log", after.env))
         # One unmeasured run each: first calls, caches, the servers' duration estimates.
         for server in (a, b):
-            measure(server, streams, max_batch, min(3.0, seconds), work / "loadgen.log")
+            measure(server, shape, max_batch, min(3.0, seconds), work / "loadgen.log")
         for i in range(rounds):
-            fps_a1 = measure(a, streams, max_batch, seconds, work / "loadgen.log")
-            fps_b1 = measure(b, streams, max_batch, seconds, work / "loadgen.log")
-            fps_b2 = measure(b, streams, max_batch, seconds, work / "loadgen.log")
-            fps_a2 = measure(a, streams, max_batch, seconds, work / "loadgen.log")
+            fps_a1 = measure(a, shape, max_batch, seconds, work / "loadgen.log")
+            fps_b1 = measure(b, shape, max_batch, seconds, work / "loadgen.log")
+            fps_b2 = measure(b, shape, max_batch, seconds, work / "loadgen.log")
+            fps_a2 = measure(a, shape, max_batch, seconds, work / "loadgen.log")
             pairs += [Pair(fps_a1, fps_b1), Pair(fps_a2, fps_b2)]
             logger.info(
                 "round %d: before %.1f, %.1f; after %.1f, %.1f",
@@ -162,7 +194,7 @@ def compare(
     return pairs
 
 
-def summary(row: int, pairs: list[Pair]) -> dict[str, object]:
+def summary(row: str, pairs: list[Pair]) -> dict[str, object]:
     ratios = [p.ratio for p in pairs]
     return {
         "row": row,
@@ -177,11 +209,30 @@ def summary(row: int, pairs: list[Pair]) -> dict[str, object]:
     }
 
 
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` as a mapping."""
+    env = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
+        env[key] = value
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, required=True, help="the older source tree")
     parser.add_argument("--after", type=Path, default=Path("."), help="the newer source tree")
-    parser.add_argument("--row", type=int, choices=sorted(ROWS), action="append")
+    for side in ("before", "after"):
+        parser.add_argument(
+            f"--{side}-env",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"added to the {side} server's environment (the same tree twice: a setting)",
+        )
+    parser.add_argument("--row", choices=sorted(ROWS), action="append")
     parser.add_argument("--rounds", type=int, default=4, help="ABBA rounds (2 pairs each)")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
     parser.add_argument("--model", type=Path, help="row 5's model (default MobileNetV3Small 224²)")
@@ -190,12 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="compare-trees-") as scratch:
         work = Path(scratch)
         model = args.model
-        if 5 in (args.row or [5]) and model is None:
+        rows = args.row or ["3", "5"]
+        if model is None and any(not ROWS[row].null_model for row in rows):
             model = build_default_model(work / "model.keras")
-        for row in args.row or [3, 5]:
+        for row in rows:
             pairs = compare(
-                args.before.resolve(),
-                args.after.resolve(),
+                Side(args.before.resolve(), parse_env(args.before_env)),
+                Side(args.after.resolve(), parse_env(args.after_env)),
                 row,
                 args.rounds,
                 args.seconds,

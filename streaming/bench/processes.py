@@ -142,9 +142,11 @@ class ChildProcess:
         *,
         sample_rss: bool = True,
         cwd: Path | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.args = args
         self._cwd = cwd  # the source tree a `python -m` child imports (compare_trees)
+        self._env = {**child_env(), **(extra_env or {})}
         self._ready_text = ready_text
         self._log_path = log_path
         self._timeout = start_timeout_s
@@ -169,7 +171,7 @@ class ChildProcess:
     def __enter__(self) -> ChildProcess:
         self._log = self._log_path.open("ab")
         self._process = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=self._log, env=child_env(), cwd=self._cwd
+            self.args, stdout=subprocess.PIPE, stderr=self._log, env=self._env, cwd=self._cwd
         )
         self._wait_ready()
         if self._sample_rss:

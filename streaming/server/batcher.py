@@ -74,7 +74,11 @@ class Batcher:
             policy or SchedulingPolicy.from_config(config), clock, durations, self.stats
         )
         self._intake = intake or FrameIntake(
-            description, config.max_frame_side, config.max_frame_pixels, config.workers
+            description,
+            config.max_frame_side,
+            config.max_frame_pixels,
+            config.workers,
+            config.decode_priority,
         )
         self.models.on_swap(self._model_swapped)
         runner = BatchRunner(self.models, self._intake.decode_now, durations, self.stats, clock)

@@ -198,17 +198,3 @@ def decode_frame(
     if channels == 1:
         return decoded[:, :, None]
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-
-
-def resize_to(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``image`` (h, w, c) at ``width`` x ``height``, channel axis kept; the same array if it fits.
-
-    Area averaging is the antialiased downscale; bilinear is enough for upscaling.
-    """
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    shrinking = image.shape[1] * image.shape[0] > width * height
-    resized = cv2.resize(
-        image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    )
-    return resized[:, :, None] if resized.ndim == 2 else resized

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 
-from streaming.server.frame_decode import decode_frame, resize_to
+from client.resize import resize_to
+from streaming.server.frame_decode import decode_frame
 from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import Encoding, FrameData, ModelDescription
 
@@ -24,6 +27,21 @@ logger = logging.getLogger(__name__)
 
 # Module constants: a global is read faster than an enum member, and this runs per frame.
 _RAW = frozenset((Encoding.RAW_RGB, Encoding.RAW_BGR))
+
+
+def lower_priority() -> None:
+    """Put the calling thread at the OS's idle priority (Linux ``SCHED_IDLE``), if it has one.
+
+    TensorFlow runs an operation on all its threads and waits for the slowest: a decoder
+    preempting any of them stalls the whole model call, so decoders take what the model leaves.
+    """
+    if not hasattr(os, "SCHED_IDLE"):
+        logger.debug("no SCHED_IDLE here: decoding threads keep the normal priority")
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
+    except OSError as exc:
+        logger.debug("cannot lower the decoding thread's priority: %s", exc)
 
 
 class FrameIntake:
@@ -35,13 +53,22 @@ class FrameIntake:
         max_frame_side: int,
         max_frame_pixels: int,
         workers: int,
+        priority: str = "normal",
     ) -> None:
         self._width = description.input_width
         self._height = description.input_height
         self._channels = description.input_channels
         self._max_side = max_frame_side
         self._max_pixels = max_frame_pixels
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sc-decode")
+        # The pool decodes frames in parallel; OpenCV's own threads inside each call would only
+        # add threads competing with the model's (process-wide: the server's decoders are the
+        # process's OpenCV users).
+        cv2.setNumThreads(1)
+        self._pool = ThreadPoolExecutor(
+            workers,
+            thread_name_prefix="sc-decode",
+            initializer=lower_priority if priority == "idle" else None,
+        )
 
     def retarget(self, description: ModelDescription) -> None:
         """Size frames for another model from now on (a model version swap; same channels).

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from streaming.server.frame_decode import resize_to
+from client.resize import resize_to
 from streaming.server.labels import match_labels
 from streaming.server.model import rows_are_probabilities
 from streaming.server.serve_config import ModelConfig, OnnxLayout, Scaling

@@ -339,6 +339,11 @@ class ServerConfig:
         address: where to listen (old ``-ip``).
         window: default frames per window-averaged prediction (old ``-scw``).
         workers: threads that decode and resize frames as they arrive (old ``-wrk``).
+        decode_priority: ``idle`` runs those threads at the OS's idle priority (Linux
+            ``SCHED_IDLE``): on the CPU a decoder that preempts one of the model's threads stalls
+            the whole operation the model is in, so decoding takes the cycles the model leaves;
+            ``normal`` gives them the model's priority (a host where other busy processes would
+            starve them). BENCHMARKS.md session 7: JPEG row 1.26× with ``idle``.
         max_message_bytes: largest gRPC message in either direction (old ``-msg``); ``None``
             follows ``max_frame_side`` and ``max_frame_pixels``.
         max_batch: most frames in one model call.
@@ -419,6 +424,15 @@ class ServerConfig:
             parse=int,
             help="threads decoding and resizing frames as they arrive",
             group=ORIGINAL,
+        ),
+    )
+    decode_priority: str = field(
+        default="idle",
+        metadata=flag(
+            "--decode-priority",
+            choices=("idle", "normal"),
+            help="OS priority of the decoding threads: idle never preempts the model's threads",
+            group=BATCHING,
         ),
     )
     max_batch: int = field(

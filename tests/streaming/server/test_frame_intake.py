@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -131,3 +134,31 @@ def test_retarget_sizes_frames_for_the_new_model_version(
     assert frames.needs_decoding(frame) is after
     out = frames.decode_now(frame)
     assert isinstance(out, np.ndarray) and out.shape == (40, 48, 3)
+
+
+def _policy_of_decoders(other_than: set[threading.Thread]) -> set[int]:
+    """The scheduling policy (field 41 of /proc/self/task/TID/stat) of the decoding threads
+    started since ``other_than`` was taken (earlier tests' pools may still be ending)."""
+    policies = set()
+    for thread in set(threading.enumerate()) - other_than:
+        if thread.name.startswith("sc-decode") and thread.native_id is not None:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+            policies.add(int(stat.rsplit(")", 1)[1].split()[38]))
+    return policies
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
+@pytest.mark.parametrize(
+    ("priority", "policy"), [("idle", os.SCHED_IDLE), ("normal", os.SCHED_OTHER)]
+)
+def test_decoding_threads_run_at_the_priority_asked(priority: str, policy: int) -> None:
+    description = ModelDescription(("a", "b"), 32, 24, 3, "m", "cpu")
+    before = set(threading.enumerate())
+    intake = FrameIntake(description, 8192, 8192 * 8192, workers=2, priority=priority)
+    try:
+        image = np.full((48, 64, 3), 90, np.uint8)
+        out = asyncio.run(intake.decode(encoded(image, Encoding.JPEG)))
+        assert isinstance(out, np.ndarray) and out.shape == (24, 32, 3)  # decoded all the same
+        assert _policy_of_decoders(before) == {policy}
+    finally:
+        intake.shutdown()
