@@ -80,7 +80,7 @@ def train_command(data: Path, work: Path, args: argparse.Namespace) -> list[str]
     """The ``stream-classify train`` arguments that fit the embedded model."""
     return [
         "train", str(data / "train"), "--val", str(data / "val"), "--out", str(work),
-        "--labels", ",".join(CLASSES),  # labels.txt keeps its order
+        "--label-order", ",".join(CLASSES),  # labels.txt keeps its order
         "--no-augment",  # the generator degrades every frame already
         "--epochs", str(args.epochs),
         "--patience", str(args.epochs),  # the cosine schedule runs to the end; the best epoch is kept

@@ -217,6 +217,6 @@ def read_model_labels(folder: Path) -> tuple[str, ...]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        logger.warning("%s not found: the page offers only the --labels given", path)
+        logger.warning("%s not found: the page offers only the --new-labels given", path)
         return ()
     return tuple(line.strip() for line in text.splitlines() if line.strip())

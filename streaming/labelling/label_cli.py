@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require ?token=TOKEN or 'Authorization: Bearer TOKEN' on every request",
     )  # fmt: skip
     parser.add_argument(
-        "--labels", default="", metavar="A,B",
+        "--new-labels", default="", metavar="A,B",
         help="labels to offer besides the model's (DIR/labels.txt): new classes",
     )  # fmt: skip
     parser.add_argument(
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         settings = LabelSettings(
             collected=args.collected,
             dataset=args.dataset,
-            extra_labels=parse_labels(args.labels),
+            extra_labels=parse_labels(args.new_labels),
             order=args.order,
             lease_s=args.lease_s,
         )

@@ -122,7 +122,7 @@ class LabelSession:
         self.labels = tuple(dict.fromkeys((*model_labels, *settings.extra_labels)))
         self.new_labels = tuple(label for label in self.labels if label not in model_labels)
         if not self.labels:
-            raise SetupError("no labels: the folder has no labels.txt; give --labels a,b")
+            raise SetupError("no labels: the folder has no labels.txt; give --new-labels a,b")
         self._log = CollectedLog(settings.collected, settings.order)
         self._log.refresh()
         self._missing = _Missing()
@@ -324,7 +324,7 @@ class PageConflict(DecisionConflict):
 
 
 def parse_labels(text: str) -> tuple[str, ...]:
-    """``--labels a,b``: names separated by commas (blanks dropped).
+    """``--new-labels a,b``: names separated by commas (blanks dropped).
 
     >>> parse_labels("ident, snow,")
     ('ident', 'snow')

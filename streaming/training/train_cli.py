@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="for repeatable runs (default %(default)s)"
     )
     fitting.add_argument(
-        "--labels", type=_label_order, metavar="A,B,...",
+        "--label-order", type=_label_order, metavar="A,B,...",
         help="output order of the labels (default: sorted), e.g. to keep an existing "
         "model's labels.txt order",
     )  # fmt: skip
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             val_split=args.val_split,
             input_size=args.input_size,
             min_per_class=args.min_per_class,
-            labels=args.labels,
+            labels=args.label_order,
             sampling=sampling_from(args),
             videos_dir=args.videos,
             workers=args.workers,

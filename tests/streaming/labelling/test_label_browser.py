@@ -20,7 +20,7 @@ from .label_process import LabelProcess
 pytestmark = pytest.mark.slow
 
 DEMO_OUTPUT = Path(__file__).resolve().parents[3] / "demo-output"
-LABELS = ("program", "black", "color_bars", "ident")  # the model's three, then --labels ident
+LABELS = ("program", "black", "color_bars", "ident")  # the model's three, then --new-labels ident
 # What is typed: 20 frames decided (18 labels, a skip, and a label given after an undo).
 KEYS = ["1", "2", "3", "4", "1", "s", "2", "2", "3", "4", "1", "3", "u", "2", "4", "1", "2",
         "3", "1", "4", "2", "3"]  # fmt: skip
@@ -63,7 +63,7 @@ def test_label_twenty_frames_by_keyboard(browser: WebDriver, tmp_path: Path) -> 
         tmp_path / "collected", 24, sources=("rtsp://cam1/live", "news.mp4")
     )
     out = tmp_path / "dataset"
-    page = LabelProcess(collected.folder, out, "--labels", "ident", "--web-token", "t0k")
+    page = LabelProcess(collected.folder, out, "--new-labels", "ident", "--web-token", "t0k")
     try:
         driver.get(f"{page.url}?token=t0k")
         wait = WebDriverWait(driver, 30, poll_frequency=0.1)

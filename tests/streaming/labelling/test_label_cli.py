@@ -17,7 +17,7 @@ from .collected import write_collected
     [
         ("none", [], "has no collected.jsonl: is it a `watch --collect` folder?"),
         ("collected", ["--web", "8090"], "expected HOST:PORT"),
-        ("collected", ["--labels", "ok,../bad"], "'../bad' cannot be a label"),
+        ("collected", ["--new-labels", "ok,../bad"], "'../bad' cannot be a label"),
         ("collected", ["--lease-s", "0"], "the lease must be > 0 seconds"),
         ("collected", ["--web-token", ""], "the web token must not be empty"),
         ("busy", [], "cannot serve the label page on 127.0.0.1:"),

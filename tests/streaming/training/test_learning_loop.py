@@ -3,7 +3,7 @@
 A model trained on two of three ffmpeg sources (``life``, ``mandelbrot``) serves a model
 directory; ``watch`` plays a long clip cycling through all three in real time, collecting the
 frames worth a look. Chromium labels them on the label page (the never-seen ``testsrc2`` added
-with ``--labels``), ``train`` fine-tunes version 1 on them plus the original clips, ``promote``
+with ``--new-labels``), ``train`` fine-tunes version 1 on them plus the original clips, ``promote``
 writes version 2, the server swaps, and the same ``watch`` process (never restarted, never
 reconnected) labels ``testsrc2`` right from then on.
 """
@@ -187,7 +187,7 @@ def test_the_loop_teaches_the_running_watch_a_new_kind(
         assert {row["frame_label"] for row in read_rows(frames_csv)} <= set(KNOWN)
 
         # when: a person labels them in the browser, the new kind added as a class
-        page = LabelProcess(collected, dataset, "--labels", NEW)
+        page = LabelProcess(collected, dataset, "--new-labels", NEW)
         try:
             browser.get(page.url)
             typed = label_everything_shown(browser, collected, (*KNOWN, NEW))

@@ -201,7 +201,7 @@ def test_labels_fixes_the_output_order(
 
     # when a one-epoch run is asked for this label order
     out = tmp_path / "m"
-    result = cli("train", data, "--out", out, "--epochs", "1", "--labels", order, *FAST)
+    result = cli("train", data, "--out", out, "--epochs", "1", "--label-order", order, *FAST)
 
     # then labels.txt (the output order) follows it, or the run says which labels do not fit
     assert result == code
@@ -216,7 +216,7 @@ def test_labels_needs_two_distinct_names(
     tmp_path: Path, cli: Callable[..., int], capsys: pytest.CaptureFixture[str], order: str
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli("train", tmp_path, "--out", tmp_path / "m", "--labels", order)
+        cli("train", tmp_path, "--out", tmp_path / "m", "--label-order", order)
 
     assert exit_info.value.code == 2
     assert "expected two or more distinct comma-separated labels" in capsys.readouterr().err
