@@ -640,6 +640,7 @@ class ServerConfig:
             "window": self.window >= 1,
             "max_message_bytes": self.max_message_bytes is None or self.max_message_bytes >= 1024,
             "workers": self.workers >= 1,
+            "decode_priority": self.decode_priority in ("idle", "normal"),
             "max_batch": self.max_batch >= 1,
             "max_delay_ms": self.max_delay_ms >= 0,
             "top_k": self.top_k >= 1,

@@ -173,6 +173,7 @@ def test_flags_land_in_the_config(argv: list[str], attribute: str, expected: obj
         (["--reflection", "maybe"], argparse.ArgumentError, "expected on or off"),
         (["--scaling", "log"], argparse.ArgumentError, "invalid choice"),
         (["--onnx-layout", "chw"], argparse.ArgumentError, "invalid choice"),
+        (["--decode-priority", "high"], argparse.ArgumentError, "invalid choice"),
         (["--input-size", "64"], argparse.ArgumentError, "expected WIDTHxHEIGHT"),
         (["--metrics-address", "9100"], argparse.ArgumentError, "expected HOST:PORT"),
         (["--metrics-address", "::1:9100"], argparse.ArgumentError, "needs brackets"),
@@ -186,6 +187,11 @@ def test_flags_land_in_the_config(argv: list[str], attribute: str, expected: obj
 def test_bad_values_are_refused(argv: list[str], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=re.escape(message)):
         parse(*argv)
+
+
+def test_a_config_built_in_code_is_checked_like_the_flags() -> None:
+    with pytest.raises(ConfigError, match="decode_priority='high'"):
+        ServerConfig(decode_priority="high")
 
 
 def test_the_flag_reference_is_generated_from_the_declarations() -> None:
