@@ -44,6 +44,8 @@ T = TypeVar("T")
 # resume): streams are cut off this long before the grace ends, so every stream has the
 # server's own status before the process exits.
 CUT_OFF_S = 0.5
+# How long no new Classify call must have arrived before the drain closes the port.
+SETTLE_S = 0.2
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
@@ -307,13 +309,7 @@ class StreamServer:
         legacy_service.close()
         # Streams end by themselves once their last answer (or status) is sent; stop() cancels
         # stragglers such as calls that never sent a config or clients that stopped reading.
-        remaining = max(deadline - time.monotonic(), CUT_OFF_S)
-        try:
-            await asyncio.wait_for(stream_service.wait_calls_ended(), timeout=remaining)
-        except TimeoutError:
-            logger.warning(
-                "%d streams still open at the end of the grace", stream_service.open_calls
-            )
+        await self._calls_ended(deadline)
         await self._server.stop(grace=CUT_OFF_S)
         if self._poll_task is not None:
             self._poll_task.cancel()
@@ -326,6 +322,23 @@ class StreamServer:
         self._server = None
         self._stopped.set()
         logger.info("stopped")
+
+    async def _calls_ended(self, deadline: float) -> None:
+        """Wait (until ``deadline``) for every Classify call to end, and for new ones to stop
+        arriving for ``SETTLE_S``: a call gRPC took just before now reaches its handler a moment
+        later, and is then refused with a resume point instead of cancelled by ``stop()``."""
+        service = self.stream_service
+        while True:
+            remaining = max(deadline - time.monotonic(), CUT_OFF_S)
+            try:
+                await asyncio.wait_for(service.wait_calls_ended(), timeout=remaining)
+            except TimeoutError:
+                logger.warning("%d streams still open at the end of the grace", service.open_calls)
+                return
+            settle = SETTLE_S - service.quiet_s
+            if settle <= 0 or time.monotonic() + settle > deadline - CUT_OFF_S:
+                return
+            await asyncio.sleep(settle)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

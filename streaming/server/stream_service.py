@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import NoReturn
@@ -185,12 +186,21 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         # one max_streams check (old-API windows are bounded apart, legacy_max_windows).
         self._calls = 0
         self._per_connection = _CallsPerConnection(config.max_calls_per_connection)
+        # Every Classify handler running, refusals included: the drain waits for them all, so
+        # a stream refused while draining gets its status and resume point, not stop()'s cancel.
+        self._handlers = 0
         self._no_calls = asyncio.Event()
         self._no_calls.set()
+        self._last_call_at = time.monotonic()
 
     @property
     def open_calls(self) -> int:
         return self._calls
+
+    @property
+    def quiet_s(self) -> float:
+        """Seconds since the last Classify call reached this servicer."""
+        return time.monotonic() - self._last_call_at
 
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest | Undecodable, context: grpc.aio.ServicerContext
@@ -216,83 +226,92 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         request_iterator: AsyncIterator[pb.ClassifyRequest | FrameData | Undecodable],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.ClassifyResponse]:
-        if self._batcher.draining:
-            await _refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
-        if self._calls >= self._config.max_streams:
-            await _refuse(
-                context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the server already serves {self._calls} streams (--max-streams)",
-            )
-        self._calls += 1
+        self._handlers += 1
+        self._last_call_at = time.monotonic()
         self._no_calls.clear()
-        peer = context.peer()
-        self._per_connection.opened(peer)
-        stream: StreamState | None = None
-        reader: asyncio.Task[str | None] | None = None
-        unanswered = _Unanswered()
-        answered = 0
         try:
-            settings = await self._read_config(context)
-            if settings is None:
-                return
-            stream = await _open(self._batcher, settings, context)
-            self._metrics.stream_opened()
-            caller = (
-                self._credentials.caller(context.invocation_metadata())
-                if self._credentials
-                else None
-            )
-            logger.info(
-                "stream %d opened:%s client=%s source=%s window=%d delivery=%s probabilities=%s",
-                stream.id,
-                f" token={caller}" if caller else "",
-                shown(settings.client_id),
-                shown(settings.source),
-                settings.window,
-                settings.delivery.name,
-                settings.probabilities.name,
-            )
-            reader = asyncio.create_task(
-                self._read(context, stream, unanswered), name=f"sc-reader-{stream.id}"
-            )
-            self._readers[stream] = reader
-            batcher = self._batcher
-            while (result := await batcher.next_result(stream)) is not None:
-                unanswered.answered(result.seq)
-                yield result_to_pb(result, settings.probabilities)
-                answered += 1
-            violation = reader.result() if reader.done() and not reader.cancelled() else None
-            if violation:
-                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, violation)
-            if self._batcher.draining and not unanswered.input_ended:
-                # Shutdown stopped the stream: say where to resume, whether it ends with
-                # UNAVAILABLE (frames received and not answered) or OK (all it read answered).
-                resume = ((RESEND_FROM_KEY, str(unanswered.resume_from)),)
-                first = unanswered.first
-                if first is not None:
-                    await abort(
-                        context,
-                        grpc.StatusCode.UNAVAILABLE,
-                        f"{_SHUTTING_DOWN}; frames from seq {first} on were not "
-                        "answered: resend them to another server",
-                        resume,
-                    )
-                context.set_trailing_metadata(resume)
-        finally:
-            self._calls -= 1
-            self._per_connection.closed(peer)
-            if not self._calls:
-                self._no_calls.set()
-            if stream is not None:
-                if reader is not None:
-                    reader.cancel()
-                self._readers.pop(stream, None)
-                self._batcher.close_stream(stream)
-                self._metrics.stream_closed()
-                logger.info(
-                    "stream %d closed: %d answered, %d dropped", stream.id, answered, stream.dropped
+            if self._batcher.draining:
+                await _refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
+            if self._calls >= self._config.max_streams:
+                await _refuse(
+                    context,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the server already serves {self._calls} streams (--max-streams)",
                 )
+            self._calls += 1
+            self._no_calls.clear()
+            peer = context.peer()
+            self._per_connection.opened(peer)
+            stream: StreamState | None = None
+            reader: asyncio.Task[str | None] | None = None
+            unanswered = _Unanswered()
+            answered = 0
+            try:
+                settings = await self._read_config(context)
+                if settings is None:
+                    return
+                stream = await _open(self._batcher, settings, context)
+                self._metrics.stream_opened()
+                caller = (
+                    self._credentials.caller(context.invocation_metadata())
+                    if self._credentials
+                    else None
+                )
+                logger.info(
+                    "stream %d opened:%s client=%s source=%s window=%d delivery=%s probabilities=%s",
+                    stream.id,
+                    f" token={caller}" if caller else "",
+                    shown(settings.client_id),
+                    shown(settings.source),
+                    settings.window,
+                    settings.delivery.name,
+                    settings.probabilities.name,
+                )
+                reader = asyncio.create_task(
+                    self._read(context, stream, unanswered), name=f"sc-reader-{stream.id}"
+                )
+                self._readers[stream] = reader
+                batcher = self._batcher
+                while (result := await batcher.next_result(stream)) is not None:
+                    unanswered.answered(result.seq)
+                    yield result_to_pb(result, settings.probabilities)
+                    answered += 1
+                violation = reader.result() if reader.done() and not reader.cancelled() else None
+                if violation:
+                    await abort(context, grpc.StatusCode.INVALID_ARGUMENT, violation)
+                if self._batcher.draining and not unanswered.input_ended:
+                    # Shutdown stopped the stream: say where to resume, whether it ends with
+                    # UNAVAILABLE (frames received and not answered) or OK (all it read answered).
+                    resume = ((RESEND_FROM_KEY, str(unanswered.resume_from)),)
+                    first = unanswered.first
+                    if first is not None:
+                        await abort(
+                            context,
+                            grpc.StatusCode.UNAVAILABLE,
+                            f"{_SHUTTING_DOWN}; frames from seq {first} on were not "
+                            "answered: resend them to another server",
+                            resume,
+                        )
+                    context.set_trailing_metadata(resume)
+            finally:
+                self._calls -= 1
+                self._per_connection.closed(peer)
+                if stream is not None:
+                    if reader is not None:
+                        reader.cancel()
+                    self._readers.pop(stream, None)
+                    self._batcher.close_stream(stream)
+                    self._metrics.stream_closed()
+                    logger.info(
+                        "stream %d closed: %d answered, %d dropped",
+                        stream.id,
+                        answered,
+                        stream.dropped,
+                    )
+        finally:
+            self._handlers -= 1
+            if not self._handlers:
+                self._no_calls.set()
 
     async def _read_config(self, context: grpc.aio.ServicerContext) -> StreamSettings | None:
         """The stream's settings from its first message, or ``None`` if it ended at once."""
@@ -391,7 +410,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 reader.cancel()
 
     async def wait_calls_ended(self) -> None:
-        """Wait until no Classify call is open (each has sent its status)."""
+        """Wait until no Classify call is open or being refused (each has sent its status)."""
         await self._no_calls.wait()
 
     def cut_off(self) -> int:
