@@ -153,8 +153,10 @@ def test_sigterm_answers_received_frames_then_exits_zero(serve_process: Any) -> 
         grpc.channel_ready_future(channel).result(timeout=1)
 
 
-def test_serve_fails_clearly_when_the_port_is_taken(serve_process: Any, tiny_model: Any) -> None:
-    address = serve_process().address
+def test_serve_fails_clearly_when_the_port_is_taken(server: Any, tiny_model: Any) -> None:
+    # The port is held by the same gRPC server in-process (no second TensorFlow start-up): a
+    # lone server binds without SO_REUSEPORT either way, so `serve` must not share it.
+    address = server.address
     result = subprocess.run(
         [
             sys.executable,

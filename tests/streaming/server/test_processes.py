@@ -65,10 +65,9 @@ def loaded_libraries(pid: int) -> set[str]:
     return {Path(m.path).name for m in psutil.Process(pid).memory_maps() if m.path}
 
 
-@pytest.fixture
-def two_processes(tiny_model: Any, tmp_path: Path) -> Iterator[ServeProcess]:
+def start_two_processes(tiny_model: Any, tmp_path: Path, *flags: str) -> ServeProcess:
     (tmp_path / "tmp").mkdir()
-    server = launch_serve(
+    return launch_serve(
         tiny_model.model_path,
         tiny_model.labels_path,
         "--processes",
@@ -79,9 +78,27 @@ def two_processes(tiny_model: Any, tmp_path: Path) -> Iterator[ServeProcess]:
         str(GRACE_S),
         "--max-batch",
         "8",
+        *flags,
         log=tmp_path / "serve.log",
         env={"TMPDIR": str(tmp_path / "tmp")},  # where the metrics directory goes
     )
+
+
+@pytest.fixture
+def two_processes(tiny_model: Any, tmp_path: Path) -> Iterator[ServeProcess]:
+    server = start_two_processes(tiny_model, tmp_path)
+    try:
+        yield server.wait_ready(timeout=240)
+    finally:
+        server.stop(timeout=GRACE_S + EXIT_MARGIN_S)
+
+
+@pytest.fixture
+def two_null_processes(tiny_model: Any, tmp_path: Path) -> Iterator[ServeProcess]:
+    """As ``two_processes``, with a no-op model: no TensorFlow start-up in either process or in
+    a replacement (the supervisor's restart does not depend on the model; the test above checks
+    the TensorFlow processes)."""
+    server = start_two_processes(tiny_model, tmp_path, "--null-model", "3")
     try:
         yield server.wait_ready(timeout=240)
     finally:
@@ -228,10 +245,10 @@ def test_sighup_reaches_every_process_which_all_serve_the_new_version(
 
 
 def test_a_killed_process_is_logged_and_restarted_while_the_other_serves(
-    two_processes: ServeProcess, tmp_path: Path
+    two_null_processes: ServeProcess, tmp_path: Path
 ) -> None:
     # given: two processes serving
-    server = two_processes
+    server = two_null_processes
     assert server.metrics_port is not None
     metrics_port = server.metrics_port
     victim, survivor = banner_pids(server)

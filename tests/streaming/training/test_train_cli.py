@@ -181,7 +181,8 @@ def test_no_usable_input_is_an_error(
 @pytest.mark.parametrize(
     ("order", "code", "expected"),
     [
-        ("red,blue,green", 0, "red\nblue\ngreen\n"),  # kept as given, not sorted
+        # Kept as given, not sorted, names trimmed: one training run checks all three (each
+        # good case trains a model).
         (" green , red,blue", 0, "green\nred\nblue\n"),
         ("red,blue", 2, "training frames have labels outside the given order: ['green']"),
         ("red,blue,green,pink", 2, "labels without training frames: ['pink']"),
