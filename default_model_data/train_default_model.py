@@ -11,6 +11,7 @@ Usage (``make default-model`` runs the first)::
 
     python -m default_model_data.train_default_model            # writes streaming/default_model/
     python -m default_model_data.train_default_model --per-class 200 --epochs 1 --out /tmp/m  # quick try
+    python -m default_model_data.train_default_model --per-class 5000 --epochs 8 --base OLD.keras  # fine-tune
 
 Needs the ``train`` extra (scikit-image, scikit-learn, matplotlib) for the bundled photos.
 Deterministic for a given ``--seed`` up to TensorFlow's CPU kernel non-determinism.
