@@ -740,14 +740,158 @@ def _tex_photo(rng: Rng, h: int, w: int) -> Image:
     return np.tile(tile, reps)[:h, :w].astype(np.float32)
 
 
+def _tex_cells(rng: Rng, h: int, w: int) -> Image:
+    """Packed cells: gravel, pebbles, cobbles, dry mud, scales; sharp pieces with shading and gaps.
+
+    Each pixel takes the colour of its nearest seed (OpenCV's labelled distance transform), the
+    borders between pieces become dark gaps, and every piece is shaded towards its rim."""
+    cell = rng.uniform(1.8, 10) * w / 96  # piece size: 2-10 pixels of the model's input
+    seeds_h, seeds_w = max(2, int(h / cell)), max(2, int(w / cell))
+    gy, gx = np.mgrid[0:seeds_h, 0:seeds_w].astype(np.float32)
+    jitter = rng.uniform(0.35, 0.5)
+    ys = ((gy + 0.5 + rng.uniform(-jitter, jitter, gy.shape)) * h / seeds_h).astype(int)
+    xs = ((gx + 0.5 + rng.uniform(-jitter, jitter, gx.shape)) * w / seeds_w).astype(int)
+    seed_map = np.full((h, w), 255, np.uint8)
+    seed_map[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)] = 0
+    _, labels = cv2.distanceTransformWithLabels(
+        seed_map, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    n = int(labels.max()) + 1
+    # Random bright colours per piece only for big pieces: small ones would be blocky snow.
+    kinds = ["stone", "sand", "stone"] + (["mixed", "bright"] if cell > 4 * w / 96 else [])
+    kind = str(rng.choice(kinds))
+    if kind == "mixed":  # multicoloured pebbles / terrazzo
+        tones = rng.uniform(40, 230, (n, 3)).astype(np.float32)
+        tones = tones * 0.5 + tones.mean(axis=1, keepdims=True) * 0.5
+    elif kind == "bright":  # mosaic tiles, candy, scales
+        tones = rng.uniform(20, 255, (n, 3)).astype(np.float32)
+    else:
+        dark, light = _palette(rng, kind)
+        tones = dark + (light - dark) * rng.uniform(0, 1, (n, 1)).astype(np.float32)
+    img = tones[labels]
+    # Borders: where a neighbour belongs to another piece; widened into gaps of a dark grout.
+    edge: np.ndarray = np.zeros((h, w), np.uint8)
+    edge[:, 1:] |= (labels[:, 1:] != labels[:, :-1]).astype(np.uint8)
+    edge[1:] |= (labels[1:] != labels[:-1]).astype(np.uint8)
+    gap = int(rng.integers(0, 3)) if cell > 6 else 0
+    if gap:
+        edge = cv2.dilate(edge, np.ones((gap + 1, gap + 1), np.uint8))
+    inside = cv2.distanceTransform((1 - edge).astype(np.uint8), cv2.DIST_L2, 3)
+    rim = np.clip(inside / max(1.0, cell * rng.uniform(0.15, 0.4)), 0, 1)
+    img = img * (rng.uniform(0.45, 0.8) + rng.uniform(0.2, 0.55) * rim)[..., None]
+    if rng.random() < 0.6:  # a highlight towards the light: an offset copy of the rim shading
+        dx, dy = int(rng.integers(-2, 3)), int(rng.integers(-2, 3))
+        lit = np.roll(rim, (dy, dx), axis=(0, 1))
+        img += (rng.uniform(10, 50) * np.clip(lit - rim, 0, 1))[..., None]
+    grout = np.array(rand_color(rng, 0, 90), np.float32) * rng.uniform(0.2, 1.0)
+    img[edge > 0] = img[edge > 0] * rng.uniform(0.0, 0.5) + grout * rng.uniform(0.5, 1.0)
+    if rng.random() < 0.5:  # speckled stone surface
+        img += rng.normal(0, rng.uniform(2, 10), (h, w, 1)).astype(np.float32)
+    return img
+
+
+def _tiny_figure(img: np.ndarray, x: int, y: int, s: int, col: tuple[float, ...]) -> None:
+    """A crowd member: head and shoulders, a few pixels tall."""
+    cv2.circle(img, (x, y - s), max(1, s // 2), col, -1, cv2.LINE_AA)
+    cv2.ellipse(img, (x, y + s // 2), (max(1, s // 2 + 1), s), 0, 180, 360, col, -1, cv2.LINE_AA)
+
+
+def _tex_confetti(rng: Rng, h: int, w: int) -> Image:
+    """Dense small shapes: confetti, sprinkles, leaves, flowers, a crowd of tiny figures.
+
+    Pieces are 1-3 pixels of the model's input (many) or larger (fewer), on a plain, graded or
+    textured ground, with or without an illustrator's outline."""
+    ground = rng.random()
+    if ground < 0.4:
+        img = gradient(rng, h, w).astype(np.float32)
+    elif ground < 0.7:
+        img = np.zeros((h, w, 3), np.float32) + np.array(rand_color(rng), np.float32)
+    else:
+        img = _shade(
+            rng,
+            smooth_noise(rng, h, w, int(rng.integers(2, 8)), 3),
+            np.array(rand_color(rng), np.float32),
+            np.array(rand_color(rng), np.float32),
+        )
+    px = w / 96  # one pixel of the model's input
+    size = px * (rng.uniform(1.5, 3) if rng.random() < 0.6 else rng.uniform(3, 8))
+    kind = str(rng.choice(["confetti", "sprinkles", "leaves", "crowd", "mixed"]))
+    palette = [rand_color(rng) for _ in range(int(rng.integers(2, 9)))]
+    count = min(4000, int(h * w / (size * size) * rng.uniform(0.3, 1.1)))
+    outline = rng.random() < 0.35
+    ink = (0.0, 0.0, 0.0) if rng.random() < 0.7 else tuple(float(v) for v in rand_color(rng))
+    xs, ys = rng.integers(0, w, count), rng.integers(0, h, count)
+    sizes = np.maximum(1.0, size * rng.uniform(0.5, 1.5, count))
+    angles = rng.uniform(0, np.pi, count)
+    picks = rng.integers(0, len(palette), count)
+    for i in range(count):
+        x, y, s, a = int(xs[i]), int(ys[i]), float(sizes[i]), float(angles[i])
+        col = tuple(float(v) for v in palette[int(picks[i])])
+        k = kind if kind != "mixed" else ("confetti", "sprinkles", "leaves")[i % 3]
+        if k == "confetti":
+            r = max(1, int(s / 2))
+            if i % 2:
+                cv2.circle(img, (x, y), r, col, -1, cv2.LINE_AA)
+            else:
+                cv2.rectangle(img, (x - r, y - r), (x + r, y + r // 2), col, -1)
+        elif k == "sprinkles":
+            dx, dy = int(s * np.cos(a)), int(s * np.sin(a))
+            cv2.line(img, (x - dx, y - dy), (x + dx, y + dy), col, max(1, int(s / 3)), cv2.LINE_AA)
+        elif k == "leaves":
+            axes = (max(1, int(s)), max(1, int(s * 0.45)))
+            cv2.ellipse(img, (x, y), axes, np.degrees(a), 0, 360, col, -1, cv2.LINE_AA)
+        else:
+            _tiny_figure(img, x, y, max(1, int(s / 2)), col)
+        if outline and s >= 2 * px:
+            cv2.circle(img, (x, y), max(1, int(s / 2)), ink, 1, cv2.LINE_AA)
+    return img
+
+
+def _prog_pale_field(rng: Rng, h: int, w: int) -> Image:
+    """A pale, almost flat field: white or grey sky, an overexposed wall, a lit backdrop.
+
+    A smooth gradient with faint clouds or blotches, maybe a thin horizon or an object at an
+    edge, and the faint fine grain and compression a camera adds (still ``program``)."""
+    top = rng.uniform(140, 250)
+    tint = rng.uniform(-12, 12, size=3)
+    if rng.random() < 0.3:  # a pale blue or warm sky
+        tint += np.array([-1, 0, 1] if rng.random() < 0.6 else [1, 0, -1]) * rng.uniform(5, 30)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    a = rng.uniform(0, 2 * np.pi)
+    slope = (xx / w * np.cos(a) + yy / h * np.sin(a)) * rng.uniform(-40, 40)
+    clouds = smooth_noise(rng, h, w, int(rng.integers(2, 6)), 3) * rng.uniform(0, 25)
+    img = (top + slope + clouds)[..., None] + tint.astype(np.float32)
+    r = rng.random()
+    if r < 0.35:  # something at an edge: a roof line, a mast, a tree, a horizon
+        dark = np.array(rand_color(rng, 20, 140), np.float32)
+        if rng.random() < 0.5:
+            y0 = int(h * rng.uniform(0.8, 0.97))
+            ridge = (y0 + smooth_noise(rng, 1, w, 6, 2)[0] * h * 0.08).astype(int)
+            img[yy.astype(int) >= ridge[None, :]] = dark
+        else:
+            x0 = int(w * rng.uniform(0.0, 0.12))
+            x1 = x0 + max(2, int(w * rng.uniform(0.01, 0.06)))
+            y0 = int(h * rng.uniform(0.2, 0.7))
+            img[y0:, x0:x1] = dark
+    elif r < 0.5:  # a thin cable or contrail across the sky
+        y0, y1 = int(rng.uniform(0, h)), int(rng.uniform(0, h))
+        c = tuple(float(v) for v in rand_color(rng, 40, 200))
+        cv2.line(img, (0, y0), (w, y1), c, max(1, w // 400), cv2.LINE_AA)
+    img += rng.normal(0, rng.uniform(0.3, 2.5), (h, w, 1 if rng.random() < 0.7 else 3))
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    return jpeg(out, int(rng.integers(30, 90))) if rng.random() < 0.6 else out
+
+
 _TEXTURES: Sequence[tuple[float, Callable[[Rng, int, int], Image]]] = (
-    (0.16, _tex_wood),
-    (0.16, _tex_turf),
-    (0.16, _tex_gravel),
-    (0.16, _tex_fractal),
-    (0.12, _tex_lines),
-    (0.12, _tex_busy),
-    (0.12, _tex_photo),
+    (0.12, _tex_wood),
+    (0.12, _tex_turf),
+    (0.1, _tex_gravel),
+    (0.16, _tex_cells),
+    (0.12, _tex_fractal),
+    (0.1, _tex_lines),
+    (0.08, _tex_busy),
+    (0.12, _tex_confetti),
+    (0.08, _tex_photo),
 )
 
 
@@ -757,7 +901,7 @@ def _prog_fine_texture(rng: Rng, h: int, w: int) -> Image:
     Drawn at <= 384 px wide (fine enough once squashed to the model's input) and scaled up."""
     maker = _pick(rng, _TEXTURES)
     # Shape-by-shape textures are drawn smaller (they cost per shape); the rest at <= 384 px.
-    k = max(1.0, w / (224 if maker in (_tex_gravel, _tex_busy) else 384))
+    k = max(1.0, w / (224 if maker in (_tex_gravel, _tex_busy, _tex_confetti) else 384))
     hh, ww = max(32, int(h / k)), max(32, int(w / k))
     img = maker(rng, hh, ww)
     yy, xx = np.mgrid[0:hh, 0:ww].astype(np.float32)
@@ -771,17 +915,18 @@ def _prog_fine_texture(rng: Rng, h: int, w: int) -> Image:
 
 
 _PROGRAM: Sequence[tuple[float, Callable[[Rng, int, int], Image]]] = (
-    (0.26, _prog_photo),
-    (0.07, _prog_shapes),
-    (0.05, _prog_texture),
-    (0.07, _prog_studio),
+    (0.22, _prog_photo),
+    (0.06, _prog_shapes),
+    (0.04, _prog_texture),
+    (0.06, _prog_studio),
     (0.05, _prog_slide),
-    (0.08, _prog_collage),
+    (0.07, _prog_collage),
     (0.04, _prog_field),
     (0.04, _prog_cartoon),
-    (0.05, _prog_flat),
-    (0.05, _prog_warm_field),
-    (0.24, _prog_fine_texture),
+    (0.04, _prog_flat),
+    (0.04, _prog_warm_field),
+    (0.06, _prog_pale_field),
+    (0.28, _prog_fine_texture),
 )
 
 
@@ -808,7 +953,7 @@ def _decorate_program(rng: Rng, img: Image) -> Image:
         draw_logo(img, rng)
     if rng.random() < 0.1:
         put_text(img, timecode(rng), (int(w * 0.05), int(h * 0.1)), h * 0.05, (255, 255, 255), rng)
-    if rng.random() < 0.08:  # the same receiver graphics over a picture stay program
+    if rng.random() < 0.15:  # the same receiver graphics over a picture stay program
         osd(img, rng)
     if rng.random() < 0.15:  # film grain / sensor noise: still picture content
         img = np.clip(img + rng.normal(0, rng.uniform(2, 10), img.shape), 0, 255).astype(np.uint8)

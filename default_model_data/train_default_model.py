@@ -11,6 +11,7 @@ Usage (``make default-model`` runs the first)::
 
     python -m default_model_data.train_default_model            # writes streaming/default_model/
     python -m default_model_data.train_default_model --per-class 200 --epochs 1 --out /tmp/m  # quick try
+    python -m default_model_data.train_default_model --per-class 5000 --epochs 8 --base OLD.keras  # fine-tune
 
 Needs the ``train`` extra (scikit-image, scikit-learn, matplotlib) for the bundled photos.
 Deterministic for a given ``--seed`` up to TensorFlow's CPU kernel non-determinism.
@@ -85,9 +86,10 @@ def train_command(data: Path, work: Path, args: argparse.Namespace) -> list[str]
         "--epochs", str(args.epochs),
         "--patience", str(args.epochs),  # the cosine schedule runs to the end; the best epoch is kept
         "--batch-size", str(args.batch_size),
-        "--learning-rate", "2e-3",
+        "--learning-rate", str(args.learning_rate or (5e-4 if args.base else 2e-3)),
         "--seed", str(args.seed),
         "--workers", str(args.workers),
+        *(["--base", str(args.base)] if args.base else []),  # fine-tune a previous model
     ]  # fmt: skip
 
 
@@ -101,6 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=20261204)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="peak rate (default 2e-3 from scratch, 5e-4 with --base)",
+    )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="fine-tune this model (its last Dense layer replaced) instead of starting from scratch",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--data", type=Path, default=None,
@@ -140,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_class": args.per_class,
         "val_per_class": args.val_per_class,
         "epochs": args.epochs,
+        "base": str(args.base) if args.base else None,
         "best_epoch": state["best_epoch"],
         "input_size": INPUT_SIZE,
         "data_seconds": round(t_data),

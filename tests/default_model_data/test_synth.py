@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from default_model_data.synth import CLASSES, finish, plausible, sample
+from default_model_data.synth import (
+    CLASSES,
+    Image,
+    Rng,
+    _prog_pale_field,
+    _tex_cells,
+    _tex_confetti,
+    finish,
+    plausible,
+    sample,
+)
 from default_model_data.train_default_model import generate
 
 pytestmark = pytest.mark.timeout(60)
@@ -91,3 +102,36 @@ def test_generate_labels_every_class_equally_whatever_the_number_of_workers() ->
     assert x.shape == (3 * len(CLASSES), 32, 32, 3) and x.dtype == np.uint8
     assert y.tolist() == [i for i in range(len(CLASSES)) for _ in range(3)]
     assert np.array_equal(x, x2) and np.array_equal(y, y2)
+
+
+def _snow(rng: Rng, h: int, w: int) -> Image:
+    return rng.uniform(0, 255, (h, w, 3)).astype(np.float32)
+
+
+def _neighbour_correlation(img: Image) -> float:
+    grey = np.asarray(img, np.float32).mean(axis=2)
+    return float(np.corrcoef(grey[:, 1:].ravel(), grey[:, :-1].ravel())[0, 1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize(
+    ("maker", "structured"),
+    [(_tex_cells, True), (_tex_confetti, True), (_prog_pale_field, True), (_snow, False)],
+    ids=lambda value: getattr(value, "__name__", str(value)),
+)
+def test_program_textures_of_small_pieces_have_structure_that_snow_has_not(
+    maker: object, structured: bool, seed: int
+) -> None:
+    # given a source-sized drawing (pieces of 2-10 input pixels at 480 px wide are 10-50 px)
+    img = maker(np.random.default_rng(seed), 270, 480)  # type: ignore[operator]
+
+    # then neighbouring pixels follow each other in texture (rule 4) and not in snow
+    assert (_neighbour_correlation(img) > 0.25) is structured
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_pale_field_is_bright_and_near_flat_above_the_black_band(seed: int) -> None:
+    img = np.asarray(_prog_pale_field(np.random.default_rng(seed), 270, 480), np.float32)
+
+    assert float(img.reshape(-1, 3).mean(axis=0).max()) >= 100  # far above rule 2's band
+    assert float(cv2.GaussianBlur(img.mean(axis=2), (0, 0), 3).std()) < 60
