@@ -341,9 +341,11 @@ class ServerConfig:
         workers: threads that decode and resize frames as they arrive (old ``-wrk``).
         decode_priority: ``idle`` runs those threads at the OS's idle priority (Linux
             ``SCHED_IDLE``): on the CPU a decoder that preempts one of the model's threads stalls
-            the whole operation the model is in, so decoding takes the cycles the model leaves;
-            ``normal`` gives them the model's priority (a host where other busy processes would
-            starve them). BENCHMARKS.md session 7: JPEG row 1.26× with ``idle``.
+            the whole operation the model is in, so decoding takes the cycles the model leaves
+            (BENCHMARKS.md session 7: JPEG row 1.26×). Not the default yet: in one full test run
+            the large-RAW attack's peak memory rose past the adversarial test's bound with it
+            (slow decoders leave readers waiting while gRPC buffers their streams), not
+            reproduced alone; ``normal`` gives decoders the model's priority.
         max_message_bytes: largest gRPC message in either direction (old ``-msg``); ``None``
             follows ``max_frame_side`` and ``max_frame_pixels``.
         max_batch: most frames in one model call.
@@ -427,7 +429,7 @@ class ServerConfig:
         ),
     )
     decode_priority: str = field(
-        default="idle",
+        default="normal",
         metadata=flag(
             "--decode-priority",
             choices=("idle", "normal"),
