@@ -29,7 +29,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streaming.bench.harness import deadline_s
+from streaming.bench.harness import closed_loop_in_flight, deadline_s, load_output
 from streaming.bench.loadgen import LoadSpec
 from streaming.bench.model_limit import DEFAULT_INPUT, build_default_model
 from streaming.bench.processes import (
@@ -39,7 +39,6 @@ from streaming.bench.processes import (
     python_module,
     run_json,
 )
-from streaming.bench.results import LoadResult
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def measure(server: Server, shape: RowShape, max_batch: int, seconds: float, log
         streams=shape.streams,
         wire=shape.wire,
         source_size=(640, 480),
-        in_flight=max(2, -(-4 * max_batch // shape.streams)),
+        in_flight=closed_loop_in_flight(max_batch, shape.streams),
         warmup_s=2.0,
         duration_s=seconds,
         drain_s=10.0,
@@ -128,9 +127,7 @@ def measure(server: Server, shape: RowShape, max_batch: int, seconds: float, log
         log,
     )
     cpu_s = server.cpu_s() - cpu_before
-    for key in ("payload_bytes", "loadgen_cores"):  # about the run, not its answers
-        data.pop(key, None)
-    result = LoadResult.from_json(data)
+    result, _ = load_output(data)
     if result.lost_lossless or result.errors:
         raise RuntimeError(f"LOSSLESS frames lost or failed: see {log}")
     logger.info(

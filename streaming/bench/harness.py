@@ -60,6 +60,19 @@ def deadline_s(measured_s: float) -> float:
     return measured_s + 60.0  # start-up, connect and drain on top of the measured window
 
 
+def closed_loop_in_flight(max_batch: int, streams: int) -> int:
+    """Unanswered frames per stream of a closed loop: enough for four batches (one running,
+    one prepared, one filling, one on the wire), at least two per stream: the server never
+    starves, and no stream buffers seconds of frames, so latencies mean something."""
+    return max(2, -(-4 * max_batch // streams))
+
+
+def load_output(data: dict[str, Any]) -> tuple[LoadResult, dict[str, Any]]:
+    """A load generator's JSON: its answers, and what it says about the run itself."""
+    extra = {k: data.pop(k) for k in ("payload_bytes", "loadgen_cores")}
+    return LoadResult.from_json(data), extra
+
+
 class Harness:
     """Settings, folders and the server the next load run measures, shared by the rows."""
 
@@ -124,11 +137,8 @@ class Harness:
     # -- load runs -----------------------------------------------------------------------
 
     def spec(self, address: str, streams: int, max_batch: int | None = None, **kw: Any) -> LoadSpec:
-        # Closed loop with enough frames in flight for four batches (one running, one prepared,
-        # one filling, one on the wire), at least two per stream: the server never starves,
-        # and no stream buffers seconds of frames, so latencies mean something.
         batch = self.s.max_batch if max_batch is None else max_batch
-        kw.setdefault("in_flight", max(2, -(-4 * batch // streams)))
+        kw.setdefault("in_flight", closed_loop_in_flight(batch, streams))
         kw.setdefault("warmup_s", self.s.warmup_s)
         kw.setdefault("duration_s", self.s.duration_s)
         kw.setdefault("drain_s", self.s.drain_s)
@@ -148,7 +158,7 @@ class Harness:
             )
         if server is not None and server.rss is not None:
             server.rss.phase = f"{tag} done"  # the server's CPU is that of the run, not after it
-        extra = {k: data.pop(k) for k in ("payload_bytes", "loadgen_cores")}
+        result, extra = load_output(data)
         if profiler is not None:
             shares = profiler.result()
             if shares is not None:
@@ -156,7 +166,6 @@ class Harness:
                 extra["cpu_profile_cores"] = {role: share * cores for role, share in shares.items()}
         if server is not None and server.rss is not None:
             extra["server_cores"] = server.rss.cores(tag)
-        result = LoadResult.from_json(data)
         logger.info(
             "%s: %.1f frames/s answered (offered %.1f), p99 %s ms, extra %s",
             tag,
