@@ -44,6 +44,10 @@ class EvalFrame:
     label: str
     kind: str
     image: np.ndarray
+    # The frame before it in its stream (the temporal cue's evaluation): snow drawn again under
+    # the same graphics, or for every other class the same still picture through a camera
+    # (sensor noise, sometimes a shake of a few pixels), degraded the same way.
+    previous: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -376,62 +380,87 @@ def _osd(rng: Rng, img: np.ndarray, small: bool = False) -> np.ndarray:
 # --------------------------------------------------------------------------- static
 
 
-def _snow(rng: Rng, w: int, h: int) -> np.ndarray:
-    """Snow as an analogue tuner makes it: at standard definition (<= 720x576, the bandwidth of
-    the signal), scaled by PIL to the frame size, like the receiver's picture it replaces."""
+def _snow(rng: Rng, w: int, h: int, companion: Rng) -> tuple[np.ndarray, np.ndarray]:
+    """Two consecutive frames of snow as an analogue tuner makes it: at standard definition
+    (<= 720x576, the bandwidth of the signal), scaled by PIL to the frame size, like the
+    receiver's picture it replaces. The second frame has the same kind and level of noise, drawn
+    again from ``companion`` (``rng`` is used exactly as for one frame)."""
     full_w, full_h = w, h
     w, h = min(w, int(rng.choice([720, 640, 480]))), min(h, int(rng.choice([576, 480, 360])))
-    img = _snow_sd(rng, w, h)
+    pair = _snow_sd(rng, w, h, companion)
     if (w, h) == (full_w, full_h):
-        return img
+        return pair
     method = [Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.NEAREST][
         int(rng.integers(3))
     ]
-    channels = [
-        Image.fromarray(_to_uint8(img[..., c])).resize((full_w, full_h), method) for c in range(3)
-    ]
-    return np.stack([np.asarray(c, np.float32) for c in channels], axis=-1)
+
+    def scaled(img: np.ndarray) -> np.ndarray:
+        channels = [
+            Image.fromarray(_to_uint8(img[..., c])).resize((full_w, full_h), method)
+            for c in range(3)
+        ]
+        return np.stack([np.asarray(c, np.float32) for c in channels], axis=-1)
+
+    return scaled(pair[0]), scaled(pair[1])
 
 
-def _snow_sd(rng: Rng, w: int, h: int) -> np.ndarray:
+def _snow_sd(rng: Rng, w: int, h: int, companion: Rng) -> tuple[np.ndarray, np.ndarray]:
     kind = int(rng.integers(5))
     mean = rng.uniform(60, 190)
+    frames = []
     if kind == 0:  # PIL's own Gaussian noise generator
-        grey = np.asarray(Image.effect_noise((w, h), rng.uniform(30, 90)), np.float32)
-        img = np.repeat((grey - 128 + mean)[..., None], 3, axis=2)
+        sigma = rng.uniform(30, 90)
+        for _ in range(2):
+            grey = np.asarray(Image.effect_noise((w, h), sigma), np.float32)
+            frames.append(np.repeat((grey - 128 + mean)[..., None], 3, axis=2))
     elif kind == 1:
-        img = np.repeat(rng.laplace(mean, rng.uniform(20, 50), (h, w, 1)), 3, axis=2)
+        scale = rng.uniform(20, 50)
+        for gen in (rng, companion):
+            frames.append(np.repeat(gen.laplace(mean, scale, (h, w, 1)), 3, axis=2))
     elif kind == 2:  # shot noise on a dim field
         lam = rng.uniform(4, 30)
-        img = np.repeat(rng.poisson(lam, (h, w, 1)) * (mean / lam), 3, axis=2)
+        for gen in (rng, companion):
+            frames.append(np.repeat(gen.poisson(lam, (h, w, 1)) * (mean / lam), 3, axis=2))
     elif kind == 3:  # coloured snow
-        img = rng.uniform(mean - 90, mean + 90, (h, w, 3))
+        for gen in (rng, companion):
+            frames.append(gen.uniform(mean - 90, mean + 90, (h, w, 3)))
     else:  # coarse snow from a low-resolution tuner, scaled up by PIL
         k = int(rng.integers(2, 5))
-        small = (
-            rng.normal(mean, rng.uniform(40, 80), (h // k, w // k)).clip(0, 255).astype(np.uint8)
-        )
-        grey = np.asarray(
-            Image.fromarray(small).resize((w, h), Image.Resampling.NEAREST), np.float32
-        )
-        img = np.repeat(grey[..., None], 3, axis=2)
-    return img
+        sigma = rng.uniform(40, 80)
+        for gen in (rng, companion):
+            small = gen.normal(mean, sigma, (h // k, w // k)).clip(0, 255).astype(np.uint8)
+            grey = np.asarray(
+                Image.fromarray(small).resize((w, h), Image.Resampling.NEAREST), np.float32
+            )
+            frames.append(np.repeat(grey[..., None], 3, axis=2))
+    return frames[0], frames[1]
 
 
-def _static(rng: Rng) -> list[EvalFrame]:
+def _replaying(rng: Rng) -> Rng:
+    """A generator that will draw exactly what ``rng`` draws next (to draw the same graphics or
+    degradation on a frame's companion)."""
+    twin = np.random.Generator(np.random.PCG64DXSM())
+    twin.bit_generator.state = rng.bit_generator.state
+    return twin
+
+
+def _static(rng: Rng, companion: Rng) -> list[EvalFrame]:
     out = []
     for i in range(100):
         w, h = _size(rng)
-        img = _to_uint8(_snow(rng, w, h))
+        img, previous = (_to_uint8(f) for f in _snow(rng, w, h, companion))
         kind = "snow"
-        if i % 10 < 7:  # mostly with the receiver's graphics drawn over it
+        if i % 10 < 7:  # mostly with the receiver's graphics drawn over it (the same on both)
+            twin = _replaying(rng)
             img = np.array(_osd(rng, img))
+            previous = np.array(_osd(twin, previous))
             kind = "snow+osd"
         if rng.random() < 0.15:  # a 4:3 tuner picture pillarboxed
             b = w // 8
             img[:, :b] = img[:, w - b :] = 0
+            previous[:, :b] = previous[:, w - b :] = 0
             kind += "+pillarbox"
-        out.append(EvalFrame("static", kind, img))
+        out.append(EvalFrame("static", kind, img, previous))
     return out
 
 
@@ -601,19 +630,46 @@ def clear_case(label: str, img: np.ndarray) -> bool:
     return True
 
 
+def _still_camera(rng: Rng, img: np.ndarray) -> np.ndarray:
+    """The frame before a still picture's: the same scene with other sensor noise, and in a
+    third of the frames a camera shake of 1-4 pixels."""
+    out = img.astype(np.float32) + rng.normal(0, rng.uniform(0.5, 2.5), img.shape)
+    if rng.random() < 1 / 3:
+        dy, dx = (int(v) * int(rng.choice([-1, 1])) for v in rng.integers(0, 5, 2))
+        out = np.roll(out, (dy, dx), axis=(0, 1))
+    return _to_uint8(out)
+
+
 def broadcast_frames(seed: int = SEED) -> list[EvalFrame]:
-    """The whole set, degraded and checked by the rules; the same list for the same seed."""
+    """The whole set, degraded and checked by the rules; the same list for the same seed.
+
+    Each frame comes with the frame before it in its stream (``previous``), drawn from another
+    generator so that the frames themselves are the same with or without it."""
     from default_model_data.photos import load_photos
 
     rng = np.random.Generator(np.random.PCG64DXSM(seed))
-    raw = [*_program(rng, load_photos(holdout=True)), *_black(rng), *_bars(rng), *_static(rng)]
+    companion = np.random.Generator(np.random.PCG64DXSM(seed + 1))
+    raw = [
+        *_program(rng, load_photos(holdout=True)),
+        *_black(rng),
+        *_bars(rng),
+        *_static(rng, companion),
+    ]
     out = []
     for frame in raw:
+        before = frame.previous
+        if before is None:
+            before = _still_camera(companion, frame.image)
+        twin = _replaying(rng)
         variant, image = degrade(rng, frame.image)
+        _, previous = degrade(twin, before)
         if clear_case(frame.label, image):
             out.append(
                 EvalFrame(
-                    frame.label, f"{frame.kind}/{variant.split('/')[0].rstrip('0123456789')}", image
+                    frame.label,
+                    f"{frame.kind}/{variant.split('/')[0].rstrip('0123456789')}",
+                    image,
+                    previous,
                 )
             )
     return out

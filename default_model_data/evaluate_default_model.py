@@ -5,11 +5,14 @@ Four sets:
 * ``broadcast`` - the broadcast-like set of ``default_model_data/broadcast_set.py`` (fine textures,
   uneven and compressed black, receiver graphics over snow, coloured fields; made by PIL, FFT and
   scipy code that shares nothing with the training generator), resized by the server's own
-  preprocessing. ``--sheet`` draws its mistakes as a contact sheet.
+  preprocessing. ``--sheet`` draws its mistakes as a contact sheet. Every frame comes with the
+  frame before it in its stream, so the set is scored twice: single frames (``classify``, the old
+  API) and as ``serve`` answers streams, with the temporal cue (a still picture is not snow).
 
 * ``independent`` - ffmpeg lavfi test sources, ffmpeg noise/geq, ffmpeg drawtext on black and
   held-out photos scaled/cropped by ffmpeg, each also as JPEG q30 and half-size JPEG q60
-  (see ``default_model_data/independent.py``). Needs ``ffmpeg`` on PATH.
+  (see ``default_model_data/independent.py``), single frames and with the temporal cue (each
+  frame with the source's next one). Needs ``ffmpeg`` on PATH.
 * ``synthetic-holdout`` - the training generator with a fresh seed; ``program`` uses only the
   held-out photos.
 * ``demo`` - every frame of ``demo/broadcast_sample.mp4`` against its cuts file, raw and with a
@@ -33,10 +36,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from client.resize import resize_to
 from default_model_data.broadcast_set import broadcast_frames
 from default_model_data.independent import have_ffmpeg, independent_frames, to_input
 from default_model_data.photos import load_photos
 from default_model_data.synth import CLASSES, make_program_holdout, sample
+from streaming.server.temporal_cue import label_indices, signature, stillness, veto_still
 
 logger = logging.getLogger(__name__)
 
@@ -86,20 +91,38 @@ def predict(model: Any, frames: np.ndarray, batch: int = 64) -> np.ndarray:
     )
 
 
+def with_temporal_cue(probs: np.ndarray, inputs: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """``probs`` as ``serve`` answers a stream whose previous frame was ``before`` (the model's
+    inputs): the server's own temporal cue (``streaming/server/temporal_cue.py``)."""
+    indices = label_indices(CLASSES, ("static",))
+    out = probs.copy()
+    for i in range(len(probs)):
+        vetoed = veto_still(probs[i], indices, signature(before[i]), signature(inputs[i]))
+        if vetoed is not None:
+            out[i] = vetoed
+    return out
+
+
 def eval_independent(model: object, size: int) -> dict[str, object]:
     frames = independent_frames(load_photos(holdout=True))
     y = np.array([CLASSES.index(f.label) for f in frames])
     out: dict[str, object] = {}
     for interp_name, interp in (("area", cv2.INTER_AREA), ("bilinear", cv2.INTER_LINEAR)):
         x = np.stack([to_input(f.image, size, interp) for f in frames])
-        pred = predict(model, x).argmax(1)
-        out[interp_name] = summarize(
-            f"independent (ffmpeg + held-out photos, {interp_name} resize)",
-            y,
-            pred,
-            [f"{f.label}/{f.family}" for f in frames],
-        )
-        if interp_name == "area":
+        companions = np.stack([to_input(f.companion, size, interp) for f in frames])
+        probs = predict(model, x)
+        groups = [f"{f.label}/{f.family}" for f in frames]
+        for mode, pred in (
+            ("single frames", probs.argmax(1)),
+            ("with the temporal cue", with_temporal_cue(probs, x, companions).argmax(1)),
+        ):
+            key = interp_name if mode == "single frames" else f"{interp_name}_temporal"
+            out[key] = summarize(
+                f"independent (ffmpeg + held-out photos, {interp_name} resize, {mode})",
+                y,
+                pred,
+                groups,
+            )
             wrong = [
                 (f.family, f.variant, CLASSES[p])
                 for f, p, t in zip(frames, pred, y, strict=True)
@@ -110,38 +133,47 @@ def eval_independent(model: object, size: int) -> dict[str, object]:
 
 
 def server_inputs(images: list[np.ndarray], size: int) -> np.ndarray:
-    """Frames resized exactly as ``serve`` resizes them (antialiased bilinear, float 0-255)."""
-    import tensorflow as tf
-
-    from streaming.server.model import make_preprocess
-    from streaming.server.serve_config import ModelConfig
-
-    preprocess = make_preprocess(tf, ModelConfig(), size, size, 3)
-    return np.stack([preprocess(tf.convert_to_tensor(image[None]))[0].numpy() for image in images])
+    """Frames resized exactly as ``serve`` resizes them on arrival (``client.resize``: area
+    averaging from a 2× shrink), as the model's float input."""
+    return np.stack([resize_to(image, size, size) for image in images]).astype(np.float32)
 
 
 def eval_broadcast(model: Any, size: int, sheet: Path | None) -> dict[str, object]:
+    """Single frames, and each frame after its stream's previous one (the temporal cue); the
+    contact sheet shows what a stream is still told wrong (with the cue)."""
     frames = broadcast_frames()
     y = np.array([CLASSES.index(f.label) for f in frames])
-    probs = predict(model, server_inputs([f.image for f in frames], size))
-    pred = probs.argmax(1)
+    inputs = server_inputs([f.image for f in frames], size)
+    before = server_inputs([f.previous for f in frames], size)
+    single = predict(model, inputs)
+    streamed = with_temporal_cue(single, inputs, before)
+    groups = [f"{f.label}/{f.kind.split('/')[0]}" for f in frames]
     result = summarize(
         "broadcast-like (PIL/FFT/scipy frames, held-out photos, server resize)",
         y,
-        pred,
-        [f"{f.label}/{f.kind.split('/')[0]}" for f in frames],
+        single.argmax(1),
+        groups,
     )
-    wrong = [i for i in range(len(frames)) if pred[i] != y[i]]
-    mistakes = [
-        {"kind": frames[i].kind, "truth": frames[i].label, "predicted": CLASSES[pred[i]],
-         "score": round(float(probs[i].max()), 3)}
-        for i in wrong
-    ]  # fmt: skip
-    result["mistakes"] = mistakes
-    print("misses (kind, predicted):", [(m["kind"], m["predicted"]) for m in mistakes])
+    result["mistakes"] = _mistakes(frames, single)
+    temporal = summarize(
+        "broadcast-like, each frame after its stream's previous frame (temporal cue)",
+        y,
+        streamed.argmax(1),
+        groups,
+    )
+    temporal["mistakes"] = _mistakes(frames, streamed)
+    stills = [stillness(signature(b), signature(a)) for a, b in zip(inputs, before, strict=True)]
+    temporal["stillness_by_class"] = {
+        label: sorted(round(s, 2) for s, f in zip(stills, frames, strict=True)
+                      if f.label == label and s is not None)
+        for label in CLASSES
+    }  # fmt: skip
+    result["temporal"] = temporal
     if sheet is not None:
+        pred = streamed.argmax(1)
+        wrong = [i for i in range(len(frames)) if pred[i] != y[i]]
         tiles = [
-            _tile(frames[i].image, f"{frames[i].label}>{CLASSES[pred[i]]} {probs[i].max():.2f}",
+            _tile(frames[i].image, f"{frames[i].label}>{CLASSES[pred[i]]} {streamed[i].max():.2f}",
                   frames[i].kind)
             for i in wrong
         ] or [_tile(np.zeros((96, 96, 3), np.uint8), "no mistakes", "")]  # fmt: skip
@@ -152,6 +184,17 @@ def eval_broadcast(model: Any, size: int, sheet: Path | None) -> dict[str, objec
         # A 64-colour palette keeps the committed picture small.
         Image.fromarray(np.concatenate(rows, 0)).quantize(64).save(sheet, optimize=True)
     return result
+
+
+def _mistakes(frames: list[Any], probs: np.ndarray) -> list[dict[str, object]]:
+    pred = probs.argmax(1)
+    mistakes = [
+        {"kind": f.kind, "truth": f.label, "predicted": CLASSES[p], "score": round(float(q.max()), 3)}
+        for f, p, q in zip(frames, pred, probs, strict=True)
+        if CLASSES[p] != f.label
+    ]  # fmt: skip
+    print("misses (kind, predicted):", [(m["kind"], m["predicted"]) for m in mistakes])
+    return mistakes
 
 
 def _tile(image: np.ndarray, caption: str, kind: str, side: int = 128) -> np.ndarray:

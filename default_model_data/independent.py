@@ -194,6 +194,10 @@ class Frame:
     family: str
     variant: str
     image: np.ndarray
+    # The source's other frame one second later, degraded the same way (the temporal cue's
+    # evaluation; the cue compares two frames, in either order): a still source repeats itself,
+    # ffmpeg's noise is drawn again. A looped still photo repeats exactly.
+    companion: np.ndarray
 
 
 def independent_frames(
@@ -203,9 +207,12 @@ def independent_frames(
     out: list[Frame] = []
     for case in CASES:
         for w, h in sizes:
-            for frame in ffmpeg_frames(case.graph, w, h, case.frames):
-                for variant, image in degrade(frame):
-                    out.append(Frame(case.label, case.family, variant, image))
+            rendered = ffmpeg_frames(case.graph, w, h, case.frames + 1)
+            for frame, after in zip(rendered[:-1], rendered[1:], strict=True):
+                for (variant, image), (_, companion) in zip(
+                    degrade(frame), degrade(after), strict=True
+                ):
+                    out.append(Frame(case.label, case.family, variant, image, companion))
     with tempfile.TemporaryDirectory() as tmp:
         for i, photo in enumerate(photos):
             path = Path(tmp) / f"photo{i}.png"
@@ -214,5 +221,5 @@ def independent_frames(
                 w, h = sizes[(i + j) % len(sizes)]
                 for frame in ffmpeg_frames(graph, w, h, 1, image=path):
                     for variant, image in degrade(frame):
-                        out.append(Frame("program", f"photo{i}", variant, image))
+                        out.append(Frame("program", f"photo{i}", variant, image, image))
     return out

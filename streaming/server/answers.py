@@ -1,4 +1,5 @@
-"""Building a batch's answers: each stream's window advanced, top-k, or the frame's error."""
+"""Building a batch's answers: each stream's window advanced (after the temporal cue), top-k, or
+the frame's error."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from streaming.server.batch_stats import BatcherStats
 from streaming.server.model_versions import ServingModel
 from streaming.server.server_values import FrameErrorInfo, FrameResult, StatusCode
 from streaming.server.stream_state import QueuedFrame, StreamState
+from streaming.server.temporal_cue import label_indices, signature, veto_still
 
 logger = logging.getLogger(__name__)
 
@@ -18,10 +20,16 @@ Answers = list[tuple[StreamState, FrameResult]]
 
 
 class AnswerAssembler:
-    """Turns a model outcome into one answer per frame of the batch, in batch order."""
+    """Turns a model outcome into one answer per frame of the batch, in batch order.
 
-    def __init__(self, stats: BatcherStats) -> None:
+    ``still_labels`` are the temporal cue's (``temporal_cue.py``): a frame whose detail repeats
+    its stream's previous frame does not get them.
+    """
+
+    def __init__(self, stats: BatcherStats, still_labels: tuple[str, ...] = ()) -> None:
         self._stats = stats
+        self._still_labels = still_labels
+        self._still_indices: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
 
     def assemble(self, prepared: PreparedBatch, outcome: ModelOutcome) -> Answers:
         """Every frame's answer; never raises (a failure answers every frame INTERNAL)."""
@@ -46,6 +54,8 @@ class AnswerAssembler:
         epoch = model.labels_epoch
         taken_ns = prepared.batch.taken_ns
         frame_top = probs.argmax(axis=1)
+        still = self._indices(labels)
+        inputs = [image for group in prepared.groups for image in group] if still else []
         answers: Answers = []
         for index, item in enumerate(prepared.batch.items):
             stream, frame = item.stream, item.frame
@@ -62,10 +72,19 @@ class AnswerAssembler:
                 continue
             if stream.labels_epoch != epoch:  # the first answer since a swap changed the labels
                 stream.restart_window(len(labels), epoch)
-            mean = stream.window.add(probs[row])
+            frame_probs = probs[row]
+            frame_best = int(frame_top[row])
+            if still:
+                current = signature(inputs[row])
+                vetoed = veto_still(frame_probs, still, stream.cue_signature, current)
+                stream.cue_signature = current
+                if vetoed is not None:
+                    self._stats.still_vetoes += 1
+                    frame_probs = vetoed
+                    frame_best = int(vetoed.argmax())
+            mean = stream.window.add(frame_probs)
             order = np.argsort(-mean)[: stream.settings.top_k]
             best = int(order[0])
-            frame_best = int(frame_top[row])
             answers.append(
                 (
                     stream,
@@ -80,7 +99,7 @@ class AnswerAssembler:
                         score=float(mean[best]),
                         probabilities=mean,
                         frame_label=labels[frame_best],
-                        frame_score=float(probs[row, frame_best]),
+                        frame_score=float(frame_probs[frame_best]),
                         top_k=tuple((labels[int(i)], float(mean[i])) for i in order),
                         window_frames=len(stream.window),
                         model_version=version,
@@ -88,6 +107,12 @@ class AnswerAssembler:
                 )
             )
         return answers
+
+    def _indices(self, labels: tuple[str, ...]) -> tuple[int, ...]:
+        """The cue's label positions for these labels (kept until a swap changes them)."""
+        if self._still_indices[0] is not labels:
+            self._still_indices = (labels, label_indices(labels, self._still_labels))
+        return self._still_indices[1]
 
     def _fail_all(
         self, prepared: PreparedBatch, message: str, n_rows: int, model: ServingModel

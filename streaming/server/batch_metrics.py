@@ -39,6 +39,7 @@ class BatchMetrics:
         self._clock = clock
         self._drops_reported = 0
         self._budget_drops_reported = 0
+        self._vetoes_reported = 0
         self._busy_ns = 0  # model time of every answered batch so far
         now = clock()
         # (wall, busy) at the start of the previous and the current window; read by the scrape thread
@@ -77,8 +78,13 @@ class BatchMetrics:
         self.report_drops()
 
     def report_drops(self) -> None:
-        """Carry the scheduler's drop counts over to the counters (they only grow)."""
+        """Carry the scheduler's drop counts (and the temporal cue's vetoes) over to the counters
+        (they only grow)."""
         stats = self._stats
+        vetoes = stats.still_vetoes - self._vetoes_reported
+        if vetoes:
+            self._metrics.still_vetoes(vetoes)
+            self._vetoes_reported += vetoes
         budget = stats.dropped_by_budget - self._budget_drops_reported
         replaced = stats.dropped - self._drops_reported - budget
         if budget:

@@ -84,7 +84,7 @@ class Batcher:
         runner = BatchRunner(self.models, self._intake.decode_now, durations, self.stats, clock)
         self._pipeline = BatchPipeline(
             runner,
-            AnswerAssembler(self.stats),
+            AnswerAssembler(self.stats, config.model.still_labels),
             PipelineCallbacks(
                 model_started=self._model_started,
                 model_stopped=self._model_stopped,

@@ -264,6 +264,22 @@ def floats(text: str) -> tuple[float, ...]:
         ) from None
 
 
+def labels_or_none(text: str) -> tuple[str, ...]:
+    """Comma-separated label names, or ``none`` for no label.
+
+    >>> labels_or_none("static,snow")
+    ('static', 'snow')
+    >>> labels_or_none("none")
+    ()
+    """
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated labels or none, got {text!r}")
+    return names
+
+
 def on_off(text: str) -> bool:
     """``on`` or ``off`` to a bool."""
     if text not in ("on", "off"):

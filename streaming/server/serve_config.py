@@ -6,7 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from streaming.server.config_flags import byte_size, flag, floats, host_port, on_off, size_wxh
+from streaming.server.config_flags import (
+    byte_size,
+    flag,
+    floats,
+    host_port,
+    labels_or_none,
+    on_off,
+    size_wxh,
+)
 from streaming.server.server_errors import ConfigError
 
 # 8K UHD (7680 x 4320): the largest frame a camera sends; a declared size beyond it is an attack.
@@ -55,6 +63,9 @@ class ModelConfig:
             core), and ``serve --processes N`` gives each process cores ÷ N.
         gpu_memory_mb: the GPU memory TensorFlow may take in this process (a logical device
             with this ``memory_limit``); ``None`` turns on memory growth instead.
+        temporal_cue: labels a streamed frame cannot have when it repeats its stream's previous
+            frame (``streaming/server/temporal_cue.py``); ``None`` is ``static`` for the
+            embedded model and none for a user's (see ``still_labels``).
     """
 
     model_path: Path | None = field(
@@ -209,6 +220,18 @@ class ModelConfig:
             default_text="off: memory growth",
         ),
     )
+    temporal_cue: tuple[str, ...] | None = field(
+        default=None,
+        metadata=flag(
+            "--temporal-cue",
+            parse=labels_or_none,
+            metavar="LABELS|none",
+            help="labels a streamed frame cannot have when its detail repeats the stream's "
+            "previous frame (a still picture is not snow), comma-separated; none turns it off",
+            group=MODEL,
+            default_text="static for the embedded model, none for yours",
+        ),
+    )
     null_classes: int = field(
         default=0,
         metadata=flag(
@@ -220,6 +243,15 @@ class ModelConfig:
             default_text="off",
         ),
     )
+
+    @property
+    def still_labels(self) -> tuple[str, ...]:
+        """The temporal cue's labels: as given, else ``static`` for the embedded model only
+        (a user's model may use the name for something a still picture can be)."""
+        if self.temporal_cue is not None:
+            return self.temporal_cue
+        embedded = self.model_path is None and self.model_dir is None and not self.null_classes
+        return ("static",) if embedded else ()
 
     def __post_init__(self) -> None:
         if self.scaling not in ("raw", "unit", "meanstd"):

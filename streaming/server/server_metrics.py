@@ -169,6 +169,12 @@ class ServerMetrics:
             ["reason"],
             registry=r,
         )
+        self._still_vetoes = Counter(
+            f"{PREFIX}_temporal_cue_vetoes",
+            "Streamed frames whose best label the temporal cue took out (their detail repeated "
+            "the stream's previous frame).",
+            registry=r,
+        )
         self._received = {d: received.labels(_label(d)) for d in Delivery}
         self._answered = {d: answered.labels(_label(d)) for d in Delivery}
         self._dropped = {reason: dropped.labels(reason.value) for reason in DropReason}
@@ -304,6 +310,9 @@ class ServerMetrics:
 
     def frame_failed(self, reason: FailReason) -> None:
         self._failed[reason].inc()
+
+    def still_vetoes(self, n: int) -> None:
+        self._still_vetoes.inc(n)
 
     # Streams ------------------------------------------------------------------------------
 

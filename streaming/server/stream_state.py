@@ -59,6 +59,8 @@ class StreamState:
         # Its part of the byte budget (payload in hand, reservation, largest payload so far).
         self.memory = memory
         self.closed = False
+        # The temporal cue's copy of the last answered frame (answer thread only; None until one).
+        self.cue_signature: np.ndarray | None = None
         self._input_done = False
         self._results: deque[FrameResult] = deque()
         self._results_ready = asyncio.Event()

@@ -101,6 +101,7 @@ EVERY_FLAG = [
     "--softmax",
     "--std",
     "--stream-buffer",
+    "--temporal-cue",
     "--tls-cert",
     "--tls-client-ca",
     "--tls-key",
@@ -160,6 +161,10 @@ def test_no_flags_give_the_configs_defaults() -> None:
         (["--model-dir", "models"], "model.model_dir", Path("models")),
         (["--model-dir", "m", "--model-poll-s", "0.5"], "model.model_poll_s", 0.5),
         (["--model-dir", "m", "--model-version", "3"], "model.model_version", 3),
+        ([], "model.still_labels", ("static",)),
+        (["--temporal-cue", "none"], "model.still_labels", ()),
+        (["--temporal-cue", "static, snow"], "model.still_labels", ("static", "snow")),
+        (["-la", "m.keras"], "model.still_labels", ()),
     ],
 )
 def test_flags_land_in_the_config(argv: list[str], attribute: str, expected: object) -> None:
@@ -175,6 +180,7 @@ def test_flags_land_in_the_config(argv: list[str], attribute: str, expected: obj
         (["--onnx-layout", "chw"], argparse.ArgumentError, "invalid choice"),
         (["--decode-priority", "high"], argparse.ArgumentError, "invalid choice"),
         (["--input-size", "64"], argparse.ArgumentError, "expected WIDTHxHEIGHT"),
+        (["--temporal-cue", "static,,snow"], argparse.ArgumentError, "comma-separated labels"),
         (["--metrics-address", "9100"], argparse.ArgumentError, "expected HOST:PORT"),
         (["--metrics-address", "::1:9100"], argparse.ArgumentError, "needs brackets"),
         (["-scw", "0"], ConfigError, "window=0"),

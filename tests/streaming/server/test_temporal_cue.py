@@ -1,0 +1,192 @@
+"""The temporal cue: a frame whose detail repeats its stream's previous frame is not snow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from client.api.v1 import stream_classifier_pb2 as pb
+from streaming.server.serve_config import ModelConfig
+from streaming.server.temporal_cue import (
+    MIN_STILLNESS,
+    label_indices,
+    signature,
+    stillness,
+    veto_still,
+)
+
+SIDE = 96
+STATIC_LAST = np.array([0.1, 0.0, 0.05, 0.85], np.float32)  # program, black, bars, static
+
+
+def _snow(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (SIDE, SIDE, 3)).astype(np.float32)
+
+
+def _texture(seed: int = 1) -> np.ndarray:
+    """Fine structured texture (gravel-like): blurred noise, strong contrast."""
+    noise = np.random.default_rng(seed).normal(0, 1, (SIDE, SIDE)).astype(np.float32)
+    grain = cv2.GaussianBlur(noise, (0, 0), 0.8)
+    plane = np.clip(128 + 300 * grain, 0, 255)
+    return np.repeat(plane[..., None], 3, axis=2)
+
+
+def _camera(image: np.ndarray, seed: int, sigma: float = 1.5) -> np.ndarray:
+    """The same still picture again, with other sensor noise."""
+    noisy = image + np.random.default_rng(seed).normal(0, sigma, image.shape)
+    return np.clip(noisy, 0, 255).astype(np.float32)
+
+
+def _osd(image: np.ndarray) -> np.ndarray:
+    """A receiver's menu drawn crisply over the picture (the same on every frame)."""
+    out = image.astype(np.uint8)
+    cv2.rectangle(out, (10, 10), (60, 40), (0, 0, 90), -1)
+    for row, text in enumerate(("Picture", "Sound", "Exit")):
+        cv2.putText(out, text, (12, 20 + 9 * row), cv2.FONT_HERSHEY_PLAIN, 0.6, (0, 255, 0), 1)
+    return out.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "name, previous, current, still",
+    [
+        ("snow redrawn", _snow(1), _snow(2), False),
+        ("snow under the same menu", _osd(_snow(3)), _osd(_snow(4)), False),
+        ("still texture, sensor noise", _camera(_texture(), 5), _camera(_texture(), 6), True),
+        ("still texture under a menu", _osd(_texture()), _camera(_osd(_texture()), 7), True),
+        ("another texture (a cut)", _texture(8), _texture(9), False),
+    ],
+)
+def test_stillness_tells_a_still_picture_from_snow(
+    name: str, previous: np.ndarray, current: np.ndarray, still: bool
+) -> None:
+    value = stillness(signature(previous), signature(current))
+    assert value is not None, name
+    assert (value >= MIN_STILLNESS) == still, f"{name}: stillness {value:.2f}"
+
+
+@pytest.mark.parametrize(
+    "name, previous, current",
+    [
+        ("flat frames: too little detail", np.full((SIDE, SIDE, 3), 40.0), np.full((SIDE, SIDE, 3), 40.0)),
+        ("other sizes (a model swap)", _texture()[:64, :64], _texture()),
+    ],
+)  # fmt: skip
+def test_stillness_undecided(name: str, previous: np.ndarray, current: np.ndarray) -> None:
+    assert stillness(signature(previous), signature(current)) is None, name
+
+
+def test_signature_is_small_and_a_copy() -> None:
+    image = _texture().astype(np.uint8)
+    sig = signature(image)
+    assert sig.shape == (48, 48) and sig.dtype == np.float32
+    image[:] = 0
+    assert sig.any()  # a copy: the batch's array may be reused
+    assert signature(np.zeros((24, 32, 1), np.uint8)).shape == (24, 32)  # one channel, tiny
+
+
+STILL = (signature(_texture()), signature(_camera(_texture(), 3)))
+SNOW = (signature(_snow(1)), signature(_snow(2)))
+
+
+@pytest.mark.parametrize(
+    "name, probs, indices, frames, expected_best",
+    [
+        ("still, best is static: vetoed", STATIC_LAST, (3,), STILL, 0),
+        ("snow, best is static: kept", STATIC_LAST, (3,), SNOW, None),
+        ("still, best is another label: kept", STATIC_LAST[[3, 1, 2, 0]], (3,), STILL, None),
+        ("no previous frame: kept", STATIC_LAST, (3,), (None, STILL[1]), None),
+        ("no cue labels: kept", STATIC_LAST, (), STILL, None),
+        ("nothing else left: kept", np.array([0, 0, 0, 1], np.float32), (3,), STILL, None),
+    ],
+)
+def test_veto_still(
+    name: str,
+    probs: np.ndarray,
+    indices: tuple[int, ...],
+    frames: tuple[np.ndarray | None, np.ndarray],
+    expected_best: int | None,
+) -> None:
+    result = veto_still(probs, indices, *frames)
+    if expected_best is None:
+        assert result is None, name
+        return
+    assert result is not None, name
+    assert int(result.argmax()) == expected_best
+    assert result[list(indices)].sum() == 0 and result.sum() == pytest.approx(1.0)
+
+
+def test_label_indices_ignore_absent_labels() -> None:
+    assert label_indices(("program", "black", "color_bars", "static"), ("static",)) == (3,)
+    assert label_indices(("cat", "dog"), ("static",)) == ()
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        (ModelConfig(), ("static",)),  # the embedded model
+        (ModelConfig(temporal_cue=()), ()),  # --temporal-cue none
+        (ModelConfig(model_path="m.keras"), ()),  # a user's model: off unless asked
+        (ModelConfig(model_path="m.keras", temporal_cue=("snow",)), ("snow",)),
+        (ModelConfig(null_classes=4), ()),
+    ],
+)
+def test_still_labels_default_to_the_embedded_model_only(
+    config: ModelConfig, expected: tuple[str, ...]
+) -> None:
+    assert config.still_labels == expected
+
+
+# -- through a real server -------------------------------------------------------------------
+
+
+def _reddish(texture: np.ndarray) -> np.ndarray:
+    """The tiny model's "red" with fine detail in every channel (it reads the mean colour)."""
+    small = cv2.resize(texture[..., 0], (32, 24), interpolation=cv2.INTER_NEAREST) - 128
+    out = np.stack([200 + 0.3 * small, 70 + 0.3 * small, 70 + 0.3 * small], axis=-1)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "cue, repeated, expected",
+    [
+        (("red",), True, ["red", "green|blue", "green|blue"]),  # still: vetoed from the 2nd
+        (("red",), False, ["red", "red", "red"]),  # redrawn detail (snow): the model's answer
+        ((), True, ["red", "red", "red"]),  # --temporal-cue none
+    ],
+)
+def test_server_applies_the_cue_per_stream(
+    server_factory: Callable[..., Any],
+    tiny_model: Any,
+    run_stream: Callable[..., list[Any]],
+    frame_pb: Callable[..., Any],
+    cue: tuple[str, ...],
+    repeated: bool,
+    expected: list[str],
+) -> None:
+    # given a server whose cue takes "red" from frames that repeat their predecessor
+    model = ModelConfig(
+        model_path=tiny_model.model_path, labels_path=tiny_model.labels_path, temporal_cue=cue
+    )
+    running = server_factory(model=model)
+    frames = [_reddish(_texture(1 if repeated else 10 + i)) for i in range(3)]
+    # when one stream sends them
+    responses = run_stream(
+        running.address,
+        [frame_pb(i, f) for i, f in enumerate(frames)],
+        window=1,
+        delivery=pb.DELIVERY_MODE_LOSSLESS,
+    )
+    # then
+    results = [r for r in responses if not r.HasField("error")]
+    assert [r.seq for r in results] == [0, 1, 2]
+    for result, want in zip(results, expected, strict=True):
+        assert result.frame_label in want.split("|"), [r.frame_label for r in results]
+    vetoes = running.server.batcher.stats.still_vetoes
+    assert vetoes == sum("|" in want for want in expected)
+    # and another stream is not compared with this one: its first frame keeps the model's answer
+    again = run_stream(running.address, [frame_pb(0, frames[-1])], window=1)
+    assert [r.frame_label for r in again] == ["red"]
