@@ -104,3 +104,32 @@ def test_the_set_shares_no_code_with_the_training_generator() -> None:
     assert not {name for name in imported if "synth" in name or name.startswith("cv2")}
     # and its only photographs are the held-out ones
     assert "load_photos(holdout=True)" in Path(broadcast_set.__file__).read_text()
+
+
+def test_snow_pairs_redraw_the_noise_and_keep_the_graphics() -> None:
+    # given the static frames and the frames before them in their streams
+    frames = broadcast_set._static(
+        np.random.Generator(np.random.PCG64DXSM(5)), np.random.Generator(np.random.PCG64DXSM(6))
+    )
+    for frame in frames[:10]:
+        assert frame.previous is not None and frame.previous.shape == frame.image.shape
+        # then the noise is drawn again (most pixels differ) ...
+        assert (frame.image != frame.previous).mean() > 0.5, frame.kind
+    # ... while the receiver's graphics are the same on both (its pure-colour pixels repeat)
+    # (_osd's colours but white, which clipped snow has too)
+    colours = ((0, 255, 0), (255, 255, 0), (0, 255, 255))
+    masks = [np.any([(f.image == c).all(axis=2) for c in colours], axis=0) for f in frames[:10]]
+    drawn = [(f, m) for f, m in zip(frames[:10], masks, strict=True) if "osd" in f.kind and m.any()]
+    assert drawn
+    for frame, pure in drawn:
+        assert (frame.previous[pure] == frame.image[pure]).mean() > 0.9, frame.kind
+
+
+def test_still_camera_is_the_same_picture_with_other_noise() -> None:
+    picture = broadcast_set._to_uint8(
+        broadcast_set._wood(np.random.Generator(np.random.PCG64DXSM(1)), W, H)
+    )
+    before = broadcast_set._still_camera(np.random.Generator(np.random.PCG64DXSM(2)), picture)
+    assert before.shape == picture.shape and before.dtype == np.uint8
+    assert not np.array_equal(before, picture)
+    assert np.abs(before.astype(int) - picture.astype(int)).mean() < 25
