@@ -107,9 +107,14 @@ def eval_independent(model: object, size: int) -> dict[str, object]:
     frames = independent_frames(load_photos(holdout=True))
     y = np.array([CLASSES.index(f.label) for f in frames])
     out: dict[str, object] = {}
-    for interp_name, interp in (("area", cv2.INTER_AREA), ("bilinear", cv2.INTER_LINEAR)):
-        x = np.stack([to_input(f.image, size, interp) for f in frames])
-        companions = np.stack([to_input(f.companion, size, interp) for f in frames])
+    resizers = {
+        "server": lambda image: resize_to(image, size, size),  # what serve does on arrival
+        "area": lambda image: to_input(image, size, cv2.INTER_AREA),
+        "bilinear": lambda image: to_input(image, size, cv2.INTER_LINEAR),
+    }
+    for interp_name, resize in resizers.items():
+        x = np.stack([resize(f.image) for f in frames]).astype(np.float32)
+        companions = np.stack([resize(f.companion) for f in frames]).astype(np.float32)
         probs = predict(model, x)
         groups = [f"{f.label}/{f.family}" for f in frames]
         for mode, pred in (

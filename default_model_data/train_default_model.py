@@ -12,6 +12,7 @@ Usage (``make default-model`` runs the first)::
     python -m default_model_data.train_default_model            # writes streaming/default_model/
     python -m default_model_data.train_default_model --per-class 200 --epochs 1 --out /tmp/m  # quick try
     python -m default_model_data.train_default_model --per-class 5000 --epochs 8 --base OLD.keras  # fine-tune
+    python -m default_model_data.train_default_model --per-class 3000 --epochs 4 --base OLD.keras --keep-head --learning-rate 2e-4  # go on
 
 Needs the ``train`` extra (scikit-image, scikit-learn, matplotlib) for the bundled photos.
 Deterministic for a given ``--seed`` up to TensorFlow's CPU kernel non-determinism.
@@ -90,6 +91,7 @@ def train_command(data: Path, work: Path, args: argparse.Namespace) -> list[str]
         "--seed", str(args.seed),
         "--workers", str(args.workers),
         *(["--base", str(args.base)] if args.base else []),  # fine-tune a previous model
+        *(["--keep-head"] if args.keep_head else []),  # ... going on from its own last layer
     ]  # fmt: skip
 
 
@@ -114,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="fine-tune this model (its last Dense layer replaced) instead of starting from scratch",
+    )
+    parser.add_argument(
+        "--keep-head",
+        action="store_true",
+        help="with --base: keep its last layer too (go on training the same labels)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(

@@ -2,7 +2,9 @@
 
 * ``small``: a ~160k-parameter CNN trained from scratch (the embedded model's architecture).
 * ``broadcast``: the embedded broadcast monitor with its head replaced, fine-tuned.
-* ``--base MODEL.keras``: any Keras classifier with its head replaced, fine-tuned.
+* ``--base MODEL.keras``: any Keras classifier with its head replaced, fine-tuned; with
+  ``--keep-head`` its head is kept (the same labels in the same order): training goes on from
+  where the model is instead of relearning the last layer.
 
 Every network takes float RGB in 0-255, which is what ``serve`` feeds by default.
 """
@@ -25,8 +27,11 @@ class Backbone:
 
     name: str = "small"
     base: Path | None = None
+    keep_head: bool = False
 
     def __post_init__(self) -> None:
+        if self.keep_head and self.base is None and self.name == "small":
+            raise TrainingError("--keep-head goes with --base or --backbone broadcast")
         if self.base is None and self.name not in BACKBONES:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.name!r}")
 
@@ -35,10 +40,11 @@ class Backbone:
         return self.base is not None or self.name != "small"
 
     def describe(self) -> str:
+        head = "head kept" if self.keep_head else "head replaced"
         if self.base is not None:
-            return f"{self.base} (head replaced, fine-tuned)"
+            return f"{self.base} ({head}, fine-tuned)"
         if self.name == "broadcast":
-            return "embedded broadcast monitor trunk (head replaced, fine-tuned)"
+            return f"embedded broadcast monitor trunk ({head}, fine-tuned)"
         return "small CNN from scratch"
 
     def input_size(self, override: tuple[int, int] | None) -> tuple[int, int]:
@@ -66,6 +72,8 @@ class Backbone:
 
     def build(self, num_classes: int, size: tuple[int, int] | None) -> Any:
         """The network for ``num_classes``; ``size`` is ``(height, width)`` or None for the default."""
+        if self.pretrained and self.keep_head:
+            return kept_head(_load(self._pretrained_path()), num_classes)
         if self.pretrained:
             return replace_head(_load(self._pretrained_path()), num_classes, size)
         height, width = size or (SMALL_DEFAULT_SIZE, SMALL_DEFAULT_SIZE)
@@ -117,6 +125,17 @@ def _load(path: Path) -> Any:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for bad files
         raise TrainingError(f"cannot load base model {path}: {exc}") from exc
+
+
+def kept_head(model: Any, num_classes: int) -> Any:
+    """``model`` itself, to train on: its outputs must already be the ``num_classes`` labels."""
+    outputs = model.outputs[0].shape
+    if len(model.outputs) != 1 or len(outputs) != 2 or outputs[-1] != num_classes:
+        raise TrainingError(
+            f"--keep-head: base model {model.name} has outputs {tuple(outputs)}, not one "
+            f"probability per label ({num_classes}); give the base model's labels in its order"
+        )
+    return model
 
 
 def replace_head(model: Any, num_classes: int, size: tuple[int, int] | None) -> Any:

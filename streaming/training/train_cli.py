@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune any Keras classifier: its last Dense layer is replaced",
     )  # fmt: skip
     model.add_argument(
+        "--keep-head", action="store_true",
+        help="with --base or --backbone broadcast: keep the model's last layer and go on "
+        "training it (the same labels in the same order, see --label-order)",
+    )  # fmt: skip
+    model.add_argument(
         "--input-size", type=size, metavar="WxH",
         help="frame size for the small network (default 96x96); pretrained models fix their own",
     )  # fmt: skip
@@ -109,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         if args.no_flip:
             augmentation = replace(augmentation, flip=False)
         settings = FitSettings(
-            backbone=Backbone(args.backbone, args.base),
+            backbone=Backbone(args.backbone, args.base, args.keep_head),
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,

@@ -46,6 +46,39 @@ def test_broadcast_backbone_keeps_the_embedded_trunk() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "labels, keeps",
+    [
+        (4, True),  # the embedded model's own four labels: its last layer goes on training
+        (5, False),  # another label count: refused, it would need a new head
+    ],
+)
+def test_keep_head_goes_on_from_the_models_own_last_layer(labels: int, keeps: bool) -> None:
+    from streaming.training.training_errors import TrainingError
+
+    backbone = Backbone("broadcast", keep_head=True)
+    assert "head kept" in backbone.describe()
+    if not keeps:
+        with pytest.raises(TrainingError, match="one probability per label"):
+            backbone.build(labels, (96, 96))
+        return
+    model = backbone.build(labels, (96, 96))
+    embedded = Backbone("broadcast").build(labels, (96, 96))  # head replaced
+    x = np.random.default_rng(0).integers(0, 255, (2, 96, 96, 3)).astype(np.float32)
+    reference = __import__("keras").models.load_model(
+        __import__("streaming.default_model", fromlist=["MODEL_PATH"]).MODEL_PATH, compile=False
+    )
+    np.testing.assert_allclose(model(x), reference(x), atol=1e-5)  # the same answers
+    assert not np.allclose(embedded(x), reference(x), atol=1e-3)
+
+
+def test_keep_head_needs_a_pretrained_model() -> None:
+    from streaming.training.training_errors import TrainingError
+
+    with pytest.raises(TrainingError, match="--keep-head goes with"):
+        Backbone("small", keep_head=True)
+
+
 def first_batch(seed: int) -> np.ndarray:
     import tensorflow as tf
 
