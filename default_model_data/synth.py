@@ -1373,9 +1373,6 @@ def make_static(rng: Rng, h: int, w: int) -> Image:
         r = rng.random((nh, nw, ch))
         n[r < density / 2] = 0
         n[r > 1 - density / 2] = 255
-    elif rng.random() < 0.3:  # faint snow on a bright field (weak signal on a white card):
-        # after the downscale to the model it is a grain far stronger than a camera's
-        n = rng.normal(0, rng.uniform(15, 45), (nh, nw, ch)) + rng.uniform(200, 255)
     else:  # noise added to a flat field and clipped: dark speckle, or bright snow off white
         base = float(rng.choice([0.0, 255.0, rng.uniform(0, 255)]))
         n = rng.normal(0, rng.uniform(40, 110), (nh, nw, ch)) + base + rng.uniform(-10, 30)
