@@ -149,7 +149,10 @@ def eval_broadcast(model: Any, size: int, sheet: Path | None) -> dict[str, objec
     frames = broadcast_frames()
     y = np.array([CLASSES.index(f.label) for f in frames])
     inputs = server_inputs([f.image for f in frames], size)
-    before = server_inputs([f.previous for f in frames], size)
+    previous = [f.previous for f in frames]
+    if any(p is None for p in previous):  # broadcast_frames() gives every frame one
+        raise ValueError("a broadcast-like frame without the frame before it")
+    before = server_inputs([p for p in previous if p is not None], size)
     single = predict(model, inputs)
     streamed = with_temporal_cue(single, inputs, before)
     groups = [f"{f.label}/{f.kind.split('/')[0]}" for f in frames]
