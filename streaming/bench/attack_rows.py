@@ -37,7 +37,7 @@ def attack_rows(h: Harness, add_row: RowRecorder) -> None:
     with h.serving("attack-baseline", *_flags(h)) as server:
         alone = h.load(_spec(h, server), _BASELINE_TAG)
     add_row("attack baseline", _baseline_row, h, alone)
-    for kind in ATTACKS:
+    for kind in h.s.attack_kinds or ATTACKS:
         add_row(f"attack {kind}", _attack_on_fresh_server, h, kind, alone)
 
 

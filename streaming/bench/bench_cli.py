@@ -17,6 +17,21 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _attack_kinds(text: str) -> tuple[str, ...]:
+    """``--attacks KINDS``: comma-separated attack kinds, ``all`` (the default) for every one."""
+    from streaming.bench.attacks import ATTACKS
+
+    if text == "all":
+        return ()
+    kinds = tuple(kind.strip() for kind in text.split(","))
+    unknown = [kind for kind in kinds if kind not in ATTACKS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown attack {', '.join(map(repr, unknown))}: one of {', '.join(ATTACKS)}"
+        )
+    return kinds
+
+
 def _rows(
     listed: str, attacks: bool, all_rows: tuple[int, ...], attack_row: int
 ) -> tuple[int, ...]:
@@ -75,8 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--attacks",
-        action="store_true",
-        help="the attack rows (row 9: an 8-stream load beside each attack); alone, or added to --rows",
+        nargs="?",
+        type=_attack_kinds,
+        const=(),
+        default=None,
+        metavar="KINDS",
+        help="the attack rows (row 9: an 8-stream load beside each attack); alone, or added to "
+        "--rows; KINDS picks some, comma-separated (default: all)",
     )
     parser.add_argument(
         "--no-profile",
@@ -109,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
         work_dir=args.work_dir,
-        rows=_rows(args.rows, args.attacks, ALL_ROWS, ATTACK_ROW),
+        rows=_rows(args.rows, args.attacks is not None, ALL_ROWS, ATTACK_ROW),
+        attack_kinds=args.attacks or (),
         profile=not args.no_profile,
     )
     if args.quick:

@@ -45,6 +45,7 @@ class BenchSettings:
     model_batches: tuple[int, ...] = (1, 8, 16, 32, 64)
     classify_images: int = 500
     attack_streams: int = 8  # the well-behaved load measured beside each attack
+    attack_kinds: tuple[str, ...] = ()  # the attacks of row 9 (`--attacks KINDS`); () = all
     startup_runs: int = 3  # fresh `serve` processes timed to SERVING (the median is reported)
     process_counts: tuple[int, ...] = (1, 2)  # row 13: `serve --processes N` for each N
     processes_streams: int = 32  # row 13's load
