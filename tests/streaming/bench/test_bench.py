@@ -122,9 +122,7 @@ ROW_ATTACKS = ("never_reading", "cancel_storm", "legacy_flood")
 
 
 @pytest.mark.timeout(600)
-def test_attack_rows_measure_the_load_beside_each_attack(
-    tiny_model: Any, tmp_path: Path
-) -> None:
+def test_attack_rows_measure_the_load_beside_each_attack(tiny_model: Any, tmp_path: Path) -> None:
     # given: one attack of each unit (frames, streams, calls)
     assert {ATTACKS[kind][0] for kind in ROW_ATTACKS} == {unit for unit, _ in ATTACKS.values()}
 
