@@ -239,7 +239,6 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                     f"the server already serves {self._calls} streams (--max-streams)",
                 )
             self._calls += 1
-            self._no_calls.clear()
             peer = context.peer()
             self._per_connection.opened(peer)
             stream: StreamState | None = None
