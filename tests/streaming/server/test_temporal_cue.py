@@ -190,3 +190,34 @@ def test_server_applies_the_cue_per_stream(
     # and another stream is not compared with this one: its first frame keeps the model's answer
     again = run_stream(running.address, [frame_pb(0, frames[-1])], window=1)
     assert [r.frame_label for r in again] == ["red"]
+
+
+def test_a_bad_frame_between_two_still_ones_is_answered_and_skipped_by_the_cue(
+    server_factory: Callable[..., Any],
+    tiny_model: Any,
+    run_stream: Callable[..., list[Any]],
+    frame_pb: Callable[..., Any],
+) -> None:
+    # given the cue on "red" and a stream: a textured frame, garbage, a huge declared frame,
+    # then the first frame again
+    model = ModelConfig(
+        model_path=tiny_model.model_path, labels_path=tiny_model.labels_path, temporal_cue=("red",)
+    )
+    running = server_factory(model=model)
+    still = _reddish(_texture(1))
+    messages = [
+        frame_pb(0, still),
+        frame_pb(1, still, data=b"garbage"),
+        frame_pb(2, still, width=50_000, height=50_000, data=b""),
+        frame_pb(3, still),
+    ]
+    # when
+    responses = run_stream(running.address, messages, window=1, delivery=pb.DELIVERY_MODE_LOSSLESS)
+    # then the bad frames are answered with errors naming them, in order ...
+    assert [r.seq for r in responses] == [0, 1, 2, 3]
+    assert [r.HasField("error") for r in responses] == [False, True, True, False]
+    assert all(r.error.message for r in responses[1:3])
+    # ... and the last frame is compared with the last good one: still, so not "red"
+    assert responses[0].frame_label == "red"
+    assert responses[3].frame_label in ("green", "blue")
+    assert running.server.batcher.stats.still_vetoes == 1
