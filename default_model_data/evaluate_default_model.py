@@ -7,7 +7,8 @@ Four sets:
   scipy code that shares nothing with the training generator), resized by the server's own
   preprocessing. ``--sheet`` draws its mistakes as a contact sheet. Every frame comes with the
   frame before it in its stream, so the set is scored twice: single frames (``classify``, the old
-  API) and as ``serve`` answers streams, with the temporal cue (a still picture is not snow).
+  API) and as ``serve`` answers streams, with the temporal cue (a still or shaken picture is
+  not snow; a frame that changed like snow may be). ``--broadcast-seeds`` draws the set again.
 
 * ``independent`` - ffmpeg lavfi test sources, ffmpeg noise/geq, ffmpeg drawtext on black and
   held-out photos scaled/cropped by ffmpeg, each also as JPEG q30 and half-size JPEG q60
@@ -37,11 +38,11 @@ import numpy as np
 from PIL import Image
 
 from client.resize import resize_to
-from default_model_data.broadcast_set import broadcast_frames
+from default_model_data.broadcast_set import SEED, broadcast_frames
 from default_model_data.independent import have_ffmpeg, independent_frames, to_input
 from default_model_data.photos import load_photos
 from default_model_data.synth import CLASSES, make_program_holdout, sample
-from streaming.server.temporal_cue import label_indices, signature, stillness, veto_still
+from streaming.server.temporal_cue import apply_cue, label_indices, signature, stillness
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +98,9 @@ def with_temporal_cue(probs: np.ndarray, inputs: np.ndarray, before: np.ndarray)
     indices = label_indices(CLASSES, ("static",))
     out = probs.copy()
     for i in range(len(probs)):
-        vetoed = veto_still(probs[i], indices, signature(before[i]), signature(inputs[i]))
-        if vetoed is not None:
-            out[i] = vetoed
+        cued = apply_cue(probs[i], indices, signature(before[i]), signature(inputs[i]))
+        if cued is not None:
+            out[i] = cued[0]
     return out
 
 
@@ -143,10 +144,12 @@ def server_inputs(images: list[np.ndarray], size: int) -> np.ndarray:
     return np.stack([resize_to(image, size, size) for image in images]).astype(np.float32)
 
 
-def eval_broadcast(model: Any, size: int, sheet: Path | None) -> dict[str, object]:
+def eval_broadcast(
+    model: Any, size: int, sheet: Path | None, seed: int = SEED
+) -> dict[str, object]:
     """Single frames, and each frame after its stream's previous one (the temporal cue); the
     contact sheet shows what a stream is still told wrong (with the cue)."""
-    frames = broadcast_frames()
+    frames = broadcast_frames(seed)
     y = np.array([CLASSES.index(f.label) for f in frames])
     inputs = server_inputs([f.image for f in frames], size)
     previous = [f.previous for f in frames]
@@ -281,6 +284,10 @@ def main(argv: list[str] | None = None) -> None:
         help="contact sheet of the broadcast-like set's mistakes (default %(default)s)",
     )  # fmt: skip
     parser.add_argument(
+        "--broadcast-seeds", type=lambda text: [int(v) for v in text.split(",") if v], default=[],
+        help="also score the broadcast-like set drawn with these seeds (comma-separated)",
+    )  # fmt: skip
+    parser.add_argument(
         "--sets", default="broadcast,independent,synthetic,demo",
         help="comma-separated sets to run (default %(default)s)",
     )  # fmt: skip
@@ -295,6 +302,9 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, object] = {"model": str(args.model), "input_size": size}
     if "broadcast" in sets:
         report["broadcast"] = eval_broadcast(model, size, args.sheet)
+    for seed in args.broadcast_seeds:  # the same generator drawn again: a check of its own
+        logger.info("broadcast-like set, seed %d", seed)
+        report[f"broadcast_seed_{seed}"] = eval_broadcast(model, size, None, seed)
     if "independent" in sets and have_ffmpeg():
         report["independent"] = eval_independent(model, size)
     elif "independent" in sets:

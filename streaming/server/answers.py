@@ -12,7 +12,7 @@ from streaming.server.batch_stats import BatcherStats
 from streaming.server.model_versions import ServingModel
 from streaming.server.server_values import FrameErrorInfo, FrameResult, StatusCode
 from streaming.server.stream_state import QueuedFrame, StreamState
-from streaming.server.temporal_cue import label_indices, signature, veto_still
+from streaming.server.temporal_cue import CueEffect, apply_cue, label_indices, signature
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,9 @@ Answers = list[tuple[StreamState, FrameResult]]
 class AnswerAssembler:
     """Turns a model outcome into one answer per frame of the batch, in batch order.
 
-    ``still_labels`` are the temporal cue's (``temporal_cue.py``): a frame whose detail repeats
-    its stream's previous frame does not get them.
+    ``still_labels`` are the temporal cue's (``temporal_cue.py``): a frame that repeats its
+    stream's previous frame, or is it moved by a shaking camera, does not get them; a frame that
+    changed like snow gets their odds raised.
     """
 
     def __init__(self, stats: BatcherStats, still_labels: tuple[str, ...] = ()) -> None:
@@ -76,12 +77,17 @@ class AnswerAssembler:
             frame_best = int(frame_top[row])
             if still:
                 current = signature(inputs[row])
-                vetoed = veto_still(frame_probs, still, stream.cue_signature, current)
+                cued = apply_cue(frame_probs, still, stream.cue_signature, current)
                 stream.cue_signature = current
-                if vetoed is not None:
-                    self._stats.still_vetoes += 1
-                    frame_probs = vetoed
-                    frame_best = int(vetoed.argmax())
+                if cued is not None:
+                    frame_probs, effect = cued
+                    best_after = int(frame_probs.argmax())
+                    if best_after != frame_best:
+                        if effect is CueEffect.VETO:
+                            self._stats.cue_vetoes += 1
+                        else:
+                            self._stats.cue_boosts += 1
+                    frame_best = best_after
             mean = stream.window.add(frame_probs)
             order = np.argsort(-mean)[: stream.settings.top_k]
             best = int(order[0])

@@ -15,6 +15,7 @@ from streaming.server.batch_stats import BatcherStats
 from streaming.server.scheduler import TakenBatch
 from streaming.server.server_metrics import DropReason, FailReason, ServerMetrics
 from streaming.server.server_values import StatusCode
+from streaming.server.temporal_cue import CueEffect
 
 # The busy share is the model's share of the last 5 to 10 seconds of wall time.
 _BUSY_WINDOW_NS = 5_000_000_000
@@ -39,7 +40,7 @@ class BatchMetrics:
         self._clock = clock
         self._drops_reported = 0
         self._budget_drops_reported = 0
-        self._vetoes_reported = 0
+        self._cue_reported = dict.fromkeys(CueEffect, 0)
         self._busy_ns = 0  # model time of every answered batch so far
         now = clock()
         # (wall, busy) at the start of the previous and the current window; read by the scrape thread
@@ -78,13 +79,17 @@ class BatchMetrics:
         self.report_drops()
 
     def report_drops(self) -> None:
-        """Carry the scheduler's drop counts (and the temporal cue's vetoes) over to the counters
+        """Carry the scheduler's drop counts (and the temporal cue's changes) over to the counters
         (they only grow)."""
         stats = self._stats
-        vetoes = stats.still_vetoes - self._vetoes_reported
-        if vetoes:
-            self._metrics.still_vetoes(vetoes)
-            self._vetoes_reported += vetoes
+        for effect, total in (
+            (CueEffect.VETO, stats.cue_vetoes),
+            (CueEffect.BOOST, stats.cue_boosts),
+        ):
+            changed = total - self._cue_reported[effect]
+            if changed:
+                self._metrics.cue_changes(effect, changed)
+                self._cue_reported[effect] = total
         budget = stats.dropped_by_budget - self._budget_drops_reported
         replaced = stats.dropped - self._drops_reported - budget
         if budget:

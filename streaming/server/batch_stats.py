@@ -16,7 +16,8 @@ class BatcherStats:
     dropped_by_budget: int = 0  # of which because the server-wide memory budget was full
     frame_errors: int = 0
     failed_batches: int = 0
-    still_vetoes: int = 0  # frames whose best label the temporal cue took out
+    cue_vetoes: int = 0  # frames whose best label the temporal cue took out
+    cue_boosts: int = 0  # frames whose best label became one the temporal cue raised
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
     @property

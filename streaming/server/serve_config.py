@@ -63,8 +63,9 @@ class ModelConfig:
             core), and ``serve --processes N`` gives each process cores ÷ N.
         gpu_memory_mb: the GPU memory TensorFlow may take in this process (a logical device
             with this ``memory_limit``); ``None`` turns on memory growth instead.
-        temporal_cue: labels a streamed frame cannot have when it repeats its stream's previous
-            frame (``streaming/server/temporal_cue.py``); ``None`` is ``static`` for the
+        temporal_cue: the labels the temporal cue judges per stream (taken from a frame that
+            repeats or moves its stream's previous frame, raised for one that changed like
+            snow: ``streaming/server/temporal_cue.py``); ``None`` is ``static`` for the
             embedded model and none for a user's (see ``still_labels``).
     """
 
@@ -226,8 +227,9 @@ class ModelConfig:
             "--temporal-cue",
             parse=labels_or_none,
             metavar="LABELS|none",
-            help="labels a streamed frame cannot have when its detail repeats the stream's "
-            "previous frame (a still picture is not snow), comma-separated; none turns it off",
+            help="labels the temporal cue judges per stream: taken from a frame that repeats or "
+            "slightly moves the stream's previous frame (a picture is not snow), raised for one "
+            "that changed like snow; comma-separated; none turns it off",
             group=MODEL,
             default_text="static for the embedded model, none for yours",
         ),

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from client.metrics_http import MetricsEndpoint, serve_registry
 from streaming.server.server_errors import ConfigError
 from streaming.server.server_values import Delivery
+from streaming.server.temporal_cue import CueEffect
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +170,14 @@ class ServerMetrics:
             ["reason"],
             registry=r,
         )
-        self._still_vetoes = Counter(
-            f"{PREFIX}_temporal_cue_vetoes",
-            "Streamed frames whose best label the temporal cue took out (their detail repeated "
-            "the stream's previous frame).",
+        cue_changes = Counter(
+            f"{PREFIX}_temporal_cue_changes",
+            "Streamed frames whose best label the temporal cue changed: veto (the frame repeated "
+            "or moved the stream's previous one), boost (it changed like snow).",
+            ["effect"],
             registry=r,
         )
+        self._cue_changes = {effect: cue_changes.labels(effect.value) for effect in CueEffect}
         self._received = {d: received.labels(_label(d)) for d in Delivery}
         self._answered = {d: answered.labels(_label(d)) for d in Delivery}
         self._dropped = {reason: dropped.labels(reason.value) for reason in DropReason}
@@ -311,8 +314,8 @@ class ServerMetrics:
     def frame_failed(self, reason: FailReason) -> None:
         self._failed[reason].inc()
 
-    def still_vetoes(self, n: int) -> None:
-        self._still_vetoes.inc(n)
+    def cue_changes(self, effect: CueEffect, n: int) -> None:
+        self._cue_changes[effect].inc(n)
 
     # Streams ------------------------------------------------------------------------------
 

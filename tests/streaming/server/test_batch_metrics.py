@@ -42,3 +42,32 @@ def test_drops_are_reported_by_reason(
     assert metrics.value(DROPPED, reason="budget") == budget
     assert metrics.value("stream_classify_frame_budget") == 64
     assert metrics.value("stream_classify_held_frames") == 0
+
+
+@pytest.mark.parametrize(
+    ("steps", "vetoes", "boosts"),
+    [
+        ([(0, 0)], 0, 0),
+        ([(2, 1)], 2, 1),
+        ([(1, 0), (1, 3), (4, 3)], 4, 3),  # reported in three goes: the sums, never twice
+    ],
+)
+def test_temporal_cue_changes_are_reported_by_effect(
+    steps: list[tuple[int, int]], vetoes: int, boosts: int
+) -> None:
+    stats = BatcherStats()
+    metrics = ServerMetrics()
+    recorder = BatchMetrics(
+        metrics,
+        stats,
+        lambda: 0,
+        held_frames=lambda: 0,
+        held_bytes=lambda: 0,
+        frame_budget=64,
+        memory_budget=1 << 20,
+    )
+    for stats.cue_vetoes, stats.cue_boosts in steps:
+        recorder.report_drops()
+    changes = "stream_classify_temporal_cue_changes_total"
+    assert metrics.value(changes, effect="veto") == vetoes
+    assert metrics.value(changes, effect="boost") == boosts

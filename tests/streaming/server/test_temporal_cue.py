@@ -1,4 +1,5 @@
-"""The temporal cue: a frame whose detail repeats its stream's previous frame is not snow."""
+"""The temporal cue: a frame that repeats or moves its stream's previous frame is not snow; one
+that changed like snow may be."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import pytest
 from client.api.v1 import stream_classifier_pb2 as pb
 from streaming.server.serve_config import ModelConfig
 from streaming.server.temporal_cue import (
+    MIN_SHIFT_EXPLAINED,
     MIN_STILLNESS,
+    CueEffect,
+    apply_cue,
+    coarse_change,
     label_indices,
+    shift_explained,
     signature,
     stillness,
-    veto_still,
 )
 
 SIDE = 96
@@ -33,6 +38,26 @@ def _texture(seed: int = 1) -> np.ndarray:
     grain = cv2.GaussianBlur(noise, (0, 0), 0.8)
     plane = np.clip(128 + 300 * grain, 0, 255)
     return np.repeat(plane[..., None], 3, axis=2)
+
+
+def _faint_snow(seed: int, level: float = 200.0, sigma: float = 6.0) -> np.ndarray:
+    """Weak snow on a bright field: what a single 96×96 frame barely shows."""
+    noise = np.random.default_rng(seed).normal(0, sigma, (SIDE, SIDE, 3))
+    return np.clip(level + noise, 0, 255).astype(np.float32)
+
+
+def _shaken(dx: float, dy: float, seed: int = 1) -> np.ndarray:
+    """Texture filmed at 4× the model's size by a camera moved by (dx, dy) pixels, then shrunk
+    as the server shrinks it: a fraction of a pixel at the model's scale."""
+    big_side = 4 * SIDE
+    noise = np.random.default_rng(seed).normal(0, 1, (big_side, big_side)).astype(np.float32)
+    plane = np.clip(128 + 1200 * cv2.GaussianBlur(noise, (0, 0), 3.2), 0, 255)
+    moved = cv2.warpAffine(
+        plane, np.float32([[1, 0, dx], [0, 1, dy]]), (big_side, big_side),
+        borderMode=cv2.BORDER_REFLECT,
+    )  # fmt: skip
+    small = cv2.resize(moved, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+    return np.repeat(small[..., None], 3, axis=2)
 
 
 def _camera(image: np.ndarray, seed: int, sigma: float = 1.5) -> np.ndarray:
@@ -88,35 +113,98 @@ def test_signature_is_small_and_a_copy() -> None:
     assert signature(np.zeros((24, 32, 1), np.uint8)).shape == (24, 32)  # one channel, tiny
 
 
-STILL = (signature(_texture()), signature(_camera(_texture(), 3)))
-SNOW = (signature(_snow(1)), signature(_snow(2)))
+@pytest.mark.parametrize(
+    "name, previous, current, moved",
+    [
+        ("camera moved a quarter pixel", _camera(_shaken(0, 0), 1), _camera(_shaken(1, 0), 2), True),
+        ("camera moved 2, 3 pixels at 4x", _camera(_shaken(0, 0), 1), _camera(_shaken(2, 3), 2), True),
+        ("snow redrawn", _snow(1), _snow(2), False),
+        ("faint snow redrawn", _faint_snow(1), _faint_snow(2), False),
+        ("snow under the same menu", _osd(_snow(3)), _osd(_snow(4)), False),
+        ("another texture (a cut)", _texture(8), _texture(9), False),
+    ],
+)  # fmt: skip
+def test_shift_explained_tells_a_shaken_camera_from_snow(
+    name: str, previous: np.ndarray, current: np.ndarray, moved: bool
+) -> None:
+    value = shift_explained(signature(previous), signature(current))
+    assert value is not None, name
+    assert (value >= MIN_SHIFT_EXPLAINED) == moved, f"{name}: explained {value:.3f}"
 
 
 @pytest.mark.parametrize(
-    "name, probs, indices, frames, expected_best",
+    "name, previous, current, low, high",
     [
-        ("still, best is static: vetoed", STATIC_LAST, (3,), STILL, 0),
+        ("the same picture", _camera(_texture(), 1), _camera(_texture(), 2), 0.0, 1.0),
+        ("faint snow redrawn", _faint_snow(1), _faint_snow(2), 0.0, 2.0),
+        ("a cut", _texture(8), _texture(9), 10.0, 255.0),
+        ("a fade to black", _texture(8), _texture(8) * 0.5, 30.0, 255.0),
+    ],
+)
+def test_coarse_change_sees_cuts_not_detail(
+    name: str, previous: np.ndarray, current: np.ndarray, low: float, high: float
+) -> None:
+    value = coarse_change(signature(previous), signature(current))
+    assert value is not None and low <= value <= high, f"{name}: {value}"
+
+
+def test_nothing_to_compare() -> None:
+    flat = signature(np.full((SIDE, SIDE, 3), 40.0))
+    assert shift_explained(flat, flat) is None  # nothing changed
+    assert shift_explained(signature(_texture()[:64, :64]), signature(_texture())) is None
+    assert coarse_change(signature(_texture()[:64, :64]), signature(_texture())) is None
+
+
+STILL = (signature(_texture()), signature(_camera(_texture(), 3)))
+SHAKEN = (signature(_camera(_shaken(0, 0), 1)), signature(_camera(_shaken(2, 3), 2)))
+SNOW = (signature(_snow(1)), signature(_snow(2)))
+FAINT_SNOW = (signature(_faint_snow(1)), signature(_faint_snow(2)))
+CUT = (signature(_texture(8)), signature(_texture(9)))
+CUT_TO_SNOW = (signature(np.full((SIDE, SIDE, 3), 30.0)), signature(_faint_snow(2)))
+HALF_SEEN = np.array([0.55, 0.0, 0.05, 0.40], np.float32)  # program first, static not far
+
+
+@pytest.mark.parametrize(
+    "name, probs, indices, frames, expected",
+    [
+        ("still, best is static: vetoed", STATIC_LAST, (3,), STILL, (CueEffect.VETO, 0)),
+        ("shaken camera, best is static: vetoed", STATIC_LAST, (3,), SHAKEN, (CueEffect.VETO, 0)),
         ("snow, best is static: kept", STATIC_LAST, (3,), SNOW, None),
+        ("faint snow, best is static: kept", STATIC_LAST, (3,), FAINT_SNOW, None),
+        ("a cut, best is static: kept", STATIC_LAST, (3,), CUT, None),
+        ("faint snow, static half-seen: boosted", HALF_SEEN, (3,), FAINT_SNOW, (CueEffect.BOOST, 3)),
+        ("still, static half-seen: kept", HALF_SEEN, (3,), STILL, None),
+        ("shaken camera, static half-seen: kept", HALF_SEEN, (3,), SHAKEN, None),
+        ("a cut into faint snow: kept", HALF_SEEN, (3,), CUT_TO_SNOW, None),
+        ("static at zero: nothing to boost", np.array([1, 0, 0, 0], np.float32), (3,), FAINT_SNOW, None),
+        ("static too far behind to win: kept", np.array([0.7, 0, 0, 0.3], np.float32), (3,), FAINT_SNOW, None),
         ("still, best is another label: kept", STATIC_LAST[[3, 1, 2, 0]], (3,), STILL, None),
         ("no previous frame: kept", STATIC_LAST, (3,), (None, STILL[1]), None),
+        ("other sizes (a model swap): kept", STATIC_LAST, (3,), (STILL[0][:20], STILL[1]), None),
         ("no cue labels: kept", STATIC_LAST, (), STILL, None),
         ("nothing else left: kept", np.array([0, 0, 0, 1], np.float32), (3,), STILL, None),
     ],
-)
-def test_veto_still(
+)  # fmt: skip
+def test_apply_cue(
     name: str,
     probs: np.ndarray,
     indices: tuple[int, ...],
     frames: tuple[np.ndarray | None, np.ndarray],
-    expected_best: int | None,
+    expected: tuple[CueEffect, int] | None,
 ) -> None:
-    result = veto_still(probs, indices, *frames)
-    if expected_best is None:
+    result = apply_cue(probs, indices, *frames)
+    if expected is None:
         assert result is None, name
         return
     assert result is not None, name
-    assert int(result.argmax()) == expected_best
-    assert result[list(indices)].sum() == 0 and result.sum() == pytest.approx(1.0)
+    cued, effect = result
+    assert (effect, int(cued.argmax())) == expected, name
+    assert cued.sum() == pytest.approx(1.0)
+    if effect is CueEffect.VETO:
+        assert cued[list(indices)].sum() == 0
+    else:  # the odds of the cue labels doubled, the others' order kept
+        odds = cued[3] / cued[0]
+        assert odds == pytest.approx(2 * probs[3] / probs[0], rel=1e-5)
 
 
 def test_label_indices_ignore_absent_labels() -> None:
@@ -185,7 +273,7 @@ def test_server_applies_the_cue_per_stream(
     assert [r.seq for r in results] == [0, 1, 2]
     for result, want in zip(results, expected, strict=True):
         assert result.frame_label in want.split("|"), [r.frame_label for r in results]
-    vetoes = running.server.batcher.stats.still_vetoes
+    vetoes = running.server.batcher.stats.cue_vetoes
     assert vetoes == sum("|" in want for want in expected)
     # and another stream is not compared with this one: its first frame keeps the model's answer
     again = run_stream(running.address, [frame_pb(0, frames[-1])], window=1)
@@ -220,4 +308,4 @@ def test_a_bad_frame_between_two_still_ones_is_answered_and_skipped_by_the_cue(
     # ... and the last frame is compared with the last good one: still, so not "red"
     assert responses[0].frame_label == "red"
     assert responses[3].frame_label in ("green", "blue")
-    assert running.server.batcher.stats.still_vetoes == 1
+    assert running.server.batcher.stats.cue_vetoes == 1
