@@ -12,7 +12,7 @@ from streaming.server.batch_stats import BatcherStats
 from streaming.server.model_versions import ServingModel
 from streaming.server.server_values import FrameErrorInfo, FrameResult, StatusCode
 from streaming.server.stream_state import QueuedFrame, StreamState
-from streaming.server.temporal_cue import CueEffect, apply_cue, label_indices, signature
+from streaming.server.temporal_cue import apply_cue, label_indices, signature
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +79,10 @@ class AnswerAssembler:
                 current = signature(inputs[row])
                 cued = apply_cue(frame_probs, still, stream.cue_signature, current)
                 stream.cue_signature = current
-                if cued is not None:
+                if cued is not None:  # it always changes the frame's best label
                     frame_probs, effect = cued
-                    best_after = int(frame_probs.argmax())
-                    if best_after != frame_best:
-                        if effect is CueEffect.VETO:
-                            self._stats.cue_vetoes += 1
-                        else:
-                            self._stats.cue_boosts += 1
-                    frame_best = best_after
+                    frame_best = int(frame_probs.argmax())
+                    self._stats.cue_changes[effect] += 1
             mean = stream.window.add(frame_probs)
             order = np.argsort(-mean)[: stream.settings.top_k]
             best = int(order[0])

@@ -82,10 +82,7 @@ class BatchMetrics:
         """Carry the scheduler's drop counts (and the temporal cue's changes) over to the counters
         (they only grow)."""
         stats = self._stats
-        for effect, total in (
-            (CueEffect.VETO, stats.cue_vetoes),
-            (CueEffect.BOOST, stats.cue_boosts),
-        ):
+        for effect, total in stats.cue_changes.items():
             changed = total - self._cue_reported[effect]
             if changed:
                 self._metrics.cue_changes(effect, changed)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from streaming.server.temporal_cue import CueEffect
+
 
 @dataclass
 class BatcherStats:
@@ -16,8 +18,8 @@ class BatcherStats:
     dropped_by_budget: int = 0  # of which because the server-wide memory budget was full
     frame_errors: int = 0
     failed_batches: int = 0
-    cue_vetoes: int = 0  # frames whose best label the temporal cue took out
-    cue_boosts: int = 0  # frames whose best label became one the temporal cue raised
+    # frames whose best label the temporal cue changed, by what it did
+    cue_changes: dict[CueEffect, int] = field(default_factory=lambda: dict.fromkeys(CueEffect, 0))
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
     @property

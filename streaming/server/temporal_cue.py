@@ -157,7 +157,8 @@ def apply_cue(
     probs: np.ndarray, indices: Sequence[int], previous: np.ndarray | None, current: np.ndarray
 ) -> tuple[np.ndarray, CueEffect] | None:
     """``probs`` after the temporal cue (the labels at ``indices`` vetoed or boosted, see the
-    module's text) and what it did, or ``None`` when the model's answer stands."""
+    module's text) and what it did, or ``None`` when the model's answer stands. Either effect
+    changes the frame's best label."""
     if previous is None or not indices or previous.shape != current.shape:
         return None
     best = int(probs.argmax())

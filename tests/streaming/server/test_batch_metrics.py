@@ -7,6 +7,7 @@ import pytest
 from streaming.server.batch_metrics import BatchMetrics
 from streaming.server.batch_stats import BatcherStats
 from streaming.server.server_metrics import ServerMetrics
+from streaming.server.temporal_cue import CueEffect
 
 DROPPED = "stream_classify_frames_dropped_total"
 
@@ -66,7 +67,8 @@ def test_temporal_cue_changes_are_reported_by_effect(
         frame_budget=64,
         memory_budget=1 << 20,
     )
-    for stats.cue_vetoes, stats.cue_boosts in steps:
+    for veto, boost in steps:
+        stats.cue_changes = {CueEffect.VETO: veto, CueEffect.BOOST: boost}
         recorder.report_drops()
     changes = "stream_classify_temporal_cue_changes_total"
     assert metrics.value(changes, effect="veto") == vetoes

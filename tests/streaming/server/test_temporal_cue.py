@@ -273,7 +273,7 @@ def test_server_applies_the_cue_per_stream(
     assert [r.seq for r in results] == [0, 1, 2]
     for result, want in zip(results, expected, strict=True):
         assert result.frame_label in want.split("|"), [r.frame_label for r in results]
-    vetoes = running.server.batcher.stats.cue_vetoes
+    vetoes = running.server.batcher.stats.cue_changes[CueEffect.VETO]
     assert vetoes == sum("|" in want for want in expected)
     # and another stream is not compared with this one: its first frame keeps the model's answer
     again = run_stream(running.address, [frame_pb(0, frames[-1])], window=1)
@@ -308,4 +308,43 @@ def test_a_bad_frame_between_two_still_ones_is_answered_and_skipped_by_the_cue(
     # ... and the last frame is compared with the last good one: still, so not "red"
     assert responses[0].frame_label == "red"
     assert responses[3].frame_label in ("green", "blue")
-    assert running.server.batcher.stats.cue_vetoes == 1
+    assert running.server.batcher.stats.cue_changes[CueEffect.VETO] == 1
+
+
+def test_server_boosts_a_half_seen_label_when_the_stream_changes_like_snow(
+    server_factory: Callable[..., Any],
+    tiny_model: Any,
+    run_stream: Callable[..., list[Any]],
+    frame_pb: Callable[..., Any],
+) -> None:
+    import keras
+
+    # given a field the tiny model calls "red" with "green" close behind (more than half of it)
+    model = keras.models.load_model(tiny_model.model_path, compile=False)
+    width, height = tiny_model.input_size
+    fields = [np.full((height, width, 3), (150, g, 40), np.float32) for g in range(40, 250, 5)]
+    probs = model.predict_on_batch(np.stack(fields))
+    half_seen = [f for f, p in zip(fields, probs, strict=True) if 0.6 < p[1] / p[0] < 0.85]
+    assert half_seen, "no red-green field with green between 0.6 and 0.85 of red"
+    field = half_seen[0]
+    # and a server whose cue judges "green"
+    config = ModelConfig(
+        model_path=tiny_model.model_path,
+        labels_path=tiny_model.labels_path,
+        temporal_cue=("green",),
+    )
+    running = server_factory(model=config)
+    rng = np.random.default_rng(11)
+    grain = [np.clip(field + rng.normal(0, 6, field.shape), 0, 255) for _ in range(3)]
+    # when one stream sends the field with grain redrawn every frame, then the same frame again
+    frames = [*grain, grain[-1]]
+    responses = run_stream(
+        running.address,
+        [frame_pb(i, f.astype(np.uint8)) for i, f in enumerate(frames)],
+        window=1,
+        delivery=pb.DELIVERY_MODE_LOSSLESS,
+    )
+    # then the first frame has the model's answer, the redrawn ones are boosted to "green", and
+    # the repeated one is a still picture: no boost
+    assert [r.frame_label for r in responses] == ["red", "green", "green", "red"]
+    assert running.server.batcher.stats.cue_changes == {CueEffect.VETO: 0, CueEffect.BOOST: 2}
