@@ -377,9 +377,10 @@ class ServerConfig:
             ``SCHED_IDLE``): on the CPU a decoder that preempts one of the model's threads stalls
             the whole operation the model is in, so decoding takes the cycles the model leaves
             (BENCHMARKS.md session 7: JPEG row 1.26×). Not the default yet: in one full test run
-            the large-RAW attack's peak memory rose past the adversarial test's bound with it
-            (slow decoders leave readers waiting while gRPC buffers their streams), not
-            reproduced alone; ``normal`` gives decoders the model's priority.
+            the large-RAW attack's peak memory rose past the adversarial test's bound with it;
+            alone it peaks 30-60 MiB higher than with ``normal`` (more under CPU contention),
+            not from gRPC's receive windows (BENCHMARKS.md session 9). ``normal`` gives
+            decoders the model's priority.
         max_message_bytes: largest gRPC message in either direction (old ``-msg``); ``None``
             follows ``max_frame_side`` and ``max_frame_pixels``.
         max_batch: most frames in one model call.
