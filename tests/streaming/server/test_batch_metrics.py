@@ -12,6 +12,19 @@ from streaming.server.temporal_cue import CueEffect
 DROPPED = "stream_classify_frames_dropped_total"
 
 
+def _recorder(metrics: ServerMetrics, stats: BatcherStats) -> BatchMetrics:
+    """A recorder with a fixed clock and nothing held: only the counters it carries over move."""
+    return BatchMetrics(
+        metrics,
+        stats,
+        lambda: 0,
+        held_frames=lambda: 0,
+        held_bytes=lambda: 0,
+        frame_budget=64,
+        memory_budget=1 << 20,
+    )
+
+
 @pytest.mark.parametrize(
     ("steps", "replaced", "budget"),
     [
@@ -27,15 +40,7 @@ def test_drops_are_reported_by_reason(
 ) -> None:
     stats = BatcherStats()
     metrics = ServerMetrics()
-    recorder = BatchMetrics(
-        metrics,
-        stats,
-        lambda: 0,
-        held_frames=lambda: 0,
-        held_bytes=lambda: 0,
-        frame_budget=64,
-        memory_budget=1 << 20,
-    )
+    recorder = _recorder(metrics, stats)
     for dropped, by_budget in steps:
         stats.dropped, stats.dropped_by_budget = dropped, by_budget
         recorder.report_drops()
@@ -58,15 +63,7 @@ def test_temporal_cue_changes_are_reported_by_effect(
 ) -> None:
     stats = BatcherStats()
     metrics = ServerMetrics()
-    recorder = BatchMetrics(
-        metrics,
-        stats,
-        lambda: 0,
-        held_frames=lambda: 0,
-        held_bytes=lambda: 0,
-        frame_budget=64,
-        memory_budget=1 << 20,
-    )
+    recorder = _recorder(metrics, stats)
     for veto, boost in steps:
         stats.cue_changes = {CueEffect.VETO: veto, CueEffect.BOOST: boost}
         recorder.report_drops()
