@@ -24,7 +24,7 @@ import os
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,30 +164,60 @@ def compare(
     max_batch: int = 32,
     max_delay_ms: float = 5.0,
 ) -> list[Pair]:
-    """``rounds`` ABBA rounds; each gives two pairs (AB, then BA)."""
+    """``rounds`` ABBA rounds of ``row``'s load, A on ``before``'s server, B on ``after``'s."""
     flags = server_flags(row, model, max_batch, max_delay_ms)
     shape = ROWS[row]
-    pairs: list[Pair] = []
+    log = work / "loadgen.log"
     with ExitStack() as stack:
         a = stack.enter_context(serving(before.tree, flags, work / "server-before.log", before.env))
         b = stack.enter_context(serving(after.tree, flags, work / "server-after.log", after.env))
-        # One unmeasured run each: first calls, caches, the servers' duration estimates.
-        for server in (a, b):
-            measure(server, shape, max_batch, min(3.0, seconds), work / "loadgen.log")
-        for i in range(rounds):
-            fps_a1 = measure(a, shape, max_batch, seconds, work / "loadgen.log")
-            fps_b1 = measure(b, shape, max_batch, seconds, work / "loadgen.log")
-            fps_b2 = measure(b, shape, max_batch, seconds, work / "loadgen.log")
-            fps_a2 = measure(a, shape, max_batch, seconds, work / "loadgen.log")
-            pairs += [Pair(fps_a1, fps_b1), Pair(fps_a2, fps_b2)]
-            logger.info(
-                "round %d: before %.1f, %.1f; after %.1f, %.1f",
-                i + 1,
-                fps_a1,
-                fps_a2,
-                fps_b1,
-                fps_b2,
-            )
+        return _abba(
+            lambda s: measure(a, shape, max_batch, s, log),
+            lambda s: measure(b, shape, max_batch, s, log),
+            rounds,
+            seconds,
+        )
+
+
+def compare_loads(
+    side: Side,
+    rows: tuple[str, str],
+    rounds: int,
+    seconds: float,
+    model: Path | None,
+    work: Path,
+    max_batch: int = 32,
+) -> list[Pair]:
+    """One server, two rows' loads alternating ABBA (A the first row, B the second): a ratio of
+    two rows that is not the machine's drift (e.g. ``("5", "jpeg")``: JPEG against RAW)."""
+    flags = {tuple(server_flags(row, model, max_batch, 5.0)) for row in rows}
+    if len(flags) != 1:
+        raise ValueError(f"rows {rows} need different servers: compare them with compare()")
+    log = work / "loadgen.log"
+    with serving(side.tree, list(flags.pop()), work / "server.log", side.env) as server:
+        return _abba(
+            lambda s: measure(server, ROWS[rows[0]], max_batch, s, log),
+            lambda s: measure(server, ROWS[rows[1]], max_batch, s, log),
+            rounds,
+            seconds,
+        )
+
+
+def _abba(
+    run_a: Callable[[float], float], run_b: Callable[[float], float], rounds: int, seconds: float
+) -> list[Pair]:
+    """One unmeasured run each (first calls, caches, duration estimates), then ``rounds`` ABBA
+    rounds; each gives two pairs (AB, then BA)."""
+    for run in (run_a, run_b):
+        run(min(3.0, seconds))
+    pairs: list[Pair] = []
+    for i in range(rounds):
+        fps_a1 = run_a(seconds)
+        fps_b1 = run_b(seconds)
+        fps_b2 = run_b(seconds)
+        fps_a2 = run_a(seconds)
+        pairs += [Pair(fps_a1, fps_b1), Pair(fps_a2, fps_b2)]
+        logger.info("round %d: A %.1f, %.1f; B %.1f, %.1f", i + 1, fps_a1, fps_a2, fps_b1, fps_b2)
     return pairs
 
 
@@ -219,7 +249,7 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", type=Path, required=True, help="the older source tree")
+    parser.add_argument("--before", type=Path, help="the older source tree")
     parser.add_argument("--after", type=Path, default=Path("."), help="the newer source tree")
     for side in ("before", "after"):
         parser.add_argument(
@@ -230,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
             help=f"added to the {side} server's environment (the same tree twice: a setting)",
         )
     parser.add_argument("--row", choices=sorted(ROWS), action="append")
+    parser.add_argument(
+        "--loads",
+        metavar="A,B",
+        help="one server of --after's tree, two rows' loads alternating (e.g. 5,jpeg: the "
+        "ratio is B/A); --before is not served",
+    )
     parser.add_argument("--rounds", type=int, default=4, help="ABBA rounds (2 pairs each)")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
     parser.add_argument("--model", type=Path, help="row 5's model (default MobileNetV3Small 224²)")
@@ -238,9 +274,21 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="compare-trees-") as scratch:
         work = Path(scratch)
         model = args.model
-        rows = args.row or ["3", "5"]
+        loads = tuple(args.loads.split(",")) if args.loads else ()
+        if loads and (len(loads) != 2 or not set(loads) <= set(ROWS)):
+            parser.error(f"--loads takes two of {sorted(ROWS)}, e.g. 5,jpeg")
+        if not loads and args.before is None:
+            parser.error("--before is required (unless --loads)")
+        rows = list(loads) or args.row or ["3", "5"]
         if model is None and any(not ROWS[row].null_model for row in rows):
             model = build_default_model(work / "model.keras")
+        if loads:
+            after = Side(args.after.resolve(), parse_env(args.after_env))
+            pairs = compare_loads(
+                after, (loads[0], loads[1]), args.rounds, args.seconds, model, work
+            )
+            print(json.dumps(summary(args.loads, pairs)), flush=True)  # noqa: T201 - the output
+            return 0
         for row in rows:
             pairs = compare(
                 Side(args.before.resolve(), parse_env(args.before_env)),

@@ -6,6 +6,11 @@ and never everyone's batch. Resizing happens here, on uint8 pixels, so a 4096x40
 never becomes float32 at full size in the model's preprocessing, and what the memory budget
 then counts is the small decoded image. RAW frames already at the model's input size stay
 zero-copy views on the received bytes and are decoded at batch time (a reshape).
+
+With idle-priority decoders (the default) frames whose payload is large go to a second,
+normal-priority pool: an idle decoder gets no CPU while anything else wants it, and a payload
+waiting for it is memory held that long, while its stream's unread messages pile up in gRPC's
+receive windows, which no budget counts (BENCHMARKS.md session 10).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 # Module constants: a global is read faster than an enum member, and this runs per frame.
 _RAW = frozenset((Encoding.RAW_RGB, Encoding.RAW_BGR))
+# Payloads from this size decode at normal priority: above a 1080p JPEG's usual few hundred KB
+# and a 640x480 RAW frame's 0.9 MB; 1080p RAW (6 MB) and larger are memory first.
+LARGE_PAYLOAD_BYTES = 1 << 20
 
 
 def lower_priority() -> None:
@@ -69,6 +77,15 @@ class FrameIntake:
             thread_name_prefix="sc-decode",
             initializer=lower_priority if priority == "idle" else None,
         )
+        # Large payloads at normal priority (see the module docstring); no more threads than
+        # cores: what they save is memory, and a large frame's resize is CPU-bound.
+        self._large_pool = (
+            ThreadPoolExecutor(
+                min(workers, os.cpu_count() or 1), thread_name_prefix="sc-decode-large"
+            )
+            if priority == "idle"
+            else self._pool
+        )
 
     def retarget(self, description: ModelDescription) -> None:
         """Size frames for another model from now on (a model version swap; same channels).
@@ -87,8 +104,8 @@ class FrameIntake:
 
     async def decode(self, frame: FrameData) -> np.ndarray | FrameRejected:
         """The frame as a model-sized image, or why it cannot be one (answered in-band)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.decode_now, frame)
+        pool = self._large_pool if len(frame.data) >= LARGE_PAYLOAD_BYTES else self._pool
+        return await asyncio.get_running_loop().run_in_executor(pool, self.decode_now, frame)
 
     def decode_now(self, frame: FrameData) -> np.ndarray | FrameRejected:
         """``decode`` on the calling thread: the server's one place that decodes a frame.
@@ -115,6 +132,7 @@ class FrameIntake:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._large_pool.shutdown(wait=False, cancel_futures=True)
 
     def _resized(self, image: np.ndarray) -> np.ndarray:
         return resize_to(image, self._width, self._height)

@@ -373,14 +373,14 @@ class ServerConfig:
         address: where to listen (old ``-ip``).
         window: default frames per window-averaged prediction (old ``-scw``).
         workers: threads that decode and resize frames as they arrive (old ``-wrk``).
-        decode_priority: ``idle`` runs those threads at the OS's idle priority (Linux
-            ``SCHED_IDLE``): on the CPU a decoder that preempts one of the model's threads stalls
-            the whole operation the model is in, so decoding takes the cycles the model leaves
-            (BENCHMARKS.md session 7: JPEG row 1.26×). Not the default yet: in one full test run
-            the large-RAW attack's peak memory rose past the adversarial test's bound with it;
-            alone it peaks 30-60 MiB higher than with ``normal`` (more under CPU contention),
-            not from gRPC's receive windows (BENCHMARKS.md session 9). ``normal`` gives
-            decoders the model's priority.
+        decode_priority: ``idle`` (the default) runs those threads at the OS's idle priority
+            (Linux ``SCHED_IDLE``): on the CPU a decoder that preempts one of the model's threads
+            stalls the whole operation the model is in, so decoding takes the cycles the model
+            leaves (BENCHMARKS.md session 7: JPEG row 1.26×). Payloads of 1 MiB or more decode
+            at normal priority all the same: an idle decoder waits as long as anything else
+            runs, and a large payload waiting is memory held (BENCHMARKS.md session 10).
+            ``normal`` gives every decoder the model's priority: for a host shared with other
+            busy programs, where idle decoders get only what those leave.
         max_message_bytes: largest gRPC message in either direction (old ``-msg``); ``None``
             follows ``max_frame_side`` and ``max_frame_pixels``.
         max_batch: most frames in one model call.
@@ -464,11 +464,13 @@ class ServerConfig:
         ),
     )
     decode_priority: str = field(
-        default="normal",
+        default="idle",
         metadata=flag(
             "--decode-priority",
             choices=("idle", "normal"),
-            help="OS priority of the decoding threads: idle never preempts the model's threads",
+            help="OS priority of the decoding threads: idle never preempts the model's threads "
+            "(payloads of 1 MiB or more decode at normal priority); normal for a host shared "
+            "with other busy programs",
             group=BATCHING,
         ),
     )

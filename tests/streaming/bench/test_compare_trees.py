@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from streaming.bench.compare_trees import Pair, Side, compare, parse_env, server_flags, summary
+from streaming.bench.compare_trees import (
+    Pair,
+    Side,
+    compare,
+    compare_loads,
+    parse_env,
+    server_flags,
+    summary,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -48,6 +56,12 @@ def test_server_flags(row: str, model: Path | None, expected: list[str]) -> None
 def test_row_5_needs_a_model() -> None:
     with pytest.raises(ValueError, match="row 5"):
         server_flags("5", None, 32, 5.0)
+
+
+def test_loads_compared_on_one_server_must_share_its_flags(tmp_path: Path) -> None:
+    # row 3 serves the no-op model, row 5 a real one: no one server runs both loads
+    with pytest.raises(ValueError, match="different servers"):
+        compare_loads(Side(REPO), ("3", "5"), 1, 1.0, Path("m.keras"), tmp_path)
 
 
 @pytest.mark.parametrize(

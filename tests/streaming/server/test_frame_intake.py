@@ -136,29 +136,43 @@ def test_retarget_sizes_frames_for_the_new_model_version(
     assert isinstance(out, np.ndarray) and out.shape == (40, 48, 3)
 
 
-def _policy_of_decoders(other_than: set[threading.Thread]) -> set[int]:
-    """The scheduling policy (field 41 of /proc/self/task/TID/stat) of the decoding threads
-    started since ``other_than`` was taken (earlier tests' pools may still be ending)."""
-    policies = set()
+def _policies_of_decoders(other_than: set[threading.Thread]) -> dict[str, set[int]]:
+    """The scheduling policies (field 41 of /proc/self/task/TID/stat) of the decoding threads
+    started since ``other_than`` was taken (earlier tests' pools may still be ending), by pool."""
+    policies: dict[str, set[int]] = {}
     for thread in set(threading.enumerate()) - other_than:
         if thread.name.startswith("sc-decode") and thread.native_id is not None:
             stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
-            policies.add(int(stat.rsplit(")", 1)[1].split()[38]))
+            pool = thread.name.rsplit("_", 1)[0]  # ThreadPoolExecutor names threads PREFIX_N
+            policies.setdefault(pool, set()).add(int(stat.rsplit(")", 1)[1].split()[38]))
     return policies
+
+
+_SMALL_JPEG = np.full((48, 64, 3), 90, np.uint8)
+_LARGE_RAW = np.full((600, 800, 3), 90, np.uint8)  # 1.4 MB: past LARGE_PAYLOAD_BYTES
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
 @pytest.mark.parametrize(
-    ("priority", "policy"), [("idle", os.SCHED_IDLE), ("normal", os.SCHED_OTHER)]
+    ("priority", "image", "encoding", "policies"),
+    [
+        ("idle", _SMALL_JPEG, Encoding.JPEG, {"sc-decode": {os.SCHED_IDLE}}),
+        # a large payload is memory held while it waits: it decodes at normal priority
+        ("idle", _LARGE_RAW, Encoding.RAW_RGB, {"sc-decode-large": {os.SCHED_OTHER}}),
+        ("normal", _SMALL_JPEG, Encoding.JPEG, {"sc-decode": {os.SCHED_OTHER}}),
+        ("normal", _LARGE_RAW, Encoding.RAW_RGB, {"sc-decode": {os.SCHED_OTHER}}),
+    ],
 )
-def test_decoding_threads_run_at_the_priority_asked(priority: str, policy: int) -> None:
+def test_decoding_threads_run_at_the_priority_asked(
+    priority: str, image: np.ndarray, encoding: Encoding, policies: dict[str, set[int]]
+) -> None:
     description = ModelDescription(("a", "b"), 32, 24, 3, "m", "cpu")
     before = set(threading.enumerate())
     intake = FrameIntake(description, 8192, 8192 * 8192, workers=2, priority=priority)
     try:
-        image = np.full((48, 64, 3), 90, np.uint8)
-        out = asyncio.run(intake.decode(encoded(image, Encoding.JPEG)))
+        frame = raw(image) if encoding == Encoding.RAW_RGB else encoded(image, encoding)
+        out = asyncio.run(intake.decode(frame))
         assert isinstance(out, np.ndarray) and out.shape == (24, 32, 3)  # decoded all the same
-        assert _policy_of_decoders(before) == {policy}
+        assert _policies_of_decoders(before) == policies
     finally:
         intake.shutdown()
