@@ -40,8 +40,9 @@ MEMORY_BUDGET = 128 * MIB
 # is reserved before it is read). What it cannot count: gRPC's two copies of a message while
 # handing it to Python (one message at a time, up to 2 x 48 MiB for a 4096x4096 RAW frame), a
 # stream's first message (its size is unknown until it has arrived), numpy/OpenCV temporaries
-# while a frame decodes, and what the allocator keeps of freed memory (the server runs with one
-# glibc arena: streaming/server/allocator.py). Measured on this 2-core machine: large RAW frames peak at
+# while a frame decodes, what the allocator keeps of freed memory (the server runs with one
+# glibc arena: streaming/server/allocator.py), and what gRPC receives into a stream's flow-control
+# window while its reader waits (why large payloads never wait for an idle-priority decoder). Measured on this 2-core machine: large RAW frames peak at
 # 210-300 MiB over the footprint, every other attack at most 60 MiB (the budget is not reached).
 MEMORY_MARGIN = 256 * MIB
 MAX_STREAMS = 16
