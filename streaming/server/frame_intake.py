@@ -10,7 +10,10 @@ zero-copy views on the received bytes and are decoded at batch time (a reshape).
 With idle-priority decoders (the default) frames whose payload is large go to a second,
 normal-priority pool: an idle decoder gets no CPU while anything else wants it, and a payload
 waiting for it is memory held that long, while its stream's unread messages pile up in gRPC's
-receive windows, which no budget counts (BENCHMARKS.md session 10).
+receive windows, which no budget counts (BENCHMARKS.md session 10). For the same reason a frame
+the idle pool has not decoded within ``IDLE_PATIENCE_S`` is decoded in the normal-priority pool
+too: other programs on the host may keep every core busy for as long as they run, and a stream
+must not stall for that long.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ _RAW = frozenset((Encoding.RAW_RGB, Encoding.RAW_BGR))
 # Payloads from this size decode at normal priority: above a 1080p JPEG's usual few hundred KB
 # and a 640x480 RAW frame's 0.9 MB; 1080p RAW (6 MB) and larger are memory first.
 LARGE_PAYLOAD_BYTES = 1 << 20
+# Several model calls: with only the model competing, idle decoders keep up well within it
+# (the JPEG row), so only a host kept busy by others gets here.
+IDLE_PATIENCE_S = 1.0
 
 
 def lower_priority() -> None:
@@ -62,6 +68,7 @@ class FrameIntake:
         max_frame_pixels: int,
         workers: int,
         priority: str = "normal",
+        idle_patience_s: float = IDLE_PATIENCE_S,
     ) -> None:
         self._width = description.input_width
         self._height = description.input_height
@@ -86,6 +93,10 @@ class FrameIntake:
             if priority == "idle"
             else self._pool
         )
+        self._patience_s = idle_patience_s
+        self.starved = (
+            0  # frames the idle pool had not decoded in time (decoded at normal priority)
+        )
 
     def retarget(self, description: ModelDescription) -> None:
         """Size frames for another model from now on (a model version swap; same channels).
@@ -104,8 +115,33 @@ class FrameIntake:
 
     async def decode(self, frame: FrameData) -> np.ndarray | FrameRejected:
         """The frame as a model-sized image, or why it cannot be one (answered in-band)."""
-        pool = self._large_pool if len(frame.data) >= LARGE_PAYLOAD_BYTES else self._pool
-        return await asyncio.get_running_loop().run_in_executor(pool, self.decode_now, frame)
+        if self._large_pool is self._pool or len(frame.data) >= LARGE_PAYLOAD_BYTES:
+            return await asyncio.wrap_future(self._large_pool.submit(self.decode_now, frame))
+        queued = self._pool.submit(self.decode_now, frame)
+        attempts = {asyncio.wrap_future(queued)}
+        try:
+            done, _ = await asyncio.wait(attempts, timeout=self._patience_s)
+            if not done:
+                self._starving()
+                if queued.cancel():  # had not started: its place goes to the next frame
+                    attempts.clear()
+                # else it runs on; whichever attempt ends first answers
+                attempts.add(asyncio.wrap_future(self._large_pool.submit(self.decode_now, frame)))
+                done, _ = await asyncio.wait(attempts, return_when=asyncio.FIRST_COMPLETED)
+            return done.pop().result()
+        finally:
+            for attempt in attempts:
+                attempt.cancel()  # not started yet: never will (the stream went away)
+
+    def _starving(self) -> None:
+        self.starved += 1
+        if self.starved == 1:
+            logger.warning(
+                "a frame waited %.1f s for an idle-priority decoder (other programs keep the "
+                "cores busy): such frames are decoded at normal priority; on a shared host, "
+                "serve with --decode-priority normal",
+                self._patience_s,
+            )
 
     def decode_now(self, frame: FrameData) -> np.ndarray | FrameRejected:
         """``decode`` on the calling thread: the server's one place that decodes a frame.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -175,4 +176,60 @@ def test_decoding_threads_run_at_the_priority_asked(
         assert isinstance(out, np.ndarray) and out.shape == (24, 32, 3)  # decoded all the same
         assert _policies_of_decoders(before) == policies
     finally:
+        intake.shutdown()
+
+
+class _HeldIdleIntake(FrameIntake):
+    """Idle-priority decoders that wait at ``gate`` (a host whose other programs take every
+    core); the normal-priority pool decodes at once. ``finished`` names who decoded what."""
+
+    def __init__(self, patience_s: float) -> None:
+        description = ModelDescription(("a", "b"), 32, 24, 3, "m", "cpu")
+        super().__init__(description, 8192, 8192 * 8192, 1, "idle", idle_patience_s=patience_s)
+        self.gate = threading.Event()
+        self.finished: list[tuple[str, int]] = []
+
+    def decode_now(self, frame: FrameData) -> np.ndarray | FrameRejected:
+        pool = threading.current_thread().name.rsplit("_", 1)[0]
+        if pool == "sc-decode":
+            self.gate.wait(10)
+        self.finished.append((pool, frame.seq))
+        return super().decode_now(frame)
+
+
+def _jpeg(seq: int) -> FrameData:
+    frame = encoded(np.full((48, 64, 3), 90, np.uint8), Encoding.JPEG)
+    return dataclasses.replace(frame, seq=seq)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("held", "frames", "answered_by", "starved"),
+    [
+        # the idle decoder is free: it answers within its patience
+        (False, 1, [("sc-decode", 1)], 0),
+        # the idle decoder started and gets no CPU: the normal pool answers after the patience
+        (True, 1, [("sc-decode-large", 1)], 1),
+        # the one idle decoder is taken by frame 1, frame 2 never started there: both go to the
+        # normal pool, and frame 2's idle attempt is withdrawn (never decoded twice)
+        (True, 2, [("sc-decode-large", 1), ("sc-decode-large", 2)], 2),
+    ],
+)
+def test_a_frame_starved_of_idle_decoders_is_decoded_at_normal_priority(
+    held: bool, frames: int, answered_by: list[tuple[str, int]], starved: int
+) -> None:
+    intake = _HeldIdleIntake(patience_s=0.2)
+    if not held:
+        intake.gate.set()
+
+    async def decode_all() -> list[np.ndarray | FrameRejected]:
+        return await asyncio.gather(*(intake.decode(_jpeg(seq)) for seq in range(1, frames + 1)))
+
+    try:
+        outs = asyncio.run(decode_all())
+        assert all(isinstance(out, np.ndarray) and out.shape == (24, 32, 3) for out in outs)
+        assert sorted(intake.finished) == answered_by
+        assert intake.starved == starved
+    finally:
+        intake.gate.set()  # the held idle decode runs out (its answer is not used)
         intake.shutdown()
