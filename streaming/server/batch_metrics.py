@@ -34,6 +34,7 @@ class BatchMetrics:
         held_bytes: Callable[[], int],
         frame_budget: int,
         memory_budget: int,
+        decodes_starved: Callable[[], int] = lambda: 0,
     ) -> None:
         self._metrics = metrics
         self._stats = stats
@@ -41,6 +42,8 @@ class BatchMetrics:
         self._drops_reported = 0
         self._budget_drops_reported = 0
         self._cue_reported = dict.fromkeys(CueEffect, 0)
+        self._decodes_starved = decodes_starved
+        self._starved_reported = 0
         self._busy_ns = 0  # model time of every answered batch so far
         now = clock()
         # (wall, busy) at the start of the previous and the current window; read by the scrape thread
@@ -79,9 +82,13 @@ class BatchMetrics:
         self.report_drops()
 
     def report_drops(self) -> None:
-        """Carry the scheduler's drop counts (and the temporal cue's changes) over to the counters
-        (they only grow)."""
+        """Carry the scheduler's drop counts (and the temporal cue's changes, and the decodes
+        idle decoders left too long) over to the counters (they only grow)."""
         stats = self._stats
+        starved = self._decodes_starved()
+        if starved != self._starved_reported:
+            self._metrics.decodes_starved(starved - self._starved_reported)
+            self._starved_reported = starved
         for effect, total in stats.cue_changes.items():
             changed = total - self._cue_reported[effect]
             if changed:

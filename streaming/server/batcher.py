@@ -73,7 +73,7 @@ class Batcher:
         self.scheduler = scheduler = Scheduler(
             policy or SchedulingPolicy.from_config(config), clock, durations, self.stats
         )
-        self._intake = intake or FrameIntake(
+        self._intake = intake = intake or FrameIntake(
             description,
             config.max_frame_side,
             config.max_frame_pixels,
@@ -105,6 +105,7 @@ class Batcher:
                 held_bytes=lambda: scheduler.held_bytes,
                 frame_budget=config.effective_frame_budget,
                 memory_budget=config.memory_budget_bytes,
+                decodes_starved=lambda: intake.starved,
             )
         )
         self._streams: dict[int, StreamState] = {}

@@ -178,6 +178,12 @@ class ServerMetrics:
             registry=r,
         )
         self._cue_changes = {effect: cue_changes.labels(effect.value) for effect in CueEffect}
+        self._decodes_starved = Counter(
+            f"{PREFIX}_decodes_starved",
+            "Frames an idle-priority decoder had not decoded within a second, decoded at normal "
+            "priority instead (other programs keep the cores busy: --decode-priority normal).",
+            registry=r,
+        )
         self._received = {d: received.labels(_label(d)) for d in Delivery}
         self._answered = {d: answered.labels(_label(d)) for d in Delivery}
         self._dropped = {reason: dropped.labels(reason.value) for reason in DropReason}
@@ -316,6 +322,9 @@ class ServerMetrics:
 
     def cue_changes(self, effect: CueEffect, n: int) -> None:
         self._cue_changes[effect].inc(n)
+
+    def decodes_starved(self, n: int) -> None:
+        self._decodes_starved.inc(n)
 
     # Streams ------------------------------------------------------------------------------
 

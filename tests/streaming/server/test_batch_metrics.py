@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from streaming.server.batch_metrics import BatchMetrics
@@ -12,7 +14,9 @@ from streaming.server.temporal_cue import CueEffect
 DROPPED = "stream_classify_frames_dropped_total"
 
 
-def _recorder(metrics: ServerMetrics, stats: BatcherStats) -> BatchMetrics:
+def _recorder(
+    metrics: ServerMetrics, stats: BatcherStats, starved: Callable[[], int] = lambda: 0
+) -> BatchMetrics:
     """A recorder with a fixed clock and nothing held: only the counters it carries over move."""
     return BatchMetrics(
         metrics,
@@ -22,6 +26,7 @@ def _recorder(metrics: ServerMetrics, stats: BatcherStats) -> BatchMetrics:
         held_bytes=lambda: 0,
         frame_budget=64,
         memory_budget=1 << 20,
+        decodes_starved=starved,
     )
 
 
@@ -70,3 +75,16 @@ def test_temporal_cue_changes_are_reported_by_effect(
     changes = "stream_classify_temporal_cue_changes_total"
     assert metrics.value(changes, effect="veto") == vetoes
     assert metrics.value(changes, effect="boost") == boosts
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [([0], 0), ([3], 3), ([1, 1, 4], 4)],  # reported in goes: the total, never twice
+)
+def test_starved_decodes_are_reported(steps: list[int], expected: int) -> None:
+    metrics = ServerMetrics()
+    starved = 0
+    recorder = _recorder(metrics, BatcherStats(), lambda: starved)
+    for starved in steps:  # noqa: B007 - the recorder's callable reads it
+        recorder.report_drops()
+    assert metrics.value("stream_classify_decodes_starved_total") == expected

@@ -29,6 +29,7 @@ METRIC_NAMES_FILE_ORDER = (
     "stream_classify_frames_dropped",
     "stream_classify_frames_failed",
     "stream_classify_temporal_cue_changes",
+    "stream_classify_decodes_starved",
     "stream_classify_streams_open",
     "stream_classify_streams_opened",
     "stream_classify_queue_wait_seconds",
