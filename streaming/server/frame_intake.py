@@ -13,14 +13,18 @@ waiting for it is memory held that long, while its stream's unread messages pile
 receive windows, which no budget counts (BENCHMARKS.md session 10). For the same reason a frame
 the idle pool has not decoded within ``IDLE_PATIENCE_S`` is decoded in the normal-priority pool
 too: other programs on the host may keep every core busy for as long as they run, and a stream
-must not stall for that long.
+must not stall for that long. Every frame then goes to that pool for ``STARVED_HOLD_S``, after
+which idle decoders are tried again (a busy neighbour usually stays busy a while).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -41,6 +45,7 @@ LARGE_PAYLOAD_BYTES = 1 << 20
 # Several model calls: with only the model competing, idle decoders keep up well within it
 # (the JPEG row), so only a host kept busy by others gets here.
 IDLE_PATIENCE_S = 1.0
+STARVED_HOLD_S = 10.0
 
 
 def lower_priority() -> None:
@@ -69,6 +74,7 @@ class FrameIntake:
         workers: int,
         priority: str = "normal",
         idle_patience_s: float = IDLE_PATIENCE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._width = description.input_width
         self._height = description.input_height
@@ -94,6 +100,10 @@ class FrameIntake:
             else self._pool
         )
         self._patience_s = idle_patience_s
+        self._clock = clock
+        self._normal_until = (
+            -math.inf
+        )  # after starvation: every frame at normal priority until then
         self.starved = (
             0  # frames the idle pool had not decoded in time (decoded at normal priority)
         )
@@ -115,7 +125,11 @@ class FrameIntake:
 
     async def decode(self, frame: FrameData) -> np.ndarray | FrameRejected:
         """The frame as a model-sized image, or why it cannot be one (answered in-band)."""
-        if self._large_pool is self._pool or len(frame.data) >= LARGE_PAYLOAD_BYTES:
+        if (
+            self._large_pool is self._pool
+            or len(frame.data) >= LARGE_PAYLOAD_BYTES
+            or self._clock() < self._normal_until
+        ):
             return await asyncio.wrap_future(self._large_pool.submit(self.decode_now, frame))
         queued = self._pool.submit(self.decode_now, frame)
         attempts = {asyncio.wrap_future(queued)}
@@ -135,12 +149,14 @@ class FrameIntake:
 
     def _starving(self) -> None:
         self.starved += 1
+        self._normal_until = self._clock() + STARVED_HOLD_S
         if self.starved == 1:
             logger.warning(
                 "a frame waited %.1f s for an idle-priority decoder (other programs keep the "
-                "cores busy): such frames are decoded at normal priority; on a shared host, "
-                "serve with --decode-priority normal",
+                "cores busy): frames are decoded at normal priority for %.0f s after each such "
+                "wait; on a shared host, serve with --decode-priority normal",
                 self._patience_s,
+                STARVED_HOLD_S,
             )
 
     def decode_now(self, frame: FrameData) -> np.ndarray | FrameRejected:

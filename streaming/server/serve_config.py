@@ -379,7 +379,8 @@ class ServerConfig:
             leaves (BENCHMARKS.md session 7: JPEG row 1.26×). Payloads of 1 MiB or more decode
             at normal priority all the same: an idle decoder waits as long as anything else
             runs, and a large payload waiting is memory held (BENCHMARKS.md session 10); and
-            a frame not decoded within 1 s at idle priority is decoded at normal priority.
+            a frame not decoded within 1 s at idle priority is decoded at normal priority, as
+            is every frame for the next 10 s.
             ``normal`` gives every decoder the model's priority: for a host shared with other
             busy programs, where idle decoders get only what those leave.
         max_message_bytes: largest gRPC message in either direction (old ``-msg``); ``None``

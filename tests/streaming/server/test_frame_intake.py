@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streaming.server.frame_intake import FrameIntake
+from streaming.server.frame_intake import STARVED_HOLD_S, FrameIntake
 from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import Encoding, FrameData, ModelDescription
 
@@ -183,9 +183,11 @@ class _HeldIdleIntake(FrameIntake):
     """Idle-priority decoders that wait at ``gate`` (a host whose other programs take every
     core); the normal-priority pool decodes at once. ``finished`` names who decoded what."""
 
-    def __init__(self, patience_s: float) -> None:
+    def __init__(self, patience_s: float, clock: Callable[[], float] = lambda: 0.0) -> None:
         description = ModelDescription(("a", "b"), 32, 24, 3, "m", "cpu")
-        super().__init__(description, 8192, 8192 * 8192, 1, "idle", idle_patience_s=patience_s)
+        super().__init__(
+            description, 8192, 8192 * 8192, 1, "idle", idle_patience_s=patience_s, clock=clock
+        )
         self.gate = threading.Event()
         self.finished: list[tuple[str, int]] = []
 
@@ -232,4 +234,28 @@ def test_a_frame_starved_of_idle_decoders_is_decoded_at_normal_priority(
         assert intake.starved == starved
     finally:
         intake.gate.set()  # the held idle decode runs out (its answer is not used)
+        intake.shutdown()
+
+
+@pytest.mark.timeout(30)
+def test_after_a_starved_frame_frames_decode_at_normal_priority_for_a_while() -> None:
+    now = 100.0
+    intake = _HeldIdleIntake(patience_s=0.2, clock=lambda: now)
+
+    def decode(seq: int) -> None:
+        out = asyncio.run(intake.decode(_jpeg(seq)))
+        assert isinstance(out, np.ndarray) and out.shape == (24, 32, 3)
+
+    try:
+        decode(1)  # starved: waits its patience, then the normal pool decodes it
+        now += STARVED_HOLD_S - 1
+        decode(2)  # within the hold: straight to the normal pool, no wait
+        assert intake.finished == [("sc-decode-large", 1), ("sc-decode-large", 2)]
+        assert intake.starved == 1
+        now += 2  # the hold is over and the idle decoders get CPU again
+        intake.gate.set()
+        decode(3)
+        assert ("sc-decode", 3) in intake.finished and intake.starved == 1
+    finally:
+        intake.gate.set()
         intake.shutdown()
