@@ -101,12 +101,10 @@ class FrameIntake:
         )
         self._patience_s = idle_patience_s
         self._clock = clock
-        self._normal_until = (
-            -math.inf
-        )  # after starvation: every frame at normal priority until then
-        self.starved = (
-            0  # frames the idle pool had not decoded in time (decoded at normal priority)
-        )
+        # After a starved frame, every frame decodes at normal priority until then.
+        self._normal_until = -math.inf
+        # Frames the idle pool had not decoded within the patience (decoded at normal priority).
+        self.starved = 0
 
     def retarget(self, description: ModelDescription) -> None:
         """Size frames for another model from now on (a model version swap; same channels).
@@ -144,8 +142,10 @@ class FrameIntake:
                 done, _ = await asyncio.wait(attempts, return_when=asyncio.FIRST_COMPLETED)
             return done.pop().result()
         finally:
+            # What is left is dropped: an attempt not started never runs (also when the stream
+            # went away while waiting); a started one runs out, unused.
             for attempt in attempts:
-                attempt.cancel()  # not started yet: never will (the stream went away)
+                attempt.cancel()
 
     def _starving(self) -> None:
         self.starved += 1
