@@ -23,6 +23,7 @@ from client._channel import (
     ChannelPool,
     ConnectionSettings,
 )
+from client._convert import classify_method
 from client._core import ClientCore, StreamBase, StreamCore, StreamPlan
 from client._errors import ClassifierClientError
 from client._frames import ImageLike
@@ -237,7 +238,7 @@ class AsyncStreamClient(ClientCore):
         lease = self._pool.acquire()
         try:
             stream = AsyncStream(
-                pb_grpc.StreamClassifierStub(lease.channel),
+                classify_method(lease.channel),
                 plan,
                 metadata=self._settings.metadata,
                 on_close=self._streams.discard,
@@ -313,7 +314,7 @@ class AsyncStream(StreamBase):
 
     def __init__(
         self,
-        stub: pb_grpc.StreamClassifierStub,
+        classify: grpc.aio.StreamStreamMultiCallable,
         plan: StreamPlan,
         *,
         metadata: tuple[tuple[str, str], ...] | None,
@@ -327,7 +328,7 @@ class AsyncStream(StreamBase):
         self._results: asyncio.Queue[object] = asyncio.Queue()
         self._lock = asyncio.Lock()  # orders seq numbers with their place in the queue
         self._finished = asyncio.Event()  # wakes a sender waiting for room when the call ends
-        self._call = stub.Classify(
+        self._call = classify(
             self._request_iterator(self._core.config_request()), metadata=metadata
         )
         self._status = CallStatus(self._call)
@@ -440,13 +441,13 @@ class AsyncStream(StreamBase):
 
     async def _request_iterator(
         self, config: pb.ClassifyRequest
-    ) -> AsyncIterator[pb.ClassifyRequest]:
+    ) -> AsyncIterator[pb.ClassifyRequest | bytes]:
         yield config
         while True:
             item = await self._requests.get()
             if item is _END:
                 return
-            assert isinstance(item, pb.ClassifyRequest)
+            assert isinstance(item, bytes)  # a serialized frame request
             yield item
 
     async def _read(self) -> None:

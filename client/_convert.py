@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import cast, overload
 
 import grpc
 import numpy as np
@@ -18,6 +18,9 @@ from client._types import (
     StreamOptions,
 )
 from client.api.v1 import stream_classifier_pb2 as pb
+
+# As the generated stub names it (package streamclassify.v1, service StreamClassifier).
+CLASSIFY_METHOD = "/streamclassify.v1.StreamClassifier/Classify"
 
 
 def model_info_from_pb(message: pb.ModelInfo) -> ModelInfo:
@@ -51,17 +54,68 @@ def config_request(options: StreamOptions) -> pb.ClassifyRequest:
     )
 
 
-def frame_request(seq: int, frame: EncodedFrame, capture_time_us: int) -> pb.ClassifyRequest:
-    return pb.ClassifyRequest(
-        frame=pb.Frame(
-            seq=seq,
-            encoding=cast(pb.Encoding, int(frame.encoding)),
-            width=frame.width,
-            height=frame.height,
-            channels=frame.channels,
-            data=frame.data,
-            capture_time_us=capture_time_us,
+# Frame fields by number (the tag is number << 3, wire type 0 for varints, 2 for data).
+_SEQ, _ENCODING, _WIDTH, _HEIGHT, _CHANNELS, _DATA, _CAPTURE_TIME = range(1, 8)
+_REQUEST_FRAME_TAG = b"\x12"  # ClassifyRequest.frame (field 2), length-delimited
+_U64 = (1 << 64) - 1
+
+
+def _varint(value: int) -> bytes:
+    value &= _U64  # int64 fields carry negatives as 64-bit two's complement, as protobuf
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _varint_field(number: int, value: int) -> bytes:
+    # proto3 leaves fields at zero out; so does protobuf's own serializer
+    return _varint(number << 3) + _varint(value) if value else b""
+
+
+def frame_request(seq: int, frame: EncodedFrame, capture_time_us: int) -> bytes:
+    """The frame's ``ClassifyRequest``, serialized.
+
+    The bytes ``SerializeToString`` gives (fields in number order, zeros left out), built with
+    one copy of the frame's data: a message and then its serialization would copy it twice,
+    the largest share of a client's CPU per frame (py-spy on bench row 3, BENCHMARKS.md
+    session 10). Streams send it through :func:`serialize_request`.
+    """
+    data = frame.data
+    head = b"".join(
+        (
+            _varint_field(_SEQ, seq),
+            _varint_field(_ENCODING, int(frame.encoding)),
+            _varint_field(_WIDTH, frame.width),
+            _varint_field(_HEIGHT, frame.height),
+            _varint_field(_CHANNELS, frame.channels),
+            _varint(_DATA << 3 | 2) + _varint(len(data)) if data else b"",
         )
+    )
+    tail = _varint_field(_CAPTURE_TIME, capture_time_us)
+    size = len(head) + len(data) + len(tail)
+    return b"".join((_REQUEST_FRAME_TAG, _varint(size), head, data, tail))
+
+
+def serialize_request(request: bytes | pb.ClassifyRequest) -> bytes:
+    """A stream's request serializer: frames come serialized already (:func:`frame_request`)."""
+    return request if isinstance(request, bytes) else request.SerializeToString()
+
+
+@overload
+def classify_method(channel: grpc.aio.Channel) -> grpc.aio.StreamStreamMultiCallable: ...
+@overload
+def classify_method(channel: grpc.Channel) -> grpc.StreamStreamMultiCallable: ...
+def classify_method(
+    channel: grpc.Channel | grpc.aio.Channel,
+) -> grpc.StreamStreamMultiCallable | grpc.aio.StreamStreamMultiCallable:
+    """The ``Classify`` method on ``channel``, sending requests through :func:`serialize_request`."""
+    return channel.stream_stream(
+        CLASSIFY_METHOD,
+        request_serializer=serialize_request,
+        response_deserializer=pb.ClassifyResponse.FromString,
     )
 
 

@@ -172,10 +172,9 @@ class StreamCore:
     def config_request(self) -> pb.ClassifyRequest:
         return _convert.config_request(self.options)
 
-    def frame_request(
-        self, frame: EncodedFrame, capture_time_us: int | None
-    ) -> tuple[int, pb.ClassifyRequest]:
-        """The next frame's sequence number and request; raises when the stream cannot send."""
+    def frame_request(self, frame: EncodedFrame, capture_time_us: int | None) -> tuple[int, bytes]:
+        """The next frame's sequence number and serialized request; raises when the stream
+        cannot send."""
         self.check_open()
         seq = self._next_seq
         self._next_seq += 1

@@ -24,6 +24,7 @@ from client._channel import (
     ChannelPool,
     ConnectionSettings,
 )
+from client._convert import classify_method
 from client._core import ClientCore, StreamBase, StreamCore, StreamPlan
 from client._errors import ClassifierClientError
 from client._frames import ImageLike
@@ -177,7 +178,7 @@ class StreamClient(ClientCore):
         lease = self._pool.acquire()
         try:
             stream = Stream(
-                pb_grpc.StreamClassifierStub(lease.channel),
+                classify_method(lease.channel),
                 plan,
                 metadata=self._settings.metadata,
                 on_end=lease.release,
@@ -256,7 +257,7 @@ class Stream(StreamBase):
 
     def __init__(
         self,
-        stub: pb_grpc.StreamClassifierStub,
+        classify: grpc.StreamStreamMultiCallable,
         plan: StreamPlan,
         *,
         metadata: tuple[tuple[str, str], ...] | None,
@@ -269,7 +270,7 @@ class Stream(StreamBase):
         self._lock = threading.Lock()  # orders seq numbers with their place in the queue
         self._close_lock = threading.Lock()
         self._send_error: BaseException | None = None
-        self._call = stub.Classify(
+        self._call = classify(
             self._request_iterator(self._core.config_request()), metadata=metadata
         )
         self._reader = threading.Thread(
@@ -391,13 +392,13 @@ class Stream(StreamBase):
                 if timeout is not None and waited >= timeout:
                     raise TimeoutError(f"send queue still full after {timeout:g} s") from None
 
-    def _request_iterator(self, config: pb.ClassifyRequest) -> Iterator[pb.ClassifyRequest]:
+    def _request_iterator(self, config: pb.ClassifyRequest) -> Iterator[pb.ClassifyRequest | bytes]:
         yield config
         while True:
             item = self._requests.get()
             if item is _END:
                 return
-            assert isinstance(item, pb.ClassifyRequest)
+            assert isinstance(item, bytes)  # a serialized frame request
             yield item
 
     def _read(self) -> None:
