@@ -23,7 +23,7 @@ class AnswerAssembler:
     """Turns a model outcome into one answer per frame of the batch, in batch order.
 
     ``still_labels`` are the temporal cue's (``temporal_cue.py``): a frame that repeats its
-    stream's previous frame, or is it moved by a shaking camera, does not get them; a frame that
+    stream's previous frame, or shows it moved by a shaking camera, does not get them; a frame that
     changed like snow gets their odds raised.
     """
 

@@ -181,7 +181,7 @@ def apply_cue(
 
 
 def _picture(previous: np.ndarray, current: np.ndarray) -> bool:
-    """The frame repeats the previous one, or is it moved by a fraction of a pixel."""
+    """The frame repeats the previous one, or shows it moved by a fraction of a pixel."""
     still = stillness(previous, current)
     if still is not None and still >= MIN_STILLNESS:
         return True
