@@ -54,8 +54,11 @@ def config_request(options: StreamOptions) -> pb.ClassifyRequest:
     )
 
 
-# Frame fields by number (the tag is number << 3, wire type 0 for varints, 2 for data).
-_SEQ, _ENCODING, _WIDTH, _HEIGHT, _CHANNELS, _DATA, _CAPTURE_TIME = range(1, 8)
+# Frame fields' tags (field number << 3 | wire type: 0 for varints, 2 for data), one byte each.
+_SEQ, _ENCODING, _WIDTH, _HEIGHT, _CHANNELS, _CAPTURE_TIME = (
+    bytes([n << 3]) for n in (1, 2, 3, 4, 5, 7)
+)
+_DATA = b"\x32"  # field 6, length-delimited
 _REQUEST_FRAME_TAG = b"\x12"  # ClassifyRequest.frame (field 2), length-delimited
 _U64 = (1 << 64) - 1
 
@@ -70,9 +73,9 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _varint_field(number: int, value: int) -> bytes:
+def _varint_field(tag: bytes, value: int) -> bytes:
     # proto3 leaves fields at zero out; so does protobuf's own serializer
-    return _varint(number << 3) + _varint(value) if value else b""
+    return tag + _varint(value) if value else b""
 
 
 def frame_request(seq: int, frame: EncodedFrame, capture_time_us: int) -> bytes:
@@ -91,7 +94,7 @@ def frame_request(seq: int, frame: EncodedFrame, capture_time_us: int) -> bytes:
             _varint_field(_WIDTH, frame.width),
             _varint_field(_HEIGHT, frame.height),
             _varint_field(_CHANNELS, frame.channels),
-            _varint(_DATA << 3 | 2) + _varint(len(data)) if data else b"",
+            _DATA + _varint(len(data)) if data else b"",
         )
     )
     tail = _varint_field(_CAPTURE_TIME, capture_time_us)
