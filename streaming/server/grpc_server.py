@@ -49,7 +49,7 @@ SETTLE_S = 0.2
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
-    """Channel arguments of the server: message limit, keepalive, calls per connection."""
+    """Channel arguments of the server: message limit, keepalive, calls per connection, window."""
     limit = config.effective_max_message_bytes
     return [
         ("grpc.max_send_message_length", limit),
@@ -66,6 +66,11 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_concurrent_streams", config.max_calls_per_connection),
+        # A fixed receive window: with bandwidth probing gRPC grows each stream's window to
+        # tens of MiB and receives that much of a stream the server is not reading, outside
+        # the memory budget (BENCHMARKS.md, session 11).
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", config.receive_window_bytes),
     ]
 
 

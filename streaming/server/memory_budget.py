@@ -39,22 +39,25 @@ class MemoryBudget:
     - A read within the stream's fair share (half the limit split over the open streams) is
       always granted, so small-frame streams keep moving whatever large ones hold; a larger one
       is granted only when ``held + reserved`` plus it fits the limit, and only to the first of
-      the readers waiting for room (first come, first served). A stream's first message is
-      read unannounced: its size is unknown until it has arrived.
+      the readers waiting for room (first come, first served). A stream that has sent no
+      payload yet is expected to send the largest message the server accepts (``first``):
+      its size is unknown until it has arrived, and new streams whose first frames all
+      arrive at once must not take the server past its budget uncounted.
     - Reserved bytes are counted apart from held ones: they gate other large reads only,
       never the scheduler's decisions to queue, wait or drop (``full``), so a client that sends
       one large frame and goes quiet does not make the others wait or drop.
 
-    ``held`` may exceed the limit (each stream's two frames always pass, first messages are
-    unannounced); the scheduler reads ``full`` and makes senders wait (LOSSLESS) or drop (LIVE).
+    ``held`` may exceed the limit (each stream's two frames always pass, a message may be larger
+    than expected); the scheduler reads ``full`` and makes senders wait (LOSSLESS) or drop (LIVE).
     """
 
-    __slots__ = ("limit", "held", "reserved", "_open", "_readers")
+    __slots__ = ("limit", "first", "held", "reserved", "_open", "_readers")
 
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"a memory budget must be >= 1 byte, got {limit}")
+    def __init__(self, limit: int, first: int = 0) -> None:
+        if limit < 1 or first < 0:
+            raise ValueError(f"a memory budget must be >= 1 byte, got {limit} (first {first})")
         self.limit = limit
+        self.first = first  # what a stream's first payload is expected to need
         self.held = 0
         self.reserved = 0
         self._open = 0
@@ -88,8 +91,9 @@ class MemoryBudget:
     # -- reads --------------------------------------------------------------------------------
 
     def expected(self, stream: StreamBytes) -> int:
-        """Room the stream's next message is expected to need: its largest, at most half the limit."""
-        return min(stream.largest, self.limit // 2)
+        """Room the stream's next message is expected to need, at most half the limit: its
+        largest so far, or ``first`` before it has sent any payload."""
+        return min(stream.largest or self.first, self.limit // 2)
 
     def may_receive(self, stream: StreamBytes) -> bool:
         """Whether the stream's reader may ask for its next message now (see the class docstring)."""

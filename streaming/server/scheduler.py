@@ -54,6 +54,8 @@ class SchedulingPolicy:
         memory_budget: frame bytes all streams may hold (messages being received count from
             the moment they are asked for); past it, readers of large messages wait and
             senders of streams holding two or more frames wait (LOSSLESS) or drop (LIVE).
+        first_message: room a stream's first frame is expected to need (its size is unknown
+            until it has arrived): the largest message the server accepts.
         in_flight_batches: batches taken but not yet through the model (one running, one
             being prepared), so the next batch is taken as late as possible.
     """
@@ -64,6 +66,7 @@ class SchedulingPolicy:
     stream_buffer: int
     frame_budget: int
     memory_budget: int = 1 << 30
+    first_message: int = 0
     in_flight_batches: int = 2
 
     def __post_init__(self) -> None:
@@ -88,6 +91,7 @@ class SchedulingPolicy:
             stream_buffer=config.effective_stream_buffer,
             frame_budget=config.effective_frame_budget,
             memory_budget=config.memory_budget_bytes,
+            first_message=config.effective_max_message_bytes,
         )
 
 
@@ -131,7 +135,7 @@ class Scheduler:
         self._ready: deque[StreamState] = deque()  # streams with pending frames, round-robin order
         self._pending = 0
         self._held = 0  # frames of all streams in the server: queued, in a batch or unsent
-        self.memory = MemoryBudget(policy.memory_budget)
+        self.memory = MemoryBudget(policy.memory_budget, policy.first_message)
         self._in_flight = 0  # batches taken and not yet answered
         # Batches taken and not yet through the model, oldest first.
         self._unfinished: deque[TakenBatch] = deque()

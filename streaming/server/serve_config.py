@@ -21,6 +21,8 @@ from streaming.server.server_errors import ConfigError
 DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320
 # Room for a Frame's other fields and protobuf framing beside the pixels.
 MESSAGE_OVERHEAD_BYTES = 64 * 1024
+# HTTP/2's own initial window (65,535 bytes): a smaller receive window would slow every stream.
+MIN_RECEIVE_WINDOW = 64 * 1024
 
 Scaling = Literal["raw", "unit", "meanstd"]
 SoftmaxMode = Literal["auto", "always", "never"]
@@ -395,7 +397,8 @@ class ServerConfig:
             or more wait (bounds memory with many streams); 0 = 8 × max_batch.
         memory_budget_bytes: frame bytes all streams together may hold (messages being
             received, payloads waiting to be decoded, decoded images, batches); a stream's
-            next message is read only when there is room for its largest so far, and past
+            next message is read only when there is room for its largest so far (before its
+            first, for the largest message accepted: ``effective_max_message_bytes``), and past
             the budget streams holding two or more frames wait (LOSSLESS) or drop (LIVE,
             counted). 1 GiB by default: frames are
             resized to the model input on arrival (224x224 RGB is 150 KB, so eight batches of
@@ -421,6 +424,12 @@ class ServerConfig:
         keepalive_s: idle seconds before the server pings a connection to find dead peers.
         keepalive_timeout_s: how long a ping may go unanswered before the connection is closed.
         max_calls_per_connection: concurrent calls (HTTP/2 streams) one connection may open.
+        receive_window_bytes: what gRPC receives of a stream ahead of the server's reads (the
+            HTTP/2 stream window, fixed: gRPC's bandwidth probing, which grows windows to tens
+            of MiB a stream, is off). Bytes in a window are outside the memory budget: a stream
+            whose reader waits (for room, or for its frame to be decoded) adds at most this.
+            A message larger than the window is received once the server asks for it, one round
+            trip later; raise it for clients far away that send large frames.
         processes: server processes sharing the port (``serve --processes``, run by
             streaming/server/process_supervisor.py); a ``StreamServer`` embedded in code is
             always one.
@@ -674,6 +683,20 @@ class ServerConfig:
             group=LIMITS,
         ),
     )
+    receive_window_bytes: int = field(
+        default=64 << 10,
+        metadata=flag(
+            "--receive-window",
+            parse=byte_size,
+            metavar="SIZE",
+            help="bytes gRPC receives ahead on a stream before the server reads its next "
+            "message (HTTP/2 flow-control window); outside --memory-budget, so it bounds what "
+            "a stream the server is not reading can add; raise it (e.g. 1M) for clients "
+            "sending frames larger than it over long round trips",
+            group=LIMITS,
+            default_text="64K",
+        ),
+    )
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
@@ -703,6 +726,7 @@ class ServerConfig:
             "keepalive_s": self.keepalive_s > 0,
             "keepalive_timeout_s": self.keepalive_timeout_s > 0,
             "max_calls_per_connection": self.max_calls_per_connection >= 1,
+            "receive_window_bytes": MIN_RECEIVE_WINDOW <= self.receive_window_bytes < 1 << 31,
             "processes": self.processes >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]

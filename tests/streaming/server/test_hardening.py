@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import struct
@@ -24,6 +25,7 @@ from streaming.server.serve_config import ServerConfig
 from streaming.server.server_errors import FrameRejected
 from streaming.server.server_values import Encoding, FrameData
 from tests.classifiers import GatedClassifier
+from tests.conftest import raw_frame_pb
 from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -236,6 +238,56 @@ def test_server_options_bound_messages_keepalive_and_calls_per_connection() -> N
     assert options["grpc.max_concurrent_streams"] == 100
     explicit = dict(grpc_options(ServerConfig(max_message_bytes=5000)))
     assert explicit["grpc.max_receive_message_length"] == 5000
+    assert options["grpc.http2.bdp_probe"] == 0  # a fixed window, not one grown by probing
+    assert options["grpc.http2.lookahead_bytes"] == 64 * 1024
+    wide = dict(grpc_options(ServerConfig(receive_window_bytes=2**20)))
+    assert wide["grpc.http2.lookahead_bytes"] == 2**20
+
+
+async def _frames_taken(address: str, image: np.ndarray, attempts: int, stall_s: float) -> int:
+    """How many frames a LOSSLESS stream gets into the server (its writes done) before they
+    stall for ``stall_s``; it never reads its answers."""
+    frame = pb.ClassifyRequest(frame=raw_frame_pb(0, image))
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = pb_grpc.StreamClassifierStub(channel).Classify(timeout=60)
+        await call.write(pb.ClassifyRequest(config=pb.StreamConfig(delivery=LOSSLESS)))
+        taken = 0
+        try:
+            for seq in range(attempts):
+                frame.frame.seq = seq
+                await asyncio.wait_for(call.write(frame), stall_s)
+                taken += 1
+        except TimeoutError:
+            pass
+        call.cancel()
+        return taken
+
+
+@pytest.mark.parametrize(
+    ("window", "least", "most"),
+    [
+        # the model holds two frames (--stream-buffer 2), the reader a third waiting to be
+        # queued; the window takes less than one more 192 KiB frame
+        pytest.param(None, 2, 4, id="default-window-takes-no-frame-ahead"),
+        pytest.param(2**21, 10, 20, id="2M-window-takes-about-ten-frames-ahead"),
+    ],
+)
+def test_a_stream_the_server_does_not_read_adds_at_most_its_receive_window(
+    server_factory: Any, tiny_classifier: Any, window: int | None, least: int, most: int
+) -> None:
+    # given: a model that never returns, so the stream's frames wait and its reader stops
+    gated = GatedClassifier(tiny_classifier, timeout_s=60)
+    window_setting = {} if window is None else {"receive_window_bytes": window}
+    server = server_factory(classifier=gated, stream_buffer=2, max_batch=1, **window_setting)
+    image = np.zeros((256, 256, 3), np.uint8)  # 192 KiB RAW
+    try:
+        # when: the client writes 192 KiB frames as fast as gRPC lets it
+        taken = asyncio.run(_frames_taken(server.address, image, attempts=40, stall_s=1.5))
+    finally:
+        gated.gate.set()
+    # then: gRPC took only what the server read, and no more than the window ahead of it
+    # (with gRPC's bandwidth probing on it took 25 either way: BENCHMARKS.md, session 11)
+    assert least <= taken <= most, taken
 
 
 @pytest.mark.parametrize(

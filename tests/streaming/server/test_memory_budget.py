@@ -13,6 +13,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from streaming.server.memory_budget import MemoryBudget, StreamBytes
 
 LIMIT = 100
+FIRST = 30  # what the machine's streams are expected to send before their first payload
 
 
 class MemoryBudgetMachine(RuleBasedStateMachine):
@@ -20,7 +21,7 @@ class MemoryBudgetMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.budget = MemoryBudget(LIMIT)
+        self.budget = MemoryBudget(LIMIT, FIRST)
         self.streams: list[StreamBytes] = []
         self.frames: list[int] = []  # bytes held with `hold` and not freed
         self.waiting: list[StreamBytes] = []  # the readers queue, in order
@@ -37,7 +38,7 @@ class MemoryBudgetMachine(RuleBasedStateMachine):
     def ask(self, stream: StreamBytes) -> None:
         budget = self.budget
         open_streams = sum(not s.closed for s in self.streams)
-        expected = min(stream.largest, LIMIT // 2)
+        expected = min(stream.largest or FIRST, LIMIT // 2)
         may = budget.may_receive(stream)
         if stream.closed or expected * 2 * max(1, open_streams) <= LIMIT:
             assert may  # within its fair share (or gone): always
@@ -132,6 +133,30 @@ def test_who_may_read(streams: int, largest: int, held: int, reserved: int, may:
     assert budget.may_receive(reader) is may
 
 
+@pytest.mark.parametrize(
+    ("first", "streams", "held", "may"),
+    [
+        pytest.param(30, 1, 99, True, id="within-share-of-one-stream"),
+        pytest.param(30, 2, 40, True, id="room-for-the-largest-message"),
+        pytest.param(30, 2, 71, False, id="no-room-for-the-largest-message-waits"),
+        pytest.param(300, 2, 50, True, id="larger-than-budget-needs-half"),
+        pytest.param(300, 2, 51, False, id="larger-than-budget-waits"),
+    ],
+)
+def test_a_first_message_is_expected_to_be_the_largest_accepted(
+    first: int, streams: int, held: int, may: bool
+) -> None:
+    budget = MemoryBudget(LIMIT, first)
+    reader, *_ = [budget.open() for _ in range(streams)]
+    budget.hold(held)
+    assert budget.expected(reader) == min(first, LIMIT // 2)
+    assert budget.may_receive(reader) is may
+    budget.reserve(reader)
+    budget.receive(reader, 5)  # once a payload has arrived, the stream's own size counts
+    budget.release_payload(reader)
+    assert budget.expected(reader) == 5 and budget.may_receive(reader)
+
+
 def test_a_reader_behind_the_queue_head_waits_even_with_room() -> None:
     budget = MemoryBudget(LIMIT)
     first, second = budget.open(), budget.open()
@@ -145,7 +170,7 @@ def test_a_reader_behind_the_queue_head_waits_even_with_room() -> None:
     assert budget.may_receive(second)
 
 
-@pytest.mark.parametrize("limit", [0, -1])
-def test_a_budget_below_one_byte_is_refused(limit: int) -> None:
+@pytest.mark.parametrize(("limit", "first"), [(0, 0), (-1, 0), (1, -1)])
+def test_a_budget_below_one_byte_is_refused(limit: int, first: int) -> None:
     with pytest.raises(ValueError):
-        MemoryBudget(limit)
+        MemoryBudget(limit, first)

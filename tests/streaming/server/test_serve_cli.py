@@ -94,6 +94,7 @@ EVERY_FLAG = [
     "--null-model",
     "--onnx-layout",
     "--processes",
+    "--receive-window",
     "--reflection",
     "--sc_window",
     "--scaling",
@@ -149,6 +150,7 @@ def test_no_flags_give_the_configs_defaults() -> None:
         # flags whose field has another name
         (["--grace", "2.5"], "grace_s", 2.5),
         (["--config-timeout", "1"], "config_timeout_s", 1.0),
+        (["--receive-window", "1M"], "receive_window_bytes", 2**20),
         (["--null-model", "4"], "model.null_classes", 4),
         (["--reflection", "off"], "security.reflection", False),
         (["--input-size", "64x32"], "model.input_size", (64, 32)),

@@ -36,14 +36,14 @@ from tests.serve_process import ServeProcess, launch_serve
 MIB = 2**20
 MEMORY_BUDGET = 128 * MIB
 # Peak RSS may pass model footprint + --memory-budget by this much. The budget counts frame
-# bytes the server holds, messages being received included (room for a stream's largest message
-# is reserved before it is read). What it cannot count: gRPC's two copies of a message while
-# handing it to Python (one message at a time, up to 2 x 48 MiB for a 4096x4096 RAW frame), a
-# stream's first message (its size is unknown until it has arrived), numpy/OpenCV temporaries
-# while a frame decodes, what the allocator keeps of freed memory (the server runs with one
-# glibc arena: streaming/server/allocator.py), and what gRPC receives into a stream's flow-control
-# window while its reader waits (why large payloads never wait for an idle-priority decoder). Measured on this 2-core machine: large RAW frames peak at
-# 210-300 MiB over the footprint, every other attack at most 60 MiB (the budget is not reached).
+# bytes the server holds, messages being received included (room for a stream's largest message,
+# or before its first the largest accepted, is reserved before it is read). What it cannot count:
+# gRPC's two copies of a message while handing it to Python (up to 2 x 48 MiB for a 4096x4096 RAW
+# frame), numpy/OpenCV temporaries while a frame decodes, what the allocator keeps of freed memory
+# (one glibc arena: streaming/server/allocator.py), and each waiting stream's receive window
+# (--receive-window, 64 KiB). Measured on this 2-core machine: large RAW frames peak at 200-250 MiB
+# over the footprint (400-490 when four first frames arrived together unreserved and gRPC grew
+# the windows: BENCHMARKS.md session 11), every other attack at most 60 MiB.
 MEMORY_MARGIN = 256 * MIB
 MAX_STREAMS = 16
 ATTACK_S = 5.0  # each attack's length: long enough to fill every buffer, short for the suite
