@@ -210,6 +210,70 @@ def test_a_stream_without_config_is_ended_after_the_config_timeout(server_factor
         silent.release.set()
 
 
+class Configured:
+    """A LOSSLESS stream that sends its StreamConfig, then nothing until ``release``, then
+    ``frames``."""
+
+    def __init__(self, channel: grpc.Channel, frames: list[pb.Frame]) -> None:
+        self.release = threading.Event()
+        self._frames = frames
+        self.call = pb_grpc.StreamClassifierStub(channel).Classify(self._requests(), timeout=60)
+
+    def _requests(self) -> Iterator[pb.ClassifyRequest]:
+        yield pb.ClassifyRequest(config=pb.StreamConfig(delivery=LOSSLESS))
+        self.release.wait(60)
+        for frame in self._frames:
+            yield pb.ClassifyRequest(frame=frame)
+
+    def outcome(self) -> tuple[grpc.StatusCode, int]:
+        """The call's status and how many answers it got."""
+        answers = 0
+        try:
+            for _ in self.call:
+                answers += 1
+        except grpc.RpcError as exc:
+            return exc.code(), answers
+        return grpc.StatusCode.OK, answers
+
+
+MIB = 2**20
+
+
+@pytest.mark.parametrize(
+    ("silent", "ended"),
+    [
+        # a 2 MiB budget: before its first frame a stream holds room for 1 MiB (half the budget,
+        # as the largest message is larger)
+        pytest.param(1, False, id="a-silent-stream-leaving-room-is-kept"),
+        pytest.param(2, True, id="silent-streams-holding-the-room-are-ended"),
+    ],
+)
+def test_streams_silent_after_their_config_give_up_their_room_when_others_wait(
+    server_factory: Any, run_stream: Any, silent: int, ended: bool
+) -> None:
+    server = server_factory(memory_budget_bytes=2 * MIB, config_timeout_s=0.5)
+    scheduler = server.server.batcher.scheduler
+    image = np.zeros((24, 32, 3), np.uint8)
+    image[:, :, 0] = 200
+    with grpc.insecure_channel(server.address) as channel:
+        # given: streams that sent their StreamConfig and no frame, holding room for one
+        quiet = [Configured(channel, [raw_frame_pb(0, image)]) for _ in range(silent)]
+        wait_until(lambda: scheduler.reserved_bytes == silent * MIB, timeout=10)
+        # when: another stream sends a frame, and waits for room if the silent ones hold it
+        answers = run_stream(server.address, [raw_frame_pb(0, image)], delivery=LOSSLESS)
+        # then: it is answered; silent streams are ended only if it had to wait for them
+        assert [a.seq for a in answers] == [0]
+        time.sleep(1.0)  # past the timeout again, with no one waiting
+        for stream in quiet:
+            stream.release.set()
+        outcomes = [stream.outcome() for stream in quiet]
+    if ended:
+        assert outcomes == [(grpc.StatusCode.RESOURCE_EXHAUSTED, 0)] * silent
+        assert "no frame within 0.5 s while other streams waited" in quiet[0].call.details()
+    else:
+        assert outcomes == [(grpc.StatusCode.OK, 1)] * silent
+
+
 def test_unconfigured_streams_count_against_max_streams(
     server_factory: Any, run_stream: Any, frame_pb: Any
 ) -> None:
