@@ -14,6 +14,8 @@ The attacks (issue 10):
   sent again and again.
 - ``never_reading``: LOSSLESS streams that send frames and never read an answer.
 - ``no_config_flood``: thousands of streams that never send their StreamConfig.
+- ``large_configs``: a stream whose first message is a 48 MiB StreamConfig (its ``source`` a
+  48 MiB string), refused and opened again, over and over: nothing of a refused one may stay.
 - ``cancel_storm``: streams opened, given a few frames, and cancelled, over and over.
 - ``legacy_flood``: old-API ``sc_service.inference`` calls of thousands of tiny images, every
   third one with a 50 ms deadline.
@@ -65,6 +67,10 @@ _JPEG_SOF0 = b"\xff\xc0"
 NEVER_READING_STREAMS = 8
 NO_CONFIG_STREAMS = 2000
 NO_CONFIG_CHANNELS = 8  # spread over connections, so no one HTTP/2 stream limit queues them
+LARGE_CONFIG_STREAMS = (
+    1  # one at a time: what is outside the bound is several at once (SECURITY.md)
+)
+LARGE_CONFIG_BYTES = 48 << 20
 CANCEL_WORKERS = 16
 CANCEL_FRAMES = 3
 LEGACY_CALLERS = 4
@@ -428,6 +434,39 @@ async def _no_config_flood(spec: AttackSpec, clock: _Clock, tally: _Tally) -> No
             await channel.close()
 
 
+async def _large_configs(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
+    # Serialized once: the server's size check comes after the message has arrived.
+    config = pb.ClassifyRequest(
+        config=pb.StreamConfig(source="x" * LARGE_CONFIG_BYTES)
+    ).SerializeToString()
+
+    async def first_message() -> AsyncIterator[bytes]:
+        yield config
+
+    async with grpc.aio.insecure_channel(spec.address, options=_CHANNEL_OPTIONS) as channel:
+        classify: grpc.aio.StreamStreamMultiCallable = channel.stream_stream(
+            "/streamclassify.v1.StreamClassifier/Classify",
+            request_serializer=None,
+            response_deserializer=pb.ClassifyResponse.FromString,
+        )
+        await _model_info(pb_grpc.StreamClassifierStub(channel))
+        _announce(clock)
+
+        async def one_stream() -> None:
+            while clock.left > 0:
+                call = classify(first_message())
+                tally.sent += 1
+                try:
+                    code = await asyncio.wait_for(call.code(), clock.left)
+                    tally.refused[code.name] += 1
+                except TimeoutError:
+                    pass
+                finally:
+                    call.cancel()
+
+        await asyncio.gather(*(one_stream() for _ in range(LARGE_CONFIG_STREAMS)))
+
+
 async def _legacy_flood(spec: AttackSpec, clock: _Clock, tally: _Tally) -> None:
     images = np.random.default_rng(3).integers(
         0, 256, (LEGACY_IMAGES, LEGACY_SIDE, LEGACY_SIDE, 3), dtype=np.uint8
@@ -471,6 +510,7 @@ ATTACKS: dict[
     "jpeg_bombs": ("frames", _jpeg_bombs),
     "never_reading": ("frames", _never_reading),
     "no_config_flood": ("streams", _no_config_flood),
+    "large_configs": ("streams", _large_configs),
     "cancel_storm": ("streams", _cancel_storm),
     "legacy_flood": ("calls", _legacy_flood),
 }
@@ -484,6 +524,8 @@ ATTACK_SETUPS = {
     + f" JPEG headers (SOF) on {BOMB_STREAMS} streams, again and again",
     "never_reading": f"{NEVER_READING_STREAMS} LOSSLESS streams that never read an answer",
     "no_config_flood": f"{NO_CONFIG_STREAMS} streams that never send their config",
+    "large_configs": f"{LARGE_CONFIG_STREAMS} streams whose first message is a "
+    f"{LARGE_CONFIG_BYTES >> 20} MiB StreamConfig, again and again",
     "cancel_storm": f"{CANCEL_WORKERS} workers: open a stream, send {CANCEL_FRAMES} frames, cancel",
     "legacy_flood": f"{LEGACY_CALLERS} old-API callers, {LEGACY_IMAGES} {LEGACY_SIDE}x{LEGACY_SIDE}"
     f" images a call, 1 in {LEGACY_SHORT_EVERY} with a {LEGACY_SHORT_DEADLINE_S * 1000:.0f} ms deadline",

@@ -202,11 +202,6 @@ class Batcher:
             await _wait_for_room(stream, scheduler.may_receive, scheduler.wait_to_receive)
         scheduler.receiving(stream)
 
-    @property
-    def readers_waiting(self) -> bool:
-        """Whether a stream waits for room for its next message (``ready_to_receive``)."""
-        return self.scheduler.readers_waiting
-
     def not_receiving(self, stream: StreamState) -> None:
         """The stream reads no more (input ended or the reader stopped): free its reservation."""
         self.scheduler.payload_released(stream)

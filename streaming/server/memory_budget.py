@@ -74,11 +74,6 @@ class MemoryBudget:
     def open_streams(self) -> int:
         return self._open
 
-    @property
-    def readers_waiting(self) -> bool:
-        """Whether a stream's reader waits for room for its next message."""
-        return bool(self._readers)
-
     def open(self) -> StreamBytes:
         """A new stream: its share shrinks the others' fair shares."""
         self._open += 1

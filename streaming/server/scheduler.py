@@ -181,11 +181,6 @@ class Scheduler:
         """Whether the stream's reader may ask gRPC for its next message now (``MemoryBudget``)."""
         return self.memory.may_receive(stream.memory)
 
-    @property
-    def readers_waiting(self) -> bool:
-        """Whether a stream's reader waits for room in the byte budget."""
-        return self.memory.readers_waiting
-
     def wait_to_receive(self, stream: StreamState, waiting: bool) -> None:
         """Queue the stream's reader for room for its next message (or take it off the queue)."""
         if waiting:

@@ -420,9 +420,7 @@ class ServerConfig:
         max_window: largest ``window`` a stream may ask for (memory: 4 bytes × labels each).
         max_top_k: largest ``top_k`` a stream may ask for (clamped to the label count).
         max_name_chars: longest ``client_id``/``source`` accepted.
-        config_timeout_s: a stream that has not sent its StreamConfig this long is ended, and
-            so is one that has sent no frame this long after it while other streams wait for
-            room (until its first frame a stream holds room for the largest message).
+        config_timeout_s: a stream that has not sent its StreamConfig this long is ended.
         keepalive_s: idle seconds before the server pings a connection to find dead peers.
         keepalive_timeout_s: how long a ping may go unanswered before the connection is closed.
         max_calls_per_connection: concurrent calls (HTTP/2 streams) one connection may open.
@@ -654,8 +652,7 @@ class ServerConfig:
         metadata=flag(
             "--config-timeout",
             parse=float,
-            help="seconds a new stream has to send its StreamConfig, and then, while other "
-            "streams wait for room, its first frame",
+            help="seconds a new stream has to send its StreamConfig",
             group=LIMITS,
         ),
     )

@@ -57,14 +57,6 @@ async def abort(
     raise AssertionError("unreachable: abort raises")
 
 
-# A stream's reader ended it: with this status and these details.
-_Ending = tuple[grpc.StatusCode, str]
-
-
-def _violation(details: str) -> _Ending:
-    return grpc.StatusCode.INVALID_ARGUMENT, details
-
-
 # How long a refused stream's first message is waited for before the refusal is sent.
 _REFUSAL_READ_S = 1.0
 
@@ -187,7 +179,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         # (keyed by the swap count, not the model: a cache must not keep an old model alive).
         self._info_for: tuple[int, tuple[str, ...]] | None = None
         self._info = pb.ModelInfo()
-        self._readers: dict[StreamState, asyncio.Task[_Ending | None]] = {}
+        self._readers: dict[StreamState, asyncio.Task[str | None]] = {}
         self._submitting: set[StreamState] = set()  # streams whose reader waits in submit()
         # Open Classify calls, configured or not: each holds a slot of max_streams from the
         # moment it opens, so streams that never send a config cannot pile up. The server's
@@ -250,7 +242,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             peer = context.peer()
             self._per_connection.opened(peer)
             stream: StreamState | None = None
-            reader: asyncio.Task[_Ending | None] | None = None
+            reader: asyncio.Task[str | None] | None = None
             unanswered = _Unanswered()
             answered = 0
             try:
@@ -283,9 +275,9 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                     unanswered.answered(result.seq)
                     yield result_to_pb(result, settings.probabilities)
                     answered += 1
-                ending = reader.result() if reader.done() and not reader.cancelled() else None
-                if ending:
-                    await abort(context, *ending)
+                violation = reader.result() if reader.done() and not reader.cancelled() else None
+                if violation:
+                    await abort(context, grpc.StatusCode.INVALID_ARGUMENT, violation)
                 if self._batcher.draining and not unanswered.input_ended:
                     # Shutdown stopped the stream: say where to resume, whether it ends with
                     # UNAVAILABLE (frames received and not answered) or OK (all it read answered).
@@ -333,20 +325,28 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             )
         if first is grpc.aio.EOF:
             return None
+        outcome = self._settings_in(first, context)
+        # Not alive in this frame while the abort's exception (and its traceback) is: a config
+        # message can be tens of MiB, and an exception's cycle is freed only by the cyclic GC.
+        del first
+        if isinstance(outcome, str):
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, outcome)
+        return outcome
+
+    def _settings_in(
+        self, first: pb.ClassifyRequest | FrameData | Undecodable, context: grpc.aio.ServicerContext
+    ) -> StreamSettings | str:
+        """The settings a stream's first message gives, or why it is refused."""
         if isinstance(first, Undecodable):
             logger.warning("stream from %s refused: %s", context.peer(), first.describe())
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, first.describe())
+            return first.describe()
         if isinstance(first, FrameData) or first.WhichOneof("kind") != "config":
             got = (
                 "a Frame"
                 if isinstance(first, FrameData) or first.HasField("frame")
                 else "an empty request"
             )
-            await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the first message of a Classify stream must be a StreamConfig, got {got}",
-            )
+            return f"the first message of a Classify stream must be a StreamConfig, got {got}"
         config = self._config
         try:
             return settings_from_pb(
@@ -359,15 +359,15 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 max_name_chars=config.max_name_chars,
             )
         except ValueError as exc:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"bad StreamConfig: {exc}")
+            return f"bad StreamConfig: {exc}"
 
     async def _read(
         self,
         context: grpc.aio.ServicerContext,
         stream: StreamState,
         unanswered: _Unanswered,
-    ) -> _Ending | None:
-        """Feed frames to the batcher; returns how the stream must end, if not as usual."""
+    ) -> str | None:
+        """Feed frames to the batcher; returns a protocol violation message, if any."""
         batcher = self._batcher
         try:
             while True:
@@ -375,15 +375,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 # context.read(), not the request iterator: the iterator's generator keeps the
                 # last message alive until the next one is asked for, uncounted.
                 await batcher.ready_to_receive(stream)
-                if stream.memory.largest:
-                    request = await context.read()
-                else:
-                    request = await self._read_first_payload(context)
-                    if request is None:
-                        details = self._silent_details()
-                        logger.warning("stream %d ended: %s", stream.id, details)
-                        batcher.close_stream(stream)
-                        return grpc.StatusCode.RESOURCE_EXHAUSTED, details
+                request = await context.read()
                 if request is grpc.aio.EOF:
                     unanswered.input_ended = True
                     break
@@ -391,14 +383,14 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                     # Logged once: the stream ends here, whatever else the client sends.
                     logger.warning("stream %d ended: %s", stream.id, request.describe())
                     batcher.close_stream(stream)
-                    return _violation(request.describe())
+                    return request.describe()
                 frame = request if isinstance(request, FrameData) else _frame_in(request)
                 # Only the frame is kept: no second reference to a message of tens of MiB while
                 # submit waits for room, nor after the frame was queued (and maybe answered).
                 del request
                 if isinstance(frame, str):
                     batcher.close_stream(stream)
-                    return _violation(frame)
+                    return frame
                 # Counted before submit: a frame waiting for room is received, and owed an answer.
                 unanswered.received(frame.seq)
                 self._submitting.add(stream)
@@ -413,32 +405,6 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             batcher.not_receiving(stream)
             stream.finish_input()
         return None
-
-    async def _read_first_payload(self, context: grpc.aio.ServicerContext) -> object | None:
-        """The stream's next message while it has sent no payload; ``None`` to end the stream.
-
-        Until its first payload has arrived a stream holds room for the largest message the
-        server accepts (its size is unknown). One that sends nothing for ``--config-timeout``
-        while other streams wait for room is ended, so streams that opened and went silent
-        cannot keep everyone else's frames out.
-        """
-        read = asyncio.ensure_future(context.read())
-        try:
-            while True:
-                done, _ = await asyncio.wait((read,), timeout=self._config.config_timeout_s)
-                if done:
-                    return read.result()
-                if self._batcher.readers_waiting:
-                    return None
-        finally:
-            read.cancel()  # nothing once it is done; else the stream is ending
-
-    def _silent_details(self) -> str:
-        return (
-            f"no frame within {self._config.config_timeout_s:g} s while other streams waited "
-            "for room (--config-timeout): until its first frame a stream holds room for the "
-            "largest message the server accepts; open it when frames are coming"
-        )
 
     def drain(self) -> None:
         """Stop reading open streams (the batcher is draining); received frames are still answered.
