@@ -137,6 +137,7 @@ class Batcher:
     def begin_drain(self) -> None:
         """Refuse new streams; frames already received are still answered."""
         self._draining = True
+        self.scheduler.wake_waiting()
 
     @property
     def idle(self) -> bool:
@@ -182,6 +183,12 @@ class Batcher:
         logger.debug("opened %r", stream)
         return stream
 
+    def configure(self, stream: StreamState, settings: StreamSettings) -> None:
+        """Give a stream opened before its StreamConfig was read its settings (no frame yet)."""
+        model = self.models.current
+        stream.settings = settings
+        stream.restart_window(len(model.labels), model.labels_epoch)
+
     def close_stream(self, stream: StreamState) -> None:
         """Forget a stream: its queued frames are discarded; frames already in a batch are ignored."""
         if self._streams.pop(stream.id, None) is None:
@@ -199,8 +206,12 @@ class Batcher:
         """
         scheduler = self.scheduler
         if not scheduler.may_receive(stream):
-            await _wait_for_room(stream, scheduler.may_receive, scheduler.wait_to_receive)
+            await _wait_for_room(stream, self._may_receive, scheduler.wait_to_receive)
         scheduler.receiving(stream)
+
+    def _may_receive(self, stream: StreamState) -> bool:
+        # A drain ends the wait: the reader stops, or a stream not configured yet is refused.
+        return self._draining or self.scheduler.may_receive(stream)
 
     def not_receiving(self, stream: StreamState) -> None:
         """The stream reads no more (input ended or the reader stopped): free its reservation."""

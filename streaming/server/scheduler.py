@@ -54,8 +54,8 @@ class SchedulingPolicy:
         memory_budget: frame bytes all streams may hold (messages being received count from
             the moment they are asked for); past it, readers of large messages wait and
             senders of streams holding two or more frames wait (LOSSLESS) or drop (LIVE).
-        first_message: room a stream's first frame is expected to need (its size is unknown
-            until it has arrived): the largest message the server accepts.
+        first_message: room a stream's StreamConfig and first frame are expected to need
+            (their size is unknown until they have arrived): the largest message accepted.
         in_flight_batches: batches taken but not yet through the model (one running, one
             being prepared), so the next batch is taken as late as possible.
     """
@@ -367,6 +367,11 @@ class Scheduler:
             if not stream.closed:
                 stream.push_result(result)
         self._wake_waiting()
+
+    def wake_waiting(self) -> None:
+        """Wake every stream waiting for room, whatever the budgets (they check again)."""
+        for stream in self._waiting:
+            stream.make_room()
 
     def _wake_waiting(self) -> None:
         if self._waiting and self._held < self.policy.frame_budget and not self.memory.full:

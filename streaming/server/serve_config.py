@@ -420,7 +420,8 @@ class ServerConfig:
         max_window: largest ``window`` a stream may ask for (memory: 4 bytes × labels each).
         max_top_k: largest ``top_k`` a stream may ask for (clamped to the label count).
         max_name_chars: longest ``client_id``/``source`` accepted.
-        config_timeout_s: a stream that has not sent its StreamConfig this long is ended.
+        config_timeout_s: a stream that has not sent its StreamConfig this long (counted from
+            when the byte budget has room to read it) is ended.
         keepalive_s: idle seconds before the server pings a connection to find dead peers.
         keepalive_timeout_s: how long a ping may go unanswered before the connection is closed.
         max_calls_per_connection: concurrent calls (HTTP/2 streams) one connection may open.

@@ -23,7 +23,7 @@ from streaming.server.logsafe import shown
 from streaming.server.model_versions import ModelSlot
 from streaming.server.serve_config import ServerConfig
 from streaming.server.server_metrics import ServerMetrics
-from streaming.server.server_values import FrameData, StreamSettings
+from streaming.server.server_values import Delivery, FrameData, StreamSettings
 from streaming.server.stream_state import StreamState
 from streaming.server.wire import (
     Undecodable,
@@ -56,6 +56,11 @@ async def abort(
     await context.abort(code, message, trailing_metadata=trailing_metadata)
     raise AssertionError("unreachable: abort raises")
 
+
+# A stream's settings until its StreamConfig has arrived (it is read, and waits for room, as one).
+_UNCONFIGURED = StreamSettings(
+    client_id="", source="", window=1, delivery=Delivery.LOSSLESS, top_k=1
+)
 
 # How long a refused stream's first message is waited for before the refusal is sent.
 _REFUSAL_READ_S = 1.0
@@ -245,11 +250,16 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             reader: asyncio.Task[str | None] | None = None
             unanswered = _Unanswered()
             answered = 0
+            configured = False
             try:
-                settings = await self._read_config(context)
+                # Opened before its StreamConfig is read: the config's size is unknown until it
+                # has arrived, so it waits for room in the byte budget as a first frame does.
+                stream = await _open(self._batcher, _UNCONFIGURED, context)
+                settings = await self._read_config(context, stream)
                 if settings is None:
                     return
-                stream = await _open(self._batcher, settings, context)
+                self._batcher.configure(stream, settings)
+                configured = True
                 self._metrics.stream_opened()
                 caller = (
                     self._credentials.caller(context.invocation_metadata())
@@ -300,6 +310,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                         reader.cancel()
                     self._readers.pop(stream, None)
                     self._batcher.close_stream(stream)
+                if configured and stream is not None:
                     self._metrics.stream_closed()
                     logger.info(
                         "stream %d closed: %d answered, %d dropped",
@@ -312,10 +323,20 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             if not self._handlers:
                 self._no_calls.set()
 
-    async def _read_config(self, context: grpc.aio.ServicerContext) -> StreamSettings | None:
-        """The stream's settings from its first message, or ``None`` if it ended at once."""
+    async def _read_config(
+        self, context: grpc.aio.ServicerContext, stream: StreamState
+    ) -> StreamSettings | None:
+        """The stream's settings from its first message, or ``None`` if it ended at once.
+
+        Its read waits for room for the largest message first (a config's size is unknown
+        until it has arrived); ``--config-timeout`` counts from when there is room.
+        """
         timeout = self._config.config_timeout_s
+        batcher = self._batcher
+        await batcher.ready_to_receive(stream)
         try:
+            if batcher.draining:  # woken by the drain while it waited for room
+                await _refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
             first = await asyncio.wait_for(context.read(), timeout)
         except TimeoutError:
             await abort(
@@ -323,6 +344,8 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"no StreamConfig within {timeout:g} s of opening the stream (--config-timeout)",
             )
+        finally:
+            batcher.not_receiving(stream)  # a config is no payload: its room is free again
         if first is grpc.aio.EOF:
             return None
         outcome = self._settings_in(first, context)
@@ -375,6 +398,8 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                 # context.read(), not the request iterator: the iterator's generator keeps the
                 # last message alive until the next one is asked for, uncounted.
                 await batcher.ready_to_receive(stream)
+                if batcher.draining:
+                    break  # woken by the drain while it waited for room: read no further
                 request = await context.read()
                 if request is grpc.aio.EOF:
                     unanswered.input_ended = True

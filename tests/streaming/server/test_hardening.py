@@ -210,6 +210,19 @@ def test_a_stream_without_config_is_ended_after_the_config_timeout(server_factor
         silent.release.set()
 
 
+def test_a_config_being_read_holds_room_for_the_largest_message(server_factory: Any) -> None:
+    # a 2 MiB budget: a message of unknown size is expected to need half of it (the largest
+    # accepted is larger)
+    server = server_factory(memory_budget_bytes=2 * 2**20, config_timeout_s=30)
+    scheduler = server.server.batcher.scheduler
+    with grpc.insecure_channel(server.address) as channel:
+        silent = Held(channel)  # opened, its StreamConfig not sent yet
+        wait_until(lambda: scheduler.reserved_bytes == 2**20, timeout=10)
+        silent.call.cancel()
+        silent.release.set()
+        wait_until(lambda: scheduler.reserved_bytes == 0, timeout=10)
+
+
 def test_unconfigured_streams_count_against_max_streams(
     server_factory: Any, run_stream: Any, frame_pb: Any
 ) -> None:
