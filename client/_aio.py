@@ -328,12 +328,29 @@ class AsyncStream(StreamBase):
         self._results: asyncio.Queue[object] = asyncio.Queue()
         self._lock = asyncio.Lock()  # orders seq numbers with their place in the queue
         self._finished = asyncio.Event()  # wakes a sender waiting for room when the call ends
-        self._call = classify(
-            self._request_iterator(self._core.config_request()), metadata=metadata
+        self._classify = classify
+        self._metadata = metadata
+        # Started by the first send, close_send or receive (``_start``), not here.
+        self._call: grpc.aio.StreamStreamCall[pb.ClassifyRequest | bytes, pb.ClassifyResponse]
+        self._status: CallStatus
+        self._reader: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        """Start the call: its StreamConfig leaves with the first frame, not before.
+
+        The server reserves room for the largest message it accepts while it waits for a
+        stream's first frame (its size is unknown until it arrives), and ends streams that hold
+        that room idle while others wait (``--room-timeout``): a stream opened long before its
+        source has a frame must not be one of them.
+        """
+        if self._reader is not None or self._core.closed:
+            return
+        self._call = self._classify(
+            self._request_iterator(self._core.config_request()), metadata=self._metadata
         )
         self._status = CallStatus(self._call)
         self._reader = asyncio.get_running_loop().create_task(
-            self._read(), name=f"stream-reader-{plan.options.source}"
+            self._read(), name=f"stream-reader-{self._core.options.source}"
         )
 
     async def send(
@@ -380,6 +397,7 @@ class AsyncStream(StreamBase):
             TimeoutError: nothing arrived within ``timeout`` seconds.
             ClassifierClientError: the stream ended with an error.
         """
+        self._start()
         try:
             item = await asyncio.wait_for(self._results.get(), timeout)
         except TimeoutError:
@@ -406,6 +424,9 @@ class AsyncStream(StreamBase):
         cancel = self._core.close()
         if self._on_close is not None:
             self._on_close(self)
+        if self._reader is None:  # never started: nothing was sent, nothing will come
+            self._ended()
+            return
         if cancel:
             self._call.cancel()
         self._end_requests()
@@ -424,6 +445,7 @@ class AsyncStream(StreamBase):
         await self.close()
 
     async def _put(self, item: object, timeout: float | None) -> None:
+        self._start()
         put = asyncio.ensure_future(self._requests.put(item))
         ended = asyncio.ensure_future(self._finished.wait())
         try:
@@ -465,12 +487,16 @@ class AsyncStream(StreamBase):
             if not self._core.cancelled:
                 raise
         finally:
-            self._core.finish()
-            if self._on_end is not None:
-                self._on_end()
-            self._finished.set()
-            self._end_requests()
-            self._results.put_nowait(_END)
+            self._ended()
+
+    def _ended(self) -> None:
+        """The call ended (or the stream closed before it started): wake everyone waiting."""
+        self._core.finish()
+        if self._on_end is not None:
+            self._on_end()
+        self._finished.set()
+        self._end_requests()
+        self._results.put_nowait(_END)
 
     def _end_requests(self) -> None:
         # Unblock gRPC's task that waits on the request iterator: drop what is queued, then end.

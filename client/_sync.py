@@ -12,7 +12,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Final
+from typing import Final, Protocol
 
 import grpc
 
@@ -36,6 +36,14 @@ logger = logging.getLogger(__name__)
 
 _END: Final = object()  # marks the end of a request or result queue
 _POLL_S = 0.1  # how often a blocked send() rechecks whether the stream ended
+
+
+class _ClassifyCall(Protocol):
+    """What a started ``Classify`` call is used for here (grpc's type for it is private)."""
+
+    def __iter__(self) -> Iterator[pb.ClassifyResponse]: ...
+
+    def cancel(self) -> bool: ...
 
 
 class StreamClient(ClientCore):
@@ -270,13 +278,25 @@ class Stream(StreamBase):
         self._lock = threading.Lock()  # orders seq numbers with their place in the queue
         self._close_lock = threading.Lock()
         self._send_error: BaseException | None = None
-        self._call = classify(
-            self._request_iterator(self._core.config_request()), metadata=metadata
-        )
-        self._reader = threading.Thread(
-            target=self._read, name=f"stream-reader-{plan.options.source}", daemon=True
-        )
-        self._reader.start()
+        self._classify = classify
+        self._metadata = metadata
+        # Started by the first send, close_send or receive (``_start``), not here.
+        self._call: _ClassifyCall
+        self._reader: threading.Thread | None = None
+
+    def _start(self) -> None:
+        """Start the call: its StreamConfig leaves with the first frame, not before (see
+        ``client._aio.AsyncStream._start``: the server ends streams that hold room idle)."""
+        with self._close_lock:
+            if self._reader is not None or self._core.closed:
+                return
+            self._call = self._classify(
+                self._request_iterator(self._core.config_request()), metadata=self._metadata
+            )
+            self._reader = threading.Thread(
+                target=self._read, name=f"stream-reader-{self._core.options.source}", daemon=True
+            )
+            self._reader.start()
 
     def send(
         self,
@@ -339,6 +359,7 @@ class Stream(StreamBase):
             TimeoutError: nothing arrived within ``timeout`` seconds.
             ClassifierClientError: the stream ended with an error.
         """
+        self._start()
         try:
             item = self._results.get(timeout=timeout)
         except queue.Empty:
@@ -363,10 +384,14 @@ class Stream(StreamBase):
             if self._core.closed:
                 return
             cancel = self._core.close()
+            reader = self._reader
+        if reader is None:  # never started: nothing was sent, nothing will come
+            self._ended()
+            return
         if cancel:
             self._call.cancel()
         self._end_requests()
-        self._reader.join(timeout=5.0)
+        reader.join(timeout=5.0)
 
     def __enter__(self) -> Stream:
         return self
@@ -380,6 +405,7 @@ class Stream(StreamBase):
         self.close()
 
     def _put(self, item: object, timeout: float | None) -> None:
+        self._start()
         waited = 0.0
         while True:
             try:
@@ -410,11 +436,15 @@ class Stream(StreamBase):
         except ClassifierClientError:  # a malformed answer: recorded by the core
             self._call.cancel()
         finally:
-            self._core.finish()
-            if self._on_end is not None:
-                self._on_end()
-            self._end_requests()
-            self._results.put(_END)
+            self._ended()
+
+    def _ended(self) -> None:
+        """The call ended (or the stream closed before it started): wake everyone waiting."""
+        self._core.finish()
+        if self._on_end is not None:
+            self._on_end()
+        self._end_requests()
+        self._results.put(_END)
 
     def _end_requests(self) -> None:
         # Unblock gRPC's thread that waits on the request iterator: drop what is queued, then end.

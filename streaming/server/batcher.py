@@ -37,6 +37,9 @@ from streaming.server.stream_state import StreamState
 
 logger = logging.getLogger(__name__)
 
+# How often a reader waiting for room checks for idle reads holding it (``--room-timeout``).
+_RECHECK_S = 0.25
+
 
 class ServerDraining(StreamingError):
     """The server is shutting down and accepts no new streams."""
@@ -187,6 +190,7 @@ class Batcher:
         """Give a stream opened before its StreamConfig was read its settings (no frame yet)."""
         model = self.models.current
         stream.settings = settings
+        stream.configured = True
         stream.restart_window(len(model.labels), model.labels_epoch)
 
     def close_stream(self, stream: StreamState) -> None:
@@ -206,8 +210,30 @@ class Batcher:
         """
         scheduler = self.scheduler
         if not scheduler.may_receive(stream):
-            await _wait_for_room(stream, self._may_receive, scheduler.wait_to_receive)
+            await _wait_for_room(
+                stream, self._may_receive, scheduler.wait_to_receive, self._end_idle_readers
+            )
         scheduler.receiving(stream)
+
+    def _end_idle_readers(self, waiter: StreamState) -> None:
+        """End the streams whose idle reads keep ``waiter`` from the room it needs."""
+        idle_ns = int(self._config.room_timeout_s * 1e9)
+        for holder in self.scheduler.idle_readers_in_the_way(waiter, idle_ns):
+            reserved = holder.memory.reserved
+            logger.warning(
+                "stream %d ended: it kept room for a %.1f MiB message for %g s or more without "
+                "sending it while stream %d waited for memory (--room-timeout)",
+                holder.id,
+                reserved / 2**20,
+                self._config.room_timeout_s,
+                waiter.id,
+            )
+            holder.end(
+                f"the stream kept room for a {reserved / 2**20:.1f} MiB message reserved for "
+                f"{self._config.room_timeout_s:g} s or more without sending one while other "
+                "streams waited for memory (--room-timeout): send the first frame with the "
+                "StreamConfig, or reopen the stream when there is a frame to send"
+            )
 
     def _may_receive(self, stream: StreamState) -> bool:
         # A drain ends the wait: the reader stops, or a stream not configured yet is refused.
@@ -337,12 +363,20 @@ async def _wait_for_room(
     stream: StreamState,
     ready: Callable[[StreamState], bool],
     waiting: Callable[[StreamState, bool], None],
+    still_waiting: Callable[[StreamState], None] | None = None,
 ) -> None:
-    """Sleep until ``ready(stream)``, marked as ``waiting`` meanwhile (so frees wake it)."""
+    """Sleep until ``ready(stream)``, marked as ``waiting`` meanwhile (so frees wake it);
+    ``still_waiting(stream)`` is called every ``_RECHECK_S`` of waiting, if given."""
     waiting(stream, True)
     try:
         while not ready(stream):
-            await stream.wait_for_room()
+            if still_waiting is None:
+                await stream.wait_for_room()
+                continue
+            try:
+                await asyncio.wait_for(stream.wait_for_room(), _RECHECK_S)
+            except TimeoutError:
+                still_waiting(stream)
     finally:
         waiting(stream, False)
 

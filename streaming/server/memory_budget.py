@@ -95,15 +95,27 @@ class MemoryBudget:
         largest so far, or ``first`` before it has sent any payload."""
         return min(stream.largest or self.first, self.limit // 2)
 
+    def in_fair_share(self, stream: StreamBytes) -> bool:
+        """Whether the stream's next message fits its share: half the limit split over the
+        open streams (such a read is always granted)."""
+        return self.expected(stream) * 2 * max(1, self._open) <= self.limit
+
     def may_receive(self, stream: StreamBytes) -> bool:
         """Whether the stream's reader may ask for its next message now (see the class docstring)."""
-        expected = self.expected(stream)
-        if stream.closed or expected * 2 * max(1, self._open) <= self.limit:
+        if stream.closed or self.in_fair_share(stream):
             return True
         readers = self._readers
         if readers and readers[0] is not stream:
             return False
-        return self.held + self.reserved + expected <= self.limit
+        return self.held + self.reserved + self.expected(stream) <= self.limit
+
+    def shortfall(self, stream: StreamBytes) -> int:
+        """Bytes the waiting ``stream``'s next message lacks to fit the limit (0 if it fits)."""
+        return max(0, self.held + self.reserved + self.expected(stream) - self.limit)
+
+    def first_waiting(self, stream: StreamBytes) -> bool:
+        """Whether the stream's reader is the first of those waiting for room."""
+        return bool(self._readers) and self._readers[0] is stream
 
     def wait(self, stream: StreamBytes, waiting: bool) -> bool:
         """Queue the stream's reader for room (or take it off the queue).

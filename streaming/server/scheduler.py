@@ -143,6 +143,9 @@ class Scheduler:
         # (batch id, start ns) of the model call in progress, set by the model thread.
         self._running: tuple[int, int] | None = None
         self._waiting: set[StreamState] = set()
+        # Streams whose reader has asked for a message not arrived yet: when it asked (clock ns),
+        # oldest first.
+        self._reading: dict[StreamState, int] = {}
 
     # -- counts ---------------------------------------------------------------------------------
 
@@ -194,15 +197,50 @@ class Scheduler:
     def receiving(self, stream: StreamState) -> None:
         """The reader asks for the next message: room for the stream's largest is reserved."""
         self.memory.reserve(stream.memory)
+        reading = self._reading
+        reading.pop(stream, None)  # to the end: the dict stays ordered by when reads began
+        reading[stream] = self._clock()
 
     def received(self, stream: StreamState, nbytes: int) -> None:
         """A message with a payload of ``nbytes`` arrived: it counts instead of the reservation."""
         self.memory.receive(stream.memory, nbytes)
+        self._reading.pop(stream, None)
 
     def payload_released(self, stream: StreamState) -> None:
         """The stream's received payload (or reservation) is gone: decoded, queued or dropped."""
+        self._reading.pop(stream, None)
         if self.memory.release_payload(stream.memory):
             self._wake_waiting()
+
+    def idle_readers_in_the_way(self, waiter: StreamState, idle_ns: int) -> list[StreamState]:
+        """Streams to end so that ``waiter``, the first reader waiting for room, gets it.
+
+        Those are configured streams whose read, larger than their fair share, has waited for
+        a message for ``idle_ns`` or longer, oldest first, as many as the waiter's shortfall
+        needs; none when ending them all would not be enough (frames being served hold the
+        room, and free it as they are answered). Without this, streams that open, configure
+        and send nothing would hold the room for the largest message each, and a few of them
+        would keep every new stream from reading at all.
+        """
+        memory = self.memory
+        if not memory.first_waiting(waiter.memory):
+            return []
+        need = memory.shortfall(waiter.memory)
+        oldest = self._clock() - idle_ns
+        holders: list[StreamState] = []
+        for stream, since in self._reading.items():
+            if need <= 0 or since > oldest:
+                break
+            if (
+                stream is waiter
+                or not stream.configured
+                or stream.ended_by is not None
+                or memory.in_fair_share(stream.memory)
+            ):
+                continue
+            holders.append(stream)
+            need -= stream.memory.reserved
+        return holders if need <= 0 else []
 
     # -- frames in ------------------------------------------------------------------------------
 
@@ -291,6 +329,7 @@ class Scheduler:
             self._ready.remove(stream)
         self._held -= stream.outstanding
         self._waiting.discard(stream)
+        self._reading.pop(stream, None)
         self.memory.close(stream.memory)
         stream.close()
         self._wake_waiting()

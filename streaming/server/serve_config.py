@@ -422,6 +422,9 @@ class ServerConfig:
         max_name_chars: longest ``client_id``/``source`` accepted.
         config_timeout_s: a stream that has not sent its StreamConfig this long (counted from
             when the byte budget has room to read it) is ended.
+        room_timeout_s: a stream whose read holds room beyond its fair share of the byte budget
+            (a first frame, whose size is unknown, or a large frame's) this long without its
+            message arriving is ended when another stream's reader waits for that room.
         keepalive_s: idle seconds before the server pings a connection to find dead peers.
         keepalive_timeout_s: how long a ping may go unanswered before the connection is closed.
         max_calls_per_connection: concurrent calls (HTTP/2 streams) one connection may open.
@@ -657,6 +660,17 @@ class ServerConfig:
             group=LIMITS,
         ),
     )
+    room_timeout_s: float = field(
+        default=5.0,
+        metadata=flag(
+            "--room-timeout",
+            parse=float,
+            help="seconds a stream may keep memory reserved for a message it does not send "
+            "(its first frame, or one as large as its largest) while another stream waits for "
+            "that memory; then it is ended with RESOURCE_EXHAUSTED and its resend-from-seq",
+            group=LIMITS,
+        ),
+    )
     keepalive_s: float = field(
         default=30.0,
         metadata=flag(
@@ -724,6 +738,7 @@ class ServerConfig:
             "max_top_k": self.max_top_k >= 1,
             "max_name_chars": self.max_name_chars >= 1,
             "config_timeout_s": self.config_timeout_s > 0,
+            "room_timeout_s": self.room_timeout_s > 0,
             "keepalive_s": self.keepalive_s > 0,
             "keepalive_timeout_s": self.keepalive_timeout_s > 0,
             "max_calls_per_connection": self.max_calls_per_connection >= 1,

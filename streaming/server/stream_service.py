@@ -285,6 +285,13 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                     unanswered.answered(result.seq)
                     yield result_to_pb(result, settings.probabilities)
                     answered += 1
+                if stream.ended_by is not None:  # it held room others waited for (--room-timeout)
+                    await abort(
+                        context,
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        stream.ended_by,
+                        ((RESEND_FROM_KEY, str(unanswered.resume_from)),),
+                    )
                 violation = reader.result() if reader.done() and not reader.cancelled() else None
                 if violation:
                     await abort(context, grpc.StatusCode.INVALID_ARGUMENT, violation)

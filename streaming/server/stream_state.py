@@ -59,6 +59,10 @@ class StreamState:
         # Its part of the byte budget (payload in hand, reservation, largest payload so far).
         self.memory = memory
         self.closed = False
+        # Whether its StreamConfig has been read (a stream is opened before, to wait for room).
+        self.configured = False
+        # Why the server ends the stream while it is open (``end``); the service sends it.
+        self.ended_by: str | None = None
         # The temporal cue's copy of the last answered frame (answer thread only; None until one).
         self.cue_signature: np.ndarray | None = None
         self._input_done = False
@@ -83,8 +87,14 @@ class StreamState:
 
         The caller (``Batcher.next_result``) tells the scheduler the frame left the server.
         """
+        if self.ended_by is not None:
+            return None
         while not self._results:
-            if self.closed or (self._input_done and self.outstanding == 0):
+            if (
+                self.closed
+                or self.ended_by is not None
+                or (self._input_done and self.outstanding == 0)
+            ):
                 return None
             self._results_ready.clear()
             await self._results_ready.wait()
@@ -121,6 +131,12 @@ class StreamState:
     def make_room(self) -> None:
         """Wake a sender waiting for room (the server-wide budget has room again)."""
         self._room.set()
+
+    def end(self, reason: str) -> None:
+        """The server ends the stream for ``reason``: its answer loop stops and sends it."""
+        if self.ended_by is None:
+            self.ended_by = reason
+            self._results_ready.set()
 
     def close(self) -> None:
         """Forget queued frames and unsent answers, and wake everything waiting on the stream."""

@@ -25,7 +25,7 @@ from client import (
     encode_frame,
 )
 from tests.classifiers import SlowClassifier
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 from .flavours import ClientLike, Flavour
 
@@ -307,6 +307,25 @@ def test_closing_mid_stream_does_not_hang(
     with pytest.raises(ClassifierClientError, match="closed"):
         stream.send(tinted(RED))
     client.close()
+
+
+def test_a_stream_starts_its_call_with_its_first_frame(
+    server_factory: Callable[..., Any], flavour: Flavour
+) -> None:
+    # The server reserves room for the largest frame from a stream's StreamConfig until its
+    # first frame arrives (and ends streams that hold it idle): the config leaves with a frame.
+    server = server_factory()
+    service = server.server.stream_service
+    with flavour.connect(server.address) as client:
+        idle = client.open_stream("idle")
+        time.sleep(0.3)
+        assert service.open_calls == 0
+        idle.close()  # nothing started, nothing to wait for
+        assert idle.receive(timeout=1) is None
+        with client.open_stream("cam0") as stream:
+            stream.send(tinted(RED))
+            wait_until(lambda: service.open_calls == 1, timeout=10)
+            assert stream.receive(timeout=10) is not None
 
 
 def test_receive_times_out_instead_of_blocking(client: ClientLike) -> None:

@@ -223,6 +223,35 @@ def test_a_config_being_read_holds_room_for_the_largest_message(server_factory: 
         wait_until(lambda: scheduler.reserved_bytes == 0, timeout=10)
 
 
+def test_streams_that_configure_and_send_nothing_cannot_lock_out_new_ones(
+    server_factory: Any, run_stream: Any, frame_pb: Any
+) -> None:
+    # given: a 2 MiB budget, where a first frame (its size unknown) is expected to need 1 MiB,
+    # and two streams that sent their StreamConfig and nothing since: their reads hold it all
+    server = server_factory(memory_budget_bytes=2 * 2**20, room_timeout_s=0.5)
+    scheduler = server.server.batcher.scheduler
+    config = pb.ClassifyRequest(config=pb.StreamConfig(delivery=LOSSLESS))
+    with grpc.insecure_channel(server.address) as channel:
+        idle = [Held(channel, config) for _ in range(2)]
+        wait_until(lambda: scheduler.reserved_bytes == 2 * 2**20, timeout=10)
+        try:
+            # when: a new stream sends its config and a frame
+            answers = run_stream(server.address, [frame_pb(0, np.zeros((24, 32, 3), np.uint8))])
+            # then: it is served, once idle streams holding the room it needed were ended
+            # (after --room-timeout) with RESOURCE_EXHAUSTED and where to resume
+            assert [answer.seq for answer in answers] == [0]
+            ended = [held.call for held in idle if held.call.done()]
+            assert ended
+            for call in ended:
+                assert call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "--room-timeout" in call.details()
+                assert ("resend-from-seq", "0") in call.trailing_metadata()
+        finally:
+            for held in idle:
+                held.call.cancel()
+                held.release.set()
+
+
 def test_unconfigured_streams_count_against_max_streams(
     server_factory: Any, run_stream: Any, frame_pb: Any
 ) -> None:

@@ -899,6 +899,60 @@ def test_a_closed_stream_leaves_the_queue_of_readers(head_closes: bool) -> None:
     assert behind_asks.done() is head_closes
 
 
+IDLE_NS = 5_000 * MS
+
+
+@pytest.mark.parametrize(
+    ("idle_for", "configured", "held_elsewhere", "ended"),
+    [
+        pytest.param(IDLE_NS, True, 0, 1, id="idle-long-enough:-the-oldest-is-enough"),
+        pytest.param(IDLE_NS, True, 50 * MB, 2, id="a-larger-shortfall-ends-both"),
+        pytest.param(IDLE_NS - 1, True, 0, 0, id="not-idle-long-enough"),
+        pytest.param(IDLE_NS, False, 0, 0, id="config-reads-have-their-own-timeout"),
+        pytest.param(IDLE_NS, True, 90 * MB, 0, id="ending-both-would-not-be-enough"),
+    ],
+)
+def test_idle_reads_holding_the_room_a_reader_waits_for_are_ended(
+    idle_for: int, configured: bool, held_elsewhere: int, ended: int
+) -> None:
+    # given: a 100 MB budget, a first frame expected to need 40 MB, and two streams whose
+    # reads for their first frames hold 80 MB (their clients sent nothing since)
+    h = Harness(policy(memory_budget=100 * MB, first_message=40 * MB))
+    holders = [h.open(), h.open()]
+    waiter, busy = h.open(), h.open()
+    for stream in (*holders, waiter, busy):
+        if configured:
+            h.batcher.configure(stream, stream.settings)
+    assert all(h.ask(holder).done() for holder in holders)
+    if held_elsewhere:
+        h.sent_before(busy, 5 * MB)  # fits its share: read without waiting
+        h.arrive(busy, held_elsewhere)  # decoding: held
+    # when: another stream's reader waits for room, and time passes
+    asking = h.ask(waiter)
+    assert not asking.done()
+    h.clock.advance(idle_for)
+    # then: the oldest idle reads are ended, as many as the waiter needs, or none at all
+    assert h.scheduler.idle_readers_in_the_way(waiter, IDLE_NS) == holders[:ended]
+    assert h.scheduler.idle_readers_in_the_way(busy, IDLE_NS) == []  # only the first waiting
+
+
+def test_an_idle_read_ended_for_a_waiting_reader_gives_it_the_room() -> None:
+    h = Harness(policy(memory_budget=100 * MB, first_message=40 * MB))
+    holder, other, waiter = h.open(), h.open(), h.open()
+    for stream in (holder, other, waiter):
+        h.batcher.configure(stream, stream.settings)
+    assert h.ask(holder).done() and h.ask(other).done()
+    asking = h.ask(waiter)
+    h.clock.advance(int(ServerConfig().room_timeout_s * 1e9))
+    h.batcher._end_idle_readers(waiter)
+    # the holder is told why (its service sends it) and gives the room back as it closes
+    assert holder.ended_by is not None and "--room-timeout" in holder.ended_by
+    assert other.ended_by is None and not asking.done()
+    assert _LOOP.run_until_complete(holder.next_result()) is None
+    h.close(holder)
+    assert asking.done()
+
+
 def test_a_waiting_reader_is_woken_when_bytes_are_freed() -> None:
     h = Harness(policy(memory_budget=100 * MB))
     big, other = h.open(), h.open()

@@ -61,6 +61,7 @@ EVERY_FLAG = [
     "--OHE",
     "--auth-tokens",
     "--config-timeout",
+    "--room-timeout",
     "--decode-priority",
     "--device",
     "--frame-budget",
@@ -150,6 +151,7 @@ def test_no_flags_give_the_configs_defaults() -> None:
         # flags whose field has another name
         (["--grace", "2.5"], "grace_s", 2.5),
         (["--config-timeout", "1"], "config_timeout_s", 1.0),
+        (["--room-timeout", "2.5"], "room_timeout_s", 2.5),
         (["--receive-window", "1M"], "receive_window_bytes", 2**20),
         (["--null-model", "4"], "model.null_classes", 4),
         (["--reflection", "off"], "security.reflection", False),
@@ -186,6 +188,7 @@ def test_flags_land_in_the_config(argv: list[str], attribute: str, expected: obj
         (["--metrics-address", "9100"], argparse.ArgumentError, "expected HOST:PORT"),
         (["--metrics-address", "::1:9100"], argparse.ArgumentError, "needs brackets"),
         (["-scw", "0"], ConfigError, "window=0"),
+        (["--room-timeout", "0"], ConfigError, "room_timeout_s"),
         (["--tls-cert", "c.pem"], ConfigError, "--tls-cert and --tls-key go together"),
         (["--model-dir", "m", "-la", "x.keras"], ConfigError, "not both"),
         (["--model-version", "2"], ConfigError, "give --model-dir"),
