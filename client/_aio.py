@@ -80,8 +80,9 @@ class CallStatus:
     the call's status to INTERNAL "Internal error from Core" (grpc/grpc#36066): over the
     server's status if that came first, or to be replaced by it when it comes. So the first
     status is kept the moment it is set, and a later one is waited for, briefly. This is the
-    client side's one home for that workaround (the server's is ``_refuse`` in
-    ``streaming/service.py``, which reads a refused stream's config before ending it).
+    client side's one home for that workaround (the server's is ``refuse`` in
+    ``streaming/server/stream_service.py``, which reads a refused call's first message before
+    ending it).
     """
 
     def __init__(self, call: grpc.aio.Call, *, wait_s: float = _LATE_STATUS_WAIT_S) -> None:

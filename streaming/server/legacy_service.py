@@ -10,6 +10,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -30,7 +31,7 @@ from streaming.server.server_values import (
     StatusCode,
     StreamSettings,
 )
-from streaming.server.stream_service import abort, register
+from streaming.server.stream_service import abort, refuse, register
 from streaming.server.stream_state import StreamState
 from streaming.server.wire import Undecodable, safe_parser
 
@@ -40,6 +41,10 @@ LEGACY_SERVICE = sc_service_pb2.DESCRIPTOR.services_by_name["sc_service"].full_n
 
 # "float32", "<f8", "uint16": longer strings are not dtypes the old client sent.
 _MAX_DTYPE_CHARS = 16
+
+
+# A call's request being read: a batcher stream holding its room in the byte budget, no frames.
+_READING = StreamSettings(client_id="", source="", window=1, delivery=Delivery.LOSSLESS, top_k=1)
 
 
 class TooManyWindows(StreamingError):
@@ -124,26 +129,63 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
 
     async def inference(
         self,
-        request: sc_service_pb2.server_input | Undecodable,
+        request_iterator: AsyncIterator[sc_service_pb2.server_input | Undecodable],
         context: grpc.aio.ServicerContext,
     ) -> sc_service_pb2.server_output:
+        """The old unary method, served as a client-streaming one (the same on the wire) so
+        that its request is read only when the byte budget has room for it."""
         try:
-            reply = await self._inference(request, context)
+            reply = await self._inference(context)
         except BaseException:
             self._metrics.legacy_call(_LEGACY_OUTCOMES.get(context.code(), LegacyOutcome.ERROR))
             raise
         self._metrics.legacy_call(LegacyOutcome.OK)
         return reply
 
-    async def _inference(
-        self,
-        request: sc_service_pb2.server_input | Undecodable,
-        context: grpc.aio.ServicerContext,
-    ) -> sc_service_pb2.server_output:
+    async def _inference(self, context: grpc.aio.ServicerContext) -> sc_service_pb2.server_output:
+        batcher = self._batcher
+        try:
+            # The request's room in the byte budget, from before it is read until its images
+            # are queued (and counted in their windows).
+            reading = batcher.open_stream(_READING)
+        except ServerDraining as exc:
+            await refuse(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        try:
+            return await self._answer(await self._read_request(context, reading), reading, context)
+        finally:
+            batcher.close_stream(reading)
+
+    async def _read_request(
+        self, context: grpc.aio.ServicerContext, reading: StreamState
+    ) -> sc_service_pb2.server_input:
+        """The call's request, asked of gRPC once the budget has room for the largest message
+        accepted (gRPC takes all of a message off the wire once asked, before any handler of
+        a unary method would run: many large calls at once were outside the budget)."""
+        batcher = self._batcher
+        await batcher.ready_to_receive(reading)
+        if batcher.draining:  # woken by the drain while it waited for room
+            await refuse(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        timeout = self._config.config_timeout_s
+        try:
+            request = await asyncio.wait_for(context.read(), timeout)
+        except TimeoutError:
+            await abort(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no request within {timeout:g} s of the call's start (--config-timeout)",
+            )
+        if request is grpc.aio.EOF:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the call sent no request")
         if isinstance(request, Undecodable):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe())
-        if self._batcher.draining:
-            await abort(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        return request
+
+    async def _answer(
+        self,
+        request: sc_service_pb2.server_input,
+        reading: StreamState,
+        context: grpc.aio.ServicerContext,
+    ) -> sc_service_pb2.server_output:
         config = self._config
         client_id = request.client_id
         if len(client_id) > config.max_name_chars:
@@ -176,6 +218,7 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
                 )
                 await self._batcher.submit(window.stream, frame)
                 window.unread += 1
+            self._batcher.close_stream(reading)  # its images count in their windows now
             results = [await window.answer(seq) for window in windows]
             client.last_used = time.monotonic()
         labels: list[str] = []
@@ -280,7 +323,9 @@ def add_legacy_service(server: grpc.aio.Server, service: LegacyInferenceService)
         server,
         LEGACY_SERVICE,
         {
-            "inference": grpc.unary_unary_rpc_method_handler(
+            # Unary for clients: one message each way. Registered as client-streaming so the
+            # handler decides when the request is read (see ``_read_request``).
+            "inference": grpc.stream_unary_rpc_method_handler(
                 service.inference,
                 request_deserializer=safe_parser(sc_service_pb2.server_input),
                 response_serializer=sc_service_pb2.server_output.SerializeToString,

@@ -66,18 +66,19 @@ _UNCONFIGURED = StreamSettings(
 _REFUSAL_READ_S = 1.0
 
 
-async def _refuse(
+async def refuse(
     context: grpc.aio.ServicerContext,
     code: grpc.StatusCode,
     message: str,
     trailing_metadata: tuple[tuple[str, str], ...] = (),
 ) -> NoReturn:
-    """End a stream the server cannot take, once its StreamConfig has arrived (or briefly not).
+    """End a call the server cannot take, once its first message (a stream's StreamConfig, an
+    old-API request) has arrived, or briefly not.
 
     The server side's one workaround for grpc/grpc#36066 (the client side's is
     ``client._aio.CallStatus``): ending a call while the client is still writing its first
     message makes grpc.aio clients report INTERNAL "Internal error from Core" instead of this
-    status, so the config a client sends right after opening is read first. The refused call
+    status, so the message a client sends right after opening is read first. The refused call
     holds no stream slot meanwhile.
     """
     with contextlib.suppress(Exception):
@@ -236,9 +237,9 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         self._no_calls.clear()
         try:
             if self._batcher.draining:
-                await _refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
+                await refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
             if self._calls >= self._config.max_streams:
-                await _refuse(
+                await refuse(
                     context,
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"the server already serves {self._calls} streams (--max-streams)",
@@ -343,7 +344,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         await batcher.ready_to_receive(stream)
         try:
             if batcher.draining:  # woken by the drain while it waited for room
-                await _refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
+                await refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
             first = await asyncio.wait_for(context.read(), timeout)
         except TimeoutError:
             await abort(

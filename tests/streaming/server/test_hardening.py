@@ -385,6 +385,66 @@ def legacy_labels(stub: Any, colours: list[tuple[int, int, int]], timeout: float
 RED, GREEN, BLUE = (230, 5, 5), (5, 230, 5), (5, 5, 230)
 
 
+class HeldLegacyCall:
+    """An old-API call that has started and sends its request only when released (if ever)."""
+
+    def __init__(self, channel: grpc.Channel, request: sc_service_pb2.server_input | None) -> None:
+        self.release = threading.Event()
+        self._request = request
+        inference = channel.stream_unary(
+            "/sc_service/inference",
+            request_serializer=sc_service_pb2.server_input.SerializeToString,
+            response_deserializer=sc_service_pb2.server_output.FromString,
+        )
+        self.future = inference.future(self._requests(), timeout=60)
+
+    def _requests(self) -> Iterator[sc_service_pb2.server_input]:
+        self.release.wait(60)
+        if self._request is not None:
+            yield self._request
+
+    def end(self) -> None:
+        self.future.cancel()
+        self.release.set()
+
+
+def test_a_legacy_request_is_read_only_when_the_budget_has_room(server_factory: Any) -> None:
+    # given: a 2 MiB budget, where a request (its size unknown) is expected to need 1 MiB, and
+    # two old-API calls that started and have not sent their request: they hold it all
+    server = server_factory(memory_budget_bytes=2 * 2**20, config_timeout_s=30)
+    scheduler = server.server.batcher.scheduler
+    with grpc.insecure_channel(server.address) as channel:
+        stub = sc_service_pb2_grpc.sc_serviceStub(channel)
+        held = [HeldLegacyCall(channel, legacy_request()) for _ in range(2)]
+        try:
+            wait_until(lambda: scheduler.reserved_bytes == 2 * 2**20, timeout=10)
+            # when / then: another call waits for room instead of being received uncounted
+            with pytest.raises(grpc.RpcError) as caught:
+                legacy_labels(stub, [RED], timeout=1.5)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            # once one of them sends its request, and is answered, the room is free again
+            held[0].release.set()
+            assert held[0].future.result(timeout=10).stream_classification
+            assert legacy_labels(stub, [RED]) == ["red"]
+        finally:
+            for call in held:
+                call.end()
+        wait_until(lambda: scheduler.reserved_bytes == 0, timeout=10)
+
+
+def test_a_legacy_call_that_sends_no_request_is_ended_after_the_config_timeout(
+    server_factory: Any,
+) -> None:
+    server = server_factory(config_timeout_s=0.3)
+    with grpc.insecure_channel(server.address) as channel:
+        silent = HeldLegacyCall(channel, None)
+        with pytest.raises(grpc.RpcError) as caught:
+            silent.future.result(timeout=10)
+        silent.end()
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "no request within 0.3 s" in caught.value.details()
+
+
 @pytest.mark.parametrize("ending", ["deadline", "cancel"])
 def test_legacy_answers_stay_correct_after_a_timed_out_or_cancelled_call(
     server_factory: Any, tiny_classifier: Any, ending: str
