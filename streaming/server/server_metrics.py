@@ -210,6 +210,12 @@ class ServerMetrics:
             "Classify streams opened since the server started.",
             registry=r,
         )
+        self._streams_ended_idle = Counter(
+            f"{PREFIX}_streams_ended_idle",
+            "Streams ended because their read kept memory reserved for a message they did not "
+            "send while other streams waited for it (--room-timeout).",
+            registry=r,
+        )
         self._queue_wait = Histogram(
             f"{PREFIX}_queue_wait_seconds",
             "Time a frame waited between arrival and the start of its model call.",
@@ -333,6 +339,9 @@ class ServerMetrics:
         self._streams_open.inc()
         if self._process_streams_open is not None:
             self._process_streams_open.inc()
+
+    def stream_ended_idle(self) -> None:
+        self._streams_ended_idle.inc()
 
     def stream_closed(self) -> None:
         self._streams_open.dec()

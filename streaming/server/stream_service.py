@@ -287,6 +287,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
                     yield result_to_pb(result, settings.probabilities)
                     answered += 1
                 if stream.ended_by is not None:  # it held room others waited for (--room-timeout)
+                    self._metrics.stream_ended_idle()
                     await abort(
                         context,
                         grpc.StatusCode.RESOURCE_EXHAUSTED,

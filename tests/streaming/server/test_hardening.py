@@ -246,6 +246,8 @@ def test_streams_that_configure_and_send_nothing_cannot_lock_out_new_ones(
                 assert call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 assert "--room-timeout" in call.details()
                 assert ("resend-from-seq", "0") in call.trailing_metadata()
+            metrics = server.server.metrics
+            assert metrics.value("stream_classify_streams_ended_idle_total") == len(ended)
         finally:
             for held in idle:
                 held.call.cancel()

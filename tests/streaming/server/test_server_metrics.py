@@ -32,6 +32,7 @@ METRIC_NAMES_FILE_ORDER = (
     "stream_classify_decodes_starved",
     "stream_classify_streams_open",
     "stream_classify_streams_opened",
+    "stream_classify_streams_ended_idle",
     "stream_classify_queue_wait_seconds",
     "stream_classify_model_call_seconds",
     "stream_classify_frame_latency_seconds",
