@@ -37,8 +37,12 @@ from streaming.server.stream_state import StreamState
 
 logger = logging.getLogger(__name__)
 
-# How often a reader waiting for room checks for idle reads holding it (``--room-timeout``).
+# How often the first reader waiting for room checks for idle reads holding it (--room-timeout).
 _RECHECK_S = 0.25
+# A call's first message (its StreamConfig, an old-API request) is sent with the call, so it
+# has arrived by the time room is made for it, however long the call waited: a read that gets
+# nothing this long gives its room up to waiting readers (at most --room-timeout).
+_FIRST_MESSAGE_IDLE_S = 0.5
 
 
 class ServerDraining(StreamingError):
@@ -169,8 +173,10 @@ class Batcher:
         """Streams open (bidi streams and old-API windows)."""
         return len(self._streams)
 
-    def open_stream(self, settings: StreamSettings) -> StreamState:
+    def open_stream(self, settings: StreamSettings, connection: object = None) -> StreamState:
         """Open a stream; the services bound how many (``max_streams``, ``legacy_max_windows``).
+
+        ``connection`` (the peer) is the stream's turn-taking lane when readers wait for room.
 
         Raises:
             ServerDraining: the server is shutting down.
@@ -179,9 +185,8 @@ class Batcher:
             raise ServerDraining("the server is shutting down")
         self._next_id += 1
         model = self.models.current
-        stream = StreamState(
-            self._next_id, settings, len(model.labels), self.scheduler.opened(), model.labels_epoch
-        )
+        memory = self.scheduler.opened(connection)
+        stream = StreamState(self._next_id, settings, len(model.labels), memory, model.labels_epoch)
         self._streams[stream.id] = stream
         logger.debug("opened %r", stream)
         return stream
@@ -210,29 +215,51 @@ class Batcher:
         """
         scheduler = self.scheduler
         if not scheduler.may_receive(stream):
-            await _wait_for_room(
-                stream, self._may_receive, scheduler.wait_to_receive, self._end_idle_readers
-            )
+            scheduler.wait_to_receive(stream, True)
+            try:
+                while not self._may_receive(stream):
+                    if not scheduler.first_to_receive(stream):
+                        await stream.wait_for_room()  # woken as the queue moves or room frees
+                        continue
+                    # First in line: idle reads holding the room may have to give it up.
+                    try:
+                        await asyncio.wait_for(stream.wait_for_room(), _RECHECK_S)
+                    except TimeoutError:
+                        self._end_idle_readers(stream)
+            finally:
+                scheduler.wait_to_receive(stream, False)
         scheduler.receiving(stream)
 
     def _end_idle_readers(self, waiter: StreamState) -> None:
         """End the streams whose idle reads keep ``waiter`` from the room it needs."""
-        idle_ns = int(self._config.room_timeout_s * 1e9)
-        for holder in self.scheduler.idle_readers_in_the_way(waiter, idle_ns):
-            reserved = holder.memory.reserved
+        timeout = self._config.room_timeout_s
+        first_timeout = min(timeout, _FIRST_MESSAGE_IDLE_S)
+        holders = self.scheduler.idle_readers_in_the_way(
+            waiter, int(timeout * 1e9), int(first_timeout * 1e9)
+        )
+        for holder in holders:
+            reserved = holder.memory.reserved / 2**20
+            idle = timeout if holder.configured else first_timeout
+            what = "message" if holder.configured else "first message"
             logger.warning(
-                "stream %d ended: it kept room for a %.1f MiB message for %g s or more without "
+                "stream %d ended: it kept room for a %.1f MiB %s for %g s or more without "
                 "sending it while stream %d waited for memory (--room-timeout)",
                 holder.id,
-                reserved / 2**20,
-                self._config.room_timeout_s,
+                reserved,
+                what,
+                idle,
                 waiter.id,
             )
+            advice = (
+                "send the first frame with the StreamConfig, or reopen the stream when there is "
+                "a frame to send"
+                if holder.configured
+                else "send the StreamConfig (or old-API request) as the call opens"
+            )
             holder.end(
-                f"the stream kept room for a {reserved / 2**20:.1f} MiB message reserved for "
-                f"{self._config.room_timeout_s:g} s or more without sending one while other "
-                "streams waited for memory (--room-timeout): send the first frame with the "
-                "StreamConfig, or reopen the stream when there is a frame to send"
+                f"the call kept room for a {reserved:.1f} MiB {what} reserved for {idle:g} s or "
+                f"more without sending one while other calls waited for memory "
+                f"(--room-timeout): {advice}"
             )
 
     def _may_receive(self, stream: StreamState) -> bool:
@@ -363,20 +390,12 @@ async def _wait_for_room(
     stream: StreamState,
     ready: Callable[[StreamState], bool],
     waiting: Callable[[StreamState, bool], None],
-    still_waiting: Callable[[StreamState], None] | None = None,
 ) -> None:
-    """Sleep until ``ready(stream)``, marked as ``waiting`` meanwhile (so frees wake it);
-    ``still_waiting(stream)`` is called every ``_RECHECK_S`` of waiting, if given."""
+    """Sleep until ``ready(stream)``, marked as ``waiting`` meanwhile (so frees wake it)."""
     waiting(stream, True)
     try:
         while not ready(stream):
-            if still_waiting is None:
-                await stream.wait_for_room()
-                continue
-            try:
-                await asyncio.wait_for(stream.wait_for_room(), _RECHECK_S)
-            except TimeoutError:
-                still_waiting(stream)
+            await stream.wait_for_room()
     finally:
         waiting(stream, False)
 

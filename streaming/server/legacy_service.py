@@ -24,6 +24,7 @@ from streaming.server.serve_config import DEFAULT_MAX_FRAME_PIXELS, ServerConfig
 from streaming.server.server_errors import FrameRejected, StreamingError
 from streaming.server.server_metrics import LegacyOutcome, ServerMetrics
 from streaming.server.server_values import (
+    UNCONFIGURED,
     Delivery,
     Encoding,
     FrameData,
@@ -31,7 +32,7 @@ from streaming.server.server_values import (
     StatusCode,
     StreamSettings,
 )
-from streaming.server.stream_service import abort, refuse, register
+from streaming.server.stream_service import abort, read_first_message, refuse, register
 from streaming.server.stream_state import StreamState
 from streaming.server.wire import Undecodable, safe_parser
 
@@ -41,10 +42,6 @@ LEGACY_SERVICE = sc_service_pb2.DESCRIPTOR.services_by_name["sc_service"].full_n
 
 # "float32", "<f8", "uint16": longer strings are not dtypes the old client sent.
 _MAX_DTYPE_CHARS = 16
-
-
-# A call's request being read: a batcher stream holding its room in the byte budget, no frames.
-_READING = StreamSettings(client_id="", source="", window=1, delivery=Delivery.LOSSLESS, top_k=1)
 
 
 class TooManyWindows(StreamingError):
@@ -147,7 +144,7 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
         try:
             # The request's room in the byte budget, from before it is read until its images
             # are queued (and counted in their windows).
-            reading = batcher.open_stream(_READING)
+            reading = batcher.open_stream(UNCONFIGURED, context.peer())
         except ServerDraining as exc:
             await refuse(context, grpc.StatusCode.UNAVAILABLE, str(exc))
         try:
@@ -165,15 +162,9 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
         await batcher.ready_to_receive(reading)
         if batcher.draining:  # woken by the drain while it waited for room
             await refuse(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
-        timeout = self._config.config_timeout_s
-        try:
-            request = await asyncio.wait_for(context.read(), timeout)
-        except TimeoutError:
-            await abort(
-                context,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no request within {timeout:g} s of the call's start (--config-timeout)",
-            )
+        request = await read_first_message(
+            context, reading, self._config.config_timeout_s, "request"
+        )
         if request is grpc.aio.EOF:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the call sent no request")
         if isinstance(request, Undecodable):

@@ -18,6 +18,8 @@ class StreamBytes:
     reserved: int = 0  # room reserved for the message being read
     largest: int = 0  # largest payload so far: what the stream's next message is expected to need
     closed: bool = False
+    lane: object = None  # its connection: waiting readers take turns by connection
+    waiting: bool = False  # its reader is queued for room
 
 
 class MemoryBudget:
@@ -39,7 +41,9 @@ class MemoryBudget:
     - A read within the stream's fair share (half the limit split over the open streams) is
       always granted, so small-frame streams keep moving whatever large ones hold; a larger one
       is granted only when ``held + reserved`` plus it fits the limit, and only to the first of
-      the readers waiting for room (first come, first served). A stream that has sent no
+      the readers waiting for room: first come, first served within a connection (a stream's
+      ``lane``), the connections taking turns, so one connection's hundreds of waiting streams
+      do not put another's behind all of them. A stream that has sent no
       payload yet is expected to send the largest message the server accepts (``first``):
       its size is unknown until it has arrived, and new streams whose first frames all
       arrive at once must not take the server past its budget uncounted.
@@ -51,7 +55,7 @@ class MemoryBudget:
     than expected); the scheduler reads ``full`` and makes senders wait (LOSSLESS) or drop (LIVE).
     """
 
-    __slots__ = ("limit", "first", "held", "reserved", "_open", "_readers")
+    __slots__ = ("limit", "first", "held", "reserved", "_open", "_lanes")
 
     def __init__(self, limit: int, first: int = 0) -> None:
         if limit < 1 or first < 0:
@@ -61,9 +65,11 @@ class MemoryBudget:
         self.held = 0
         self.reserved = 0
         self._open = 0
-        # Readers of large messages waiting for room, first come first served: a reader whose
-        # message was just decoded must not take the room back before those already waiting.
-        self._readers: deque[StreamBytes] = deque()
+        # Readers of large messages waiting for room, by lane (connection), each lane first come
+        # first served and never empty; the first lane's first reader is next, and its lane goes
+        # to the back once it leaves. A reader whose message was just decoded must not take the
+        # room back before those already waiting.
+        self._lanes: dict[object, deque[StreamBytes]] = {}
 
     @property
     def full(self) -> bool:
@@ -74,10 +80,10 @@ class MemoryBudget:
     def open_streams(self) -> int:
         return self._open
 
-    def open(self) -> StreamBytes:
-        """A new stream: its share shrinks the others' fair shares."""
+    def open(self, lane: object = None) -> StreamBytes:
+        """A new stream (on connection ``lane``): its share shrinks the others' fair shares."""
         self._open += 1
-        return StreamBytes()
+        return StreamBytes(lane=lane)
 
     def close(self, stream: StreamBytes) -> None:
         """The stream is gone: its payload in hand and its reservation are freed."""
@@ -104,8 +110,8 @@ class MemoryBudget:
         """Whether the stream's reader may ask for its next message now (see the class docstring)."""
         if stream.closed or self.in_fair_share(stream):
             return True
-        readers = self._readers
-        if readers and readers[0] is not stream:
+        head = self._head()
+        if head is not None and head is not stream:
             return False
         return self.held + self.reserved + self.expected(stream) <= self.limit
 
@@ -115,7 +121,12 @@ class MemoryBudget:
 
     def first_waiting(self, stream: StreamBytes) -> bool:
         """Whether the stream's reader is the first of those waiting for room."""
-        return bool(self._readers) and self._readers[0] is stream
+        return self._head() is stream
+
+    def _head(self) -> StreamBytes | None:
+        for lane in self._lanes.values():
+            return lane[0]
+        return None
 
     def wait(self, stream: StreamBytes, waiting: bool) -> bool:
         """Queue the stream's reader for room (or take it off the queue).
@@ -123,16 +134,25 @@ class MemoryBudget:
         Returns:
             Whether the head of the queue left, so the next in line may fit now.
         """
-        readers = self._readers
         if waiting:
-            if stream not in readers and not stream.closed:
-                readers.append(stream)
+            if not stream.waiting and not stream.closed:
+                stream.waiting = True
+                self._lanes.setdefault(stream.lane, deque()).append(stream)
             return False
-        if readers and readers[0] is stream:
-            readers.popleft()
+        if not stream.waiting:
+            return False
+        stream.waiting = False
+        lanes = self._lanes
+        if self._head() is stream:
+            lane = lanes.pop(stream.lane)
+            lane.popleft()
+            if lane:
+                lanes[stream.lane] = lane  # to the back: the connections take turns
             return True
-        if stream in readers:
-            readers.remove(stream)
+        lane = lanes[stream.lane]
+        lane.remove(stream)
+        if not lane:
+            del lanes[stream.lane]
         return False
 
     def reserve(self, stream: StreamBytes) -> None:

@@ -176,9 +176,10 @@ class Scheduler:
 
     # -- messages in --------------------------------------------------------------------------
 
-    def opened(self) -> StreamBytes:
-        """A stream is opened: its part of the byte budget (its share shrinks the others')."""
-        return self.memory.open()
+    def opened(self, connection: object = None) -> StreamBytes:
+        """A stream is opened (on ``connection``): its part of the byte budget (its share
+        shrinks the others'; readers waiting for room take turns by connection)."""
+        return self.memory.open(connection)
 
     def may_receive(self, stream: StreamState) -> bool:
         """Whether the stream's reader may ask gRPC for its next message now (``MemoryBudget``)."""
@@ -193,6 +194,10 @@ class Scheduler:
         self._waiting.discard(stream)
         if self.memory.wait(stream.memory, False):
             self._wake_waiting()  # the next in line may fit in what is left
+
+    def first_to_receive(self, stream: StreamState) -> bool:
+        """Whether the stream's reader is the first of those waiting for room."""
+        return self.memory.first_waiting(stream.memory)
 
     def receiving(self, stream: StreamState) -> None:
         """The reader asks for the next message: room for the stream's largest is reserved."""
@@ -212,28 +217,31 @@ class Scheduler:
         if self.memory.release_payload(stream.memory):
             self._wake_waiting()
 
-    def idle_readers_in_the_way(self, waiter: StreamState, idle_ns: int) -> list[StreamState]:
+    def idle_readers_in_the_way(
+        self, waiter: StreamState, idle_ns: int, first_idle_ns: int
+    ) -> list[StreamState]:
         """Streams to end so that ``waiter``, the first reader waiting for room, gets it.
 
-        Those are configured streams whose read, larger than their fair share, has waited for
-        a message for ``idle_ns`` or longer, oldest first, as many as the waiter's shortfall
-        needs; none when ending them all would not be enough (frames being served hold the
-        room, and free it as they are answered). Without this, streams that open, configure
-        and send nothing would hold the room for the largest message each, and a few of them
-        would keep every new stream from reading at all.
+        Those are streams whose read, larger than their fair share, has waited for a message
+        for ``idle_ns`` or longer (``first_idle_ns`` for a call's first message, a StreamConfig
+        or an old-API request, which is sent with the call), oldest first, as many as the
+        waiter's shortfall needs; none when ending them all would not be enough (frames being
+        served hold the room, and free it as they are answered). Without this, streams that
+        open and send nothing would hold the room for the largest message each, and a few of
+        them would keep every new stream from reading at all.
         """
         memory = self.memory
         if not memory.first_waiting(waiter.memory):
             return []
         need = memory.shortfall(waiter.memory)
-        oldest = self._clock() - idle_ns
+        now = self._clock()
         holders: list[StreamState] = []
         for stream, since in self._reading.items():
-            if need <= 0 or since > oldest:
-                break
+            if need <= 0 or now - since < min(idle_ns, first_idle_ns):
+                break  # oldest first: the rest waited less
             if (
                 stream is waiter
-                or not stream.configured
+                or now - since < (idle_ns if stream.configured else first_idle_ns)
                 or stream.ended_by is not None
                 or memory.in_fair_share(stream.memory)
             ):

@@ -57,6 +57,13 @@ class StreamSettings:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
 
 
+# The settings of a batcher stream that holds room in the byte budget before it has its own: a
+# stream whose StreamConfig is still to be read, an old-API request being read.
+UNCONFIGURED = StreamSettings(
+    client_id="", source="", window=1, delivery=Delivery.LOSSLESS, top_k=1
+)
+
+
 @dataclass(frozen=True)
 class FrameData:
     """One frame as received; decoded and validated later, in a worker thread."""

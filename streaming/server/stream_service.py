@@ -11,7 +11,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -23,7 +23,7 @@ from streaming.server.logsafe import shown
 from streaming.server.model_versions import ModelSlot
 from streaming.server.serve_config import ServerConfig
 from streaming.server.server_metrics import ServerMetrics
-from streaming.server.server_values import Delivery, FrameData, StreamSettings
+from streaming.server.server_values import UNCONFIGURED, FrameData, StreamSettings
 from streaming.server.stream_state import StreamState
 from streaming.server.wire import (
     Undecodable,
@@ -57,11 +57,6 @@ async def abort(
     raise AssertionError("unreachable: abort raises")
 
 
-# A stream's settings until its StreamConfig has arrived (it is read, and waits for room, as one).
-_UNCONFIGURED = StreamSettings(
-    client_id="", source="", window=1, delivery=Delivery.LOSSLESS, top_k=1
-)
-
 # How long a refused stream's first message is waited for before the refusal is sent.
 _REFUSAL_READ_S = 1.0
 
@@ -86,11 +81,37 @@ async def refuse(
     await abort(context, code, message, trailing_metadata)
 
 
+async def read_first_message(
+    context: grpc.aio.ServicerContext, call: StreamState, timeout: float, what: str
+) -> Any:  # what the method's request parser gives, or grpc.aio.EOF
+    """A call's first message (``what``: a StreamConfig, an old-API request), read once its
+    stream ``call`` has room for it; ends the call if it does not come within ``timeout`` s,
+    or sooner if the room is wanted by waiting readers (``StreamState.end``)."""
+    read = asyncio.ensure_future(context.read())
+    ended = asyncio.ensure_future(call.until_ended())
+    try:
+        done, _ = await asyncio.wait(
+            {read, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        ended.cancel()
+    if read in done:
+        return read.result()
+    read.cancel()
+    if call.ended_by is not None:
+        await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, call.ended_by, _RESEND_ALL)
+    await abort(
+        context,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        f"no {what} within {timeout:g} s of the call's start (--config-timeout)",
+    )
+
+
 async def _open(
     batcher: Batcher, settings: StreamSettings, context: grpc.aio.ServicerContext
 ) -> StreamState:
     try:
-        return batcher.open_stream(settings)
+        return batcher.open_stream(settings, context.peer())
     except ServerDraining as exc:
         await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc), _RESEND_ALL)
 
@@ -255,7 +276,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
             try:
                 # Opened before its StreamConfig is read: the config's size is unknown until it
                 # has arrived, so it waits for room in the byte budget as a first frame does.
-                stream = await _open(self._batcher, _UNCONFIGURED, context)
+                stream = await _open(self._batcher, UNCONFIGURED, context)
                 settings = await self._read_config(context, stream)
                 if settings is None:
                     return
@@ -346,13 +367,7 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         try:
             if batcher.draining:  # woken by the drain while it waited for room
                 await refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
-            first = await asyncio.wait_for(context.read(), timeout)
-        except TimeoutError:
-            await abort(
-                context,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no StreamConfig within {timeout:g} s of opening the stream (--config-timeout)",
-            )
+            first = await read_first_message(context, stream, timeout, "StreamConfig")
         finally:
             batcher.not_receiving(stream)  # a config is no payload: its room is free again
         if first is grpc.aio.EOF:

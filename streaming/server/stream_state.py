@@ -63,6 +63,7 @@ class StreamState:
         self.configured = False
         # Why the server ends the stream while it is open (``end``); the service sends it.
         self.ended_by: str | None = None
+        self._ended = asyncio.Event()
         # The temporal cue's copy of the last answered frame (answer thread only; None until one).
         self.cue_signature: np.ndarray | None = None
         self._input_done = False
@@ -133,10 +134,16 @@ class StreamState:
         self._room.set()
 
     def end(self, reason: str) -> None:
-        """The server ends the stream for ``reason``: its answer loop stops and sends it."""
+        """The server ends the stream for ``reason``: its answer loop (or the read of its first
+        message) stops, and the service sends it."""
         if self.ended_by is None:
             self.ended_by = reason
+            self._ended.set()
             self._results_ready.set()
+
+    async def until_ended(self) -> None:
+        """Sleep until ``end`` is called."""
+        await self._ended.wait()
 
     def close(self) -> None:
         """Forget queued frames and unsent answers, and wake everything waiting on the stream."""

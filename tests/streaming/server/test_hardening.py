@@ -254,6 +254,36 @@ def test_streams_that_configure_and_send_nothing_cannot_lock_out_new_ones(
                 held.release.set()
 
 
+def test_streams_that_never_send_their_config_cannot_lock_out_new_ones(
+    server_factory: Any, run_stream: Any, frame_pb: Any
+) -> None:
+    # given: a 2 MiB budget (a StreamConfig, its size unknown, is expected to need 1 MiB: two
+    # are read at a time) and two connections with forty streams each that never send one
+    server = server_factory(memory_budget_bytes=2 * 2**20, config_timeout_s=60)
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]  # not the process-wide one
+    channels = [grpc.insecure_channel(server.address, own_connection) for _ in range(2)]
+    silent = [Held(channel) for channel in channels for _ in range(40)]
+    try:
+        wait_until(lambda: server.server.stream_service.open_calls == 80, timeout=20)
+        # when: a stream opens on another connection, behind all eighty
+        answers = run_stream(server.address, [frame_pb(0, np.zeros((24, 32, 3), np.uint8))], 10)
+        # then: it is served within seconds: the connections take turns for room, and a read
+        # holding room for a StreamConfig that does not come gives it up after half a second
+        # (first come first served over all eighty would have taken twenty)
+        assert [answer.seq for answer in answers] == [0]
+        ended = [held.call for held in silent if held.call.done()]
+        assert ended
+        for call in ended:
+            assert call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, call.details()
+            assert "--room-timeout" in call.details()
+    finally:
+        for held in silent:
+            held.call.cancel()
+            held.release.set()
+        for channel in channels:
+            channel.close()
+
+
 def test_unconfigured_streams_count_against_max_streams(
     server_factory: Any, run_stream: Any, frame_pb: Any
 ) -> None:
@@ -420,14 +450,16 @@ def test_a_legacy_request_is_read_only_when_the_budget_has_room(server_factory: 
         held = [HeldLegacyCall(channel, legacy_request()) for _ in range(2)]
         try:
             wait_until(lambda: scheduler.reserved_bytes == 2 * 2**20, timeout=10)
-            # when / then: another call waits for room instead of being received uncounted
-            with pytest.raises(grpc.RpcError) as caught:
-                legacy_labels(stub, [RED], timeout=1.5)
-            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            # once one of them sends its request, and is answered, the room is free again
-            held[0].release.set()
-            assert held[0].future.result(timeout=10).stream_classification
-            assert legacy_labels(stub, [RED]) == ["red"]
+            # when: another call comes
+            labels = legacy_labels(stub, [RED])
+            # then: it waited for room: a request is sent with its call, so a call that holds
+            # room without sending one gave it up once another waited (half a second)
+            assert labels == ["red"]
+            ended = [call.future for call in held if call.future.done()]
+            assert ended
+            for future in ended:
+                assert future.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "--room-timeout" in future.details()
         finally:
             for call in held:
                 call.end()

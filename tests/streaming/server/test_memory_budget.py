@@ -170,6 +170,30 @@ def test_a_reader_behind_the_queue_head_waits_even_with_room() -> None:
     assert budget.may_receive(second)
 
 
+def test_readers_waiting_for_room_take_turns_by_connection() -> None:
+    # given: a budget with room for one first message at a time, a connection whose three
+    # streams wait for room, then two streams of two other connections
+    budget = MemoryBudget(LIMIT, FIRST)
+    busy = [budget.open("busy") for _ in range(3)]
+    other, third = budget.open("other"), budget.open("third")
+    for stream in (*busy, other, third):
+        budget.wait(stream, True)
+    # when / then: each connection's first reader goes in turn, not the busy one's three first
+    order = []
+    for _ in range(5):
+        head = next(s for s in (*busy, other, third) if s.waiting and budget.may_receive(s))
+        order.append(head.lane)
+        assert budget.wait(head, False)
+    assert order == ["busy", "other", "third", "busy", "busy"]
+    # a reader that leaves from the middle of its connection's line changes no turn
+    first, middle, last = (budget.open("a") for _ in range(3))
+    late = budget.open("b")
+    for stream in (first, middle, last, late):
+        budget.wait(stream, True)
+    assert not budget.wait(middle, False)
+    assert budget.wait(first, False) and budget.first_waiting(late)
+
+
 @pytest.mark.parametrize(("limit", "first"), [(0, 0), (-1, 0), (1, -1)])
 def test_a_budget_below_one_byte_is_refused(limit: int, first: int) -> None:
     with pytest.raises(ValueError):

@@ -900,6 +900,7 @@ def test_a_closed_stream_leaves_the_queue_of_readers(head_closes: bool) -> None:
 
 
 IDLE_NS = 5_000 * MS
+FIRST_IDLE_NS = 500 * MS  # a call's first message (StreamConfig) comes with the call
 
 
 @pytest.mark.parametrize(
@@ -908,15 +909,16 @@ IDLE_NS = 5_000 * MS
         pytest.param(IDLE_NS, True, 0, 1, id="idle-long-enough:-the-oldest-is-enough"),
         pytest.param(IDLE_NS, True, 50 * MB, 2, id="a-larger-shortfall-ends-both"),
         pytest.param(IDLE_NS - 1, True, 0, 0, id="not-idle-long-enough"),
-        pytest.param(IDLE_NS, False, 0, 0, id="config-reads-have-their-own-timeout"),
+        pytest.param(FIRST_IDLE_NS, False, 0, 1, id="config-reads-wait-less"),
+        pytest.param(FIRST_IDLE_NS - 1, False, 0, 0, id="config-reads-not-idle-long-enough"),
         pytest.param(IDLE_NS, True, 90 * MB, 0, id="ending-both-would-not-be-enough"),
     ],
 )
 def test_idle_reads_holding_the_room_a_reader_waits_for_are_ended(
     idle_for: int, configured: bool, held_elsewhere: int, ended: int
 ) -> None:
-    # given: a 100 MB budget, a first frame expected to need 40 MB, and two streams whose
-    # reads for their first frames hold 80 MB (their clients sent nothing since)
+    # given: a 100 MB budget, a first message expected to need 40 MB, and two streams whose
+    # reads for their first frames (or StreamConfigs) hold 80 MB (their clients sent nothing)
     h = Harness(policy(memory_budget=100 * MB, first_message=40 * MB))
     holders = [h.open(), h.open()]
     waiter, busy = h.open(), h.open()
@@ -932,8 +934,9 @@ def test_idle_reads_holding_the_room_a_reader_waits_for_are_ended(
     assert not asking.done()
     h.clock.advance(idle_for)
     # then: the oldest idle reads are ended, as many as the waiter needs, or none at all
-    assert h.scheduler.idle_readers_in_the_way(waiter, IDLE_NS) == holders[:ended]
-    assert h.scheduler.idle_readers_in_the_way(busy, IDLE_NS) == []  # only the first waiting
+    idle_readers = h.scheduler.idle_readers_in_the_way
+    assert idle_readers(waiter, IDLE_NS, FIRST_IDLE_NS) == holders[:ended]
+    assert idle_readers(busy, IDLE_NS, FIRST_IDLE_NS) == []  # only the first waiting
 
 
 def test_an_idle_read_ended_for_a_waiting_reader_gives_it_the_room() -> None:
