@@ -424,7 +424,8 @@ class ServerConfig:
             when the byte budget has room to read it) is ended.
         room_timeout_s: a stream whose read holds room beyond its fair share of the byte budget
             (a first frame, whose size is unknown, or a large frame's) this long without its
-            message arriving is ended when another stream's reader waits for that room.
+            message arriving is ended when another stream's reader waits for that room (a
+            call's first message, sent with the call, gets at most 0.5 s).
         keepalive_s: idle seconds before the server pings a connection to find dead peers.
         keepalive_timeout_s: how long a ping may go unanswered before the connection is closed.
         max_calls_per_connection: concurrent calls (HTTP/2 streams) one connection may open.
@@ -665,9 +666,10 @@ class ServerConfig:
         metadata=flag(
             "--room-timeout",
             parse=float,
-            help="seconds a stream may keep memory reserved for a message it does not send "
-            "(its first frame, or one as large as its largest) while another stream waits for "
-            "that memory; then it is ended with RESOURCE_EXHAUSTED and its resend-from-seq",
+            help="seconds a stream may keep memory reserved for a frame it does not send (its "
+            "first, or one as large as its largest) while another stream waits for that memory; "
+            "then it is ended with RESOURCE_EXHAUSTED and its resend-from-seq (a StreamConfig "
+            "or old-API request, sent with the call, gets at most 0.5 s)",
             group=LIMITS,
         ),
     )
