@@ -111,7 +111,7 @@ class Scheduler:
     The byte budget is a ``MemoryBudget`` (``memory``) owned here: its docstring states the
     invariant of bytes held and of the read reservations (room for a stream's largest message
     so far, reserved before the read, at most half the budget; a fair share of half the budget
-    split over the open streams always read; larger reads first come, first served). The
+    split over the open streams always read; larger reads in turn, by connection). The
     scheduler decides with it: who may read (``may_receive``), who may queue (``admits``) and
     which LIVE frame drops (``submit``).
 
