@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 LEGACY_SERVICE = sc_service_pb2.DESCRIPTOR.services_by_name["sc_service"].full_name
 
+# An answer ready with less of the caller's deadline left is not sent (see ``inference``).
+_TOO_LATE_S = 0.001
+
 # "float32", "<f8", "uint16": longer strings are not dtypes the old client sent.
 _MAX_DTYPE_CHARS = 16
 
@@ -133,6 +136,12 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
         that its request is read only when the byte budget has room for it."""
         try:
             reply = await self._inference(context)
+            remaining = context.time_remaining()
+            if remaining is not None and remaining < _TOO_LATE_S:
+                # The caller's deadline has passed: gRPC can no longer send the answer, and
+                # would log the failed send as an error with a traceback when it loses the race
+                # with the cancellation. Ended as a deadline ends a call that is still waiting.
+                raise asyncio.CancelledError
         except BaseException:
             self._metrics.legacy_call(_LEGACY_OUTCOMES.get(context.code(), LegacyOutcome.ERROR))
             raise
