@@ -43,10 +43,10 @@ class MemoryBudget:
       is granted only when ``held + reserved`` plus it fits the limit, and only to the first of
       the readers waiting for room: first come, first served within a connection (a stream's
       ``lane``), the connections taking turns, so one connection's hundreds of waiting streams
-      do not put another's behind all of them. A stream that has sent no
-      payload yet is expected to send the largest message the server accepts (``first``):
-      its size is unknown until it has arrived, and new streams whose first frames all
-      arrive at once must not take the server past its budget uncounted.
+      do not put another's behind all of them. A stream that has sent no payload yet is
+      expected to send the largest message the server accepts (``first``): its size is
+      unknown until it has arrived, and new streams whose first frames all arrive at once
+      must not take the server past its budget uncounted.
     - Reserved bytes are counted apart from held ones: they gate other large reads only,
       never the scheduler's decisions to queue, wait or drop (``full``), so a client that sends
       one large frame and goes quiet does not make the others wait or drop.
