@@ -266,6 +266,12 @@ class Batcher:
         # A drain ends the wait: the reader stops, or a stream not configured yet is refused.
         return self._draining or self.scheduler.may_receive(stream)
 
+    def received(self, stream: StreamState, nbytes: int) -> None:
+        """A message of ``nbytes`` the stream was given room for arrived, handled outside
+        ``submit`` (an old-API request): it counts instead of the reservation until
+        ``not_receiving`` or the stream closes."""
+        self.scheduler.received(stream, nbytes)
+
     def not_receiving(self, stream: StreamState) -> None:
         """The stream reads no more (input ended or the reader stopped): free its reservation."""
         self.scheduler.payload_released(stream)

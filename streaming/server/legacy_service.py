@@ -168,16 +168,16 @@ class LegacyInferenceService(sc_service_pb2_grpc.sc_serviceServicer):
         accepted (gRPC takes all of a message off the wire once asked, before any handler of
         a unary method would run: many large calls at once were outside the budget)."""
         batcher = self._batcher
-        await batcher.ready_to_receive(reading)
-        if batcher.draining:  # woken by the drain while it waited for room
-            await refuse(context, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
         request = await read_first_message(
-            context, reading, self._config.config_timeout_s, "request"
+            batcher, context, reading, self._config.config_timeout_s, "request"
         )
         if request is grpc.aio.EOF:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the call sent no request")
         if isinstance(request, Undecodable):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        # Its images count instead of the reservation (until they are queued): no longer a
+        # read waiting for its message, which waiting readers could take for an idle one.
+        batcher.received(reading, len(request.imgs))
         return request
 
     async def _answer(

@@ -82,11 +82,24 @@ async def refuse(
 
 
 async def read_first_message(
-    context: grpc.aio.ServicerContext, call: StreamState, timeout: float, what: str
+    batcher: Batcher,
+    context: grpc.aio.ServicerContext,
+    call: StreamState,
+    timeout: float,
+    what: str,
+    refusal_metadata: tuple[tuple[str, str], ...] = (),
 ) -> Any:  # what the method's request parser gives, or grpc.aio.EOF
-    """A call's first message (``what``: a StreamConfig, an old-API request), read once its
-    stream ``call`` has room for it; ends the call if it does not come within ``timeout`` s,
-    or sooner if the room is wanted by waiting readers (``StreamState.end``)."""
+    """A call's first message (``what``: a StreamConfig, an old-API request), read once the
+    budget has room for the largest message accepted (its size is unknown until it has
+    arrived), reserved for the call's stream ``call`` until the caller releases it.
+
+    Ends the call if a drain began while it waited (UNAVAILABLE, ``refusal_metadata``), if the
+    message does not come within ``timeout`` s of the room, or sooner if waiting readers want
+    that room (``StreamState.end``).
+    """
+    await batcher.ready_to_receive(call)
+    if batcher.draining:  # woken by the drain while it waited for room
+        await refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, refusal_metadata)
     read = asyncio.ensure_future(context.read())
     ended = asyncio.ensure_future(call.until_ended())
     try:
@@ -361,13 +374,12 @@ class StreamClassifierService(pb_grpc.StreamClassifierServicer):
         Its read waits for room for the largest message first (a config's size is unknown
         until it has arrived); ``--config-timeout`` counts from when there is room.
         """
-        timeout = self._config.config_timeout_s
         batcher = self._batcher
-        await batcher.ready_to_receive(stream)
+        timeout = self._config.config_timeout_s
         try:
-            if batcher.draining:  # woken by the drain while it waited for room
-                await refuse(context, grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN, _RESEND_ALL)
-            first = await read_first_message(context, stream, timeout, "StreamConfig")
+            first = await read_first_message(
+                batcher, context, stream, timeout, "StreamConfig", _RESEND_ALL
+            )
         finally:
             batcher.not_receiving(stream)  # a config is no payload: its room is free again
         if first is grpc.aio.EOF:
