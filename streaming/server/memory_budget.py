@@ -110,7 +110,7 @@ class MemoryBudget:
         """Whether the stream's reader may ask for its next message now (see the class docstring)."""
         if stream.closed or self.in_fair_share(stream):
             return True
-        head = self._head()
+        head = self.head()
         if head is not None and head is not stream:
             return False
         return self.held + self.reserved + self.expected(stream) <= self.limit
@@ -121,9 +121,10 @@ class MemoryBudget:
 
     def first_waiting(self, stream: StreamBytes) -> bool:
         """Whether the stream's reader is the first of those waiting for room."""
-        return self._head() is stream
+        return self.head() is stream
 
-    def _head(self) -> StreamBytes | None:
+    def head(self) -> StreamBytes | None:
+        """The first reader waiting for room (the next to be granted it), if any."""
         for lane in self._lanes.values():
             return lane[0]
         return None
@@ -143,7 +144,7 @@ class MemoryBudget:
             return False
         stream.waiting = False
         lanes = self._lanes
-        if self._head() is stream:
+        if self.head() is stream:
             lane = lanes.pop(stream.lane)
             lane.popleft()
             if lane:

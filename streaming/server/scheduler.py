@@ -142,7 +142,10 @@ class Scheduler:
         self._batch_ids = 0
         # (batch id, start ns) of the model call in progress, set by the model thread.
         self._running: tuple[int, int] | None = None
-        self._waiting: set[StreamState] = set()
+        # Who waits for room: readers (by their part of the byte budget, whose queue decides
+        # who is next) and senders (for the frame and byte budgets).
+        self._readers: dict[StreamBytes, StreamState] = {}
+        self._senders: set[StreamState] = set()
         # Streams whose reader has asked for a message not arrived yet: when it asked (clock ns),
         # oldest first.
         self._reading: dict[StreamState, int] = {}
@@ -189,9 +192,9 @@ class Scheduler:
         """Queue the stream's reader for room for its next message (or take it off the queue)."""
         if waiting:
             self.memory.wait(stream.memory, True)
-            self._waiting.add(stream)
+            self._readers[stream.memory] = stream
             return
-        self._waiting.discard(stream)
+        self._readers.pop(stream.memory, None)
         if self.memory.wait(stream.memory, False):
             self._wake_waiting()  # the next in line may fit in what is left
 
@@ -269,9 +272,9 @@ class Scheduler:
     def wait_for_budget(self, stream: StreamState, waiting: bool) -> None:
         """Mark the stream's sender as waiting (or no longer) for room in the budgets."""
         if waiting:
-            self._waiting.add(stream)
+            self._senders.add(stream)
         else:
-            self._waiting.discard(stream)
+            self._senders.discard(stream)
 
     def submit(
         self,
@@ -336,7 +339,8 @@ class Scheduler:
             self.memory.free(sum(item.nbytes for item in stream.pending))
             self._ready.remove(stream)
         self._held -= stream.outstanding
-        self._waiting.discard(stream)
+        self._senders.discard(stream)
+        self._readers.pop(stream.memory, None)
         self._reading.pop(stream, None)
         self.memory.close(stream.memory)
         stream.close()
@@ -417,12 +421,17 @@ class Scheduler:
 
     def wake_waiting(self) -> None:
         """Wake every stream waiting for room, whatever the budgets (they check again)."""
-        for stream in self._waiting:
+        for stream in (*self._readers.values(), *self._senders):
             stream.make_room()
 
     def _wake_waiting(self) -> None:
-        if self._waiting and self._held < self.policy.frame_budget and not self.memory.full:
-            for stream in self._waiting:
+        # The next reader in line checks for room whatever the frame budget says: readers
+        # wait for bytes only (when they were woken only while the frame budget had room,
+        # LOSSLESS streams keeping it full left new streams unread for good).
+        if self._readers and (head := self.memory.head()) is not None:
+            self._readers[head].make_room()
+        if self._senders and self._held < self.policy.frame_budget and not self.memory.full:
+            for stream in self._senders:
                 stream.make_room()
 
     def _oldest_arrival_ns(self) -> int:

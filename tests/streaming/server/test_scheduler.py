@@ -956,6 +956,22 @@ def test_an_idle_read_ended_for_a_waiting_reader_gives_it_the_room() -> None:
     assert asking.done()
 
 
+def test_a_reader_waiting_for_room_is_woken_while_the_frame_budget_is_full() -> None:
+    # given: the frame budget full of small frames, and a new stream's reader waiting for room
+    # for its first message while another stream's large payload is being decoded
+    h = Harness(policy(memory_budget=100 * MB, frame_budget=2, first_message=50 * MB))
+    small, large, reader = h.open(), h.open(), h.open()
+    assert h.send(small, 0) and h.send(small, 1)
+    arrival = h.arrive(large, 60 * MB)
+    asking = h.ask(reader)
+    assert not asking.done()
+    # when: the payload is decoded and its bytes freed, frames still filling the frame budget
+    arrival.finish()
+    assert h.scheduler.held_frames > 2
+    # then: the reader gets the room (readers wait for bytes only)
+    assert asking.done()
+
+
 def test_a_waiting_reader_is_woken_when_bytes_are_freed() -> None:
     h = Harness(policy(memory_budget=100 * MB))
     big, other = h.open(), h.open()
