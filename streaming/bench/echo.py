@@ -4,8 +4,11 @@ Requests are frame-sized (``height x width x 3`` bytes); each answer is the firs
 ``answer_bytes`` of its request, the size of a real ``ClassifyResponse``, so the echo moves the
 same bytes each way as the real server and does nothing else (no protobuf, no batching).
 
-``python -m streaming.bench.echo serve PORT`` runs the server (prints ``ready`` when listening);
-``python -m streaming.bench.echo load SPEC_JSON`` runs the client and prints a LoadResult JSON line.
+``python -m streaming.bench.echo serve PORT ANSWER_BYTES [WINDOW_BYTES]`` runs the server (prints
+``ready`` when listening); with ``WINDOW_BYTES`` it receives with the fixed HTTP/2 window the real
+server uses (``--receive-window``, bandwidth probing off) instead of gRPC's probed one.
+``python -m streaming.bench.echo load SPEC_JSON`` runs the client and prints a LoadResult JSON line
+(with ``loadgen_cores``, the client's CPU, as the real load generator reports it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import grpc
 import grpc.aio
 
 from streaming.bench.meter import Meter
+from streaming.server.grpc_server import receive_window_options
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ class EchoSpec:
         return json.dumps(asdict(self))
 
 
-async def serve(port: int, answer_bytes: int) -> None:
+async def serve(port: int, answer_bytes: int, window_bytes: int | None = None) -> None:
     async def echo(
         requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
@@ -61,7 +65,10 @@ async def serve(port: int, answer_bytes: int) -> None:
     handler = grpc.method_handlers_generic_handler(
         "streamclassify.bench.Echo", {"Echo": grpc.stream_stream_rpc_method_handler(echo)}
     )
-    server = grpc.aio.server(options=_OPTIONS)
+    options = list(_OPTIONS)
+    if window_bytes is not None:
+        options += receive_window_options(window_bytes)
+    server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -105,14 +112,17 @@ async def run_load(spec: EchoSpec) -> dict[str, object]:
         start = time.perf_counter_ns() + int(spec.warmup_s * 1e9)
         stop = start + int(spec.duration_s * 1e9)
         meter = Meter(start, stop, spec.slices)
+        cpu_start = time.process_time()
         tasks = [
             asyncio.create_task(_one_stream(channel, spec, payload, meter, stop))
             for _ in range(spec.streams)
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*tasks), spec.warmup_s + spec.duration_s + 15)
+        cpu_s = time.process_time() - cpu_start
     result = meter.result(spec.streams).to_json()
     result["payload_bytes"] = spec.payload_bytes
+    result["loadgen_cores"] = cpu_s / (spec.warmup_s + spec.duration_s)
     return result
 
 
@@ -120,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="echo: %(message)s")
     if args[0] == "serve":
-        asyncio.run(serve(int(args[1]), int(args[2])))
+        window = int(args[3]) if len(args) > 3 else None
+        asyncio.run(serve(int(args[1]), int(args[2]), window))
         return 0
     spec = EchoSpec(**json.loads(args[1]))
     print(json.dumps(asyncio.run(run_load(spec))), flush=True)  # noqa: T201 - JSON output

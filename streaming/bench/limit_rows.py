@@ -16,10 +16,11 @@ from streaming.bench.harness import (
     ModelUnderTest,
     ServerUnderTest,
     deadline_s,
+    load_output,
     load_row,
 )
 from streaming.bench.processes import ChildProcess, free_port, python_module, run_json
-from streaming.bench.results import Latency, LoadResult, Row
+from streaming.bench.results import Latency, Row
 
 
 def model_limit(h: Harness, *, again: bool = False) -> tuple[Row, dict[str, Any]]:
@@ -90,15 +91,22 @@ def _answer_bytes(num_classes: int) -> int:
     return int(result_to_pb(result, ProbabilityFormat.NONE).ByteSize())
 
 
-def transport_row(h: Harness) -> Row:
-    """Row 2: a grpc.aio bidi echo server and client moving frames of the model's input size."""
+def transport_row(h: Harness, window_bytes: int | None = None) -> Row:
+    """Row 2: a grpc.aio bidi echo server and client moving frames of the model's input size.
+
+    ``window_bytes``: the echo receives with the real server's fixed window (``--receive-window``)
+    instead of gRPC's probed one, so the row shows what that memory bound costs the transport
+    alone; row 3 pays it too.
+    """
     port = free_port()
     width, height = h.model.input_size
     answer = _answer_bytes(h.model.num_classes)
+    window = [] if window_bytes is None else [str(window_bytes)]
+    tag = "echo" if window_bytes is None else "echo-window"
     server = ChildProcess(
-        python_module("streaming.bench.echo", "serve", str(port), str(answer)),
+        python_module("streaming.bench.echo", "serve", str(port), str(answer), *window),
         "ready",
-        h.log_dir / "echo-server.log",
+        h.log_dir / f"{tag}-server.log",
     )
     spec = EchoSpec(
         address=f"127.0.0.1:{port}",
@@ -109,17 +117,26 @@ def transport_row(h: Harness) -> Row:
         duration_s=h.s.duration_s,
     )
     with server:
+        assert server.rss is not None
+        server.rss.phase = tag
         data = run_json(
             python_module("streaming.bench.echo", "load", spec.to_json()),
             deadline_s(spec.warmup_s + spec.duration_s + 15),
-            h.log_dir / "echo-client.log",
+            h.log_dir / f"{tag}-client.log",
         )
-    data.pop("payload_bytes", None)
+        server.rss.phase = f"{tag} done"
+        result, extra = load_output(data)
+        extra["server_cores"] = server.rss.cores(tag)
+    setup = (
+        f"grpc.aio bidi echo, {spec.streams} streams, {spec.payload_bytes} B up / {answer} B back"
+    )
+    if window_bytes is None:
+        return load_row("transport", "2. Transport limit", setup, LoadRun(result, extra))
     return load_row(
-        "transport",
-        "2. Transport limit",
-        f"grpc.aio bidi echo, {spec.streams} streams, {spec.payload_bytes} B up / {answer} B back",
-        LoadRun(LoadResult.from_json(data), {}),
+        "transport_window",
+        "2. Transport limit, server's receive window",
+        f"{setup}; fixed {window_bytes // 1024} KiB HTTP/2 receive window, as `serve` by default",
+        LoadRun(result, extra),
     )
 
 

@@ -47,6 +47,7 @@ from streaming.bench.soak import soak_row
 from streaming.bench.startup_row import startup_row
 from streaming.bench.swap_row import swap_row
 from streaming.bench.web_view import WebViewSpec, web_view_row
+from streaming.server.serve_config import DEFAULT_RECEIVE_WINDOW
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Suite:
             self.run.rows.append(row)
             if 2 in rows:
                 self._row("row 2", transport_row, h)
+                self._row("row 2, server's window", transport_row, h, DEFAULT_RECEIVE_WINDOW)
             if 3 in rows:
                 self._attempt("row 3", lambda: self._null_server(h))
             if 4 in rows:

@@ -84,7 +84,7 @@ class AnswerAssembler:
                     frame_best = int(frame_probs.argmax())
                     self._stats.cue_changes[effect] += 1
             mean = stream.window.add(frame_probs)
-            order = np.argsort(-mean)[: stream.settings.top_k]
+            order = top_indices(mean, stream.settings.top_k)
             best = int(order[0])
             answers.append(
                 (
@@ -130,6 +130,23 @@ class AnswerAssembler:
                 (item.stream, _error_result(item, error, n_rows, queue_us, 0, model.version))
             )
         return answers
+
+
+def top_indices(values: np.ndarray, k: int) -> list[int]:
+    """The indices of the ``k`` largest values, largest first (ties in no set order); NaN, a
+    broken model's output, ranks last.
+
+    A frame's top-k out of hundreds of classes: sorting them all cost a quarter of its answer
+    (9 us of 40 at 1000 classes); ``argmax``, or a partition around the k-th, is enough.
+    """
+    if k == 1:
+        best = int(values.argmax())  # the first NaN, if there is one
+        if not np.isnan(values[best]):
+            return [best]
+    if k >= len(values):
+        return [int(i) for i in np.argsort(-values)]
+    few = np.argpartition(-values, k - 1)[:k]
+    return [int(i) for i in few[np.argsort(-values[few])]]
 
 
 def _error_result(

@@ -66,12 +66,18 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_concurrent_streams", config.max_calls_per_connection),
-        # A fixed receive window: with bandwidth probing gRPC grows each stream's window to
-        # tens of MiB and receives that much of a stream the server is not reading, outside
-        # the memory budget (BENCHMARKS.md, session 11).
-        ("grpc.http2.bdp_probe", 0),
-        ("grpc.http2.lookahead_bytes", config.receive_window_bytes),
+        *receive_window_options(config.receive_window_bytes),
     ]
+
+
+def receive_window_options(window_bytes: int) -> list[tuple[str, int]]:
+    """A fixed HTTP/2 receive window per stream (the bench's echo serves with it too).
+
+    With bandwidth probing gRPC grows each stream's window to tens of MiB and receives that
+    much of a stream the server is not reading, outside the memory budget (BENCHMARKS.md,
+    session 11).
+    """
+    return [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", window_bytes)]
 
 
 def exposure_warning(config: ServerConfig) -> str | None:

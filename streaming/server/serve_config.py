@@ -23,6 +23,7 @@ DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320
 MESSAGE_OVERHEAD_BYTES = 64 * 1024
 # HTTP/2's own initial window (65,535 bytes): a smaller receive window would slow every stream.
 MIN_RECEIVE_WINDOW = 64 * 1024
+DEFAULT_RECEIVE_WINDOW = MIN_RECEIVE_WINDOW
 
 Scaling = Literal["raw", "unit", "meanstd"]
 SoftmaxMode = Literal["auto", "always", "never"]
@@ -701,7 +702,7 @@ class ServerConfig:
         ),
     )
     receive_window_bytes: int = field(
-        default=64 << 10,
+        default=DEFAULT_RECEIVE_WINDOW,
         metadata=flag(
             "--receive-window",
             parse=byte_size,

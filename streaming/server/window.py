@@ -35,4 +35,7 @@ class SlidingWindow:
         self._count = min(self._count + 1, len(self._buffer))
         if self._count == 1:
             return self._buffer[self._next - 1].copy()
-        return self._buffer[: self._count].mean(axis=0, dtype=np.float64).astype(np.float32)
+        # ndarray.mean's own bookkeeping costs as much as the sum itself at this size.
+        total = np.add.reduce(self._buffer[: self._count], axis=0, dtype=np.float64)
+        total /= self._count
+        return total.astype(np.float32)
