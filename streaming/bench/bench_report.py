@@ -134,6 +134,13 @@ def evaluate(run: BenchRun) -> list[Target]:
         0.8,
         "row 3 ≥ 0.80 × row 2 with the server's receive window",
     )
+    ratio(
+        "Server costs ≤ reading and answering",
+        null,
+        run.row("wire_floor"),
+        0.8,
+        "row 3 ≥ 0.80 × row 2, the real wire answered at once",
+    )
     ratio("Batching beats one call per frame", server32, one_call, 2.5, "row 5 @32 ≥ 2.5 × row 4")
     ratio(
         "`classify` keeps up with the server",
@@ -280,7 +287,7 @@ def _row_line(row: Row) -> str:
     if row.extra.get("server_cores") is not None and "loadgen_cores" in row.extra:
         server_cores, client_cores = row.extra["server_cores"], row.extra["loadgen_cores"]
         notes.append(f"CPU: server {server_cores:.2f}, client {client_cores:.2f} cores")
-        if row.key.startswith(("transport", "null")) and row.fps:
+        if row.key.startswith(("transport", "wire_floor", "null")) and row.fps:
             # What each side spends on a frame: rows 2 and 3 compared at the cost of a frame.
             notes.append(
                 f"CPU a frame: server {server_cores / row.fps * 1e6:.0f} µs, "

@@ -127,7 +127,16 @@ class Harness:
             str(self.s.max_delay_ms),
             *flags,
         )
-        with ChildProcess(args, "address:", self.log_dir / f"server-{tag}.log") as process:
+        with self.serving_child(tag, args, "address:", port) as server:
+            yield server
+
+    @contextlib.contextmanager
+    def serving_child(
+        self, tag: str, args: list[str], ready_text: str, port: int
+    ) -> Iterator[ServerUnderTest]:
+        """Any server process (``args``, listening on ``port`` of loopback once it printed
+        ``ready_text``) as the one the load runs inside the block measure."""
+        with ChildProcess(args, ready_text, self.log_dir / f"server-{tag}.log") as process:
             self._current = process
             try:
                 yield ServerUnderTest(process, f"127.0.0.1:{port}")

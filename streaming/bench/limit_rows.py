@@ -140,6 +140,26 @@ def transport_row(h: Harness, window_bytes: int | None = None) -> Row:
     )
 
 
+def wire_floor_row(h: Harness) -> Row:
+    """Row 2's third line: row 3's load against a server that parses each frame and answers it
+    at once (``wire_floor.py``): the floor under row 3 of any server of this protocol."""
+    port = free_port()
+    width, height = h.model.input_size
+    args = python_module(
+        "streaming.bench.wire_floor", str(port), str(h.model.num_classes), f"{width}x{height}"
+    )
+    streams = h.s.transport_streams
+    with h.serving_child("wire-floor", args, "ready", port) as server:
+        run = h.load(h.spec(server.address, streams), "wire-floor")
+    return load_row(
+        "wire_floor",
+        "2. Transport limit, the real wire answered at once",
+        f"{streams} streams, RAW {width}x{height}, LOSSLESS, row 3's client; the server only "
+        "parses each frame and answers it (no batching, model or budget), the server's window",
+        run,
+    )
+
+
 def null_server_flags(h: Harness) -> list[str]:
     """Row 3's server: a no-op model of the real one's input size and classes."""
     width, height = h.model.input_size

@@ -26,6 +26,7 @@ from streaming.bench.limit_rows import (
     null_server_row,
     one_call_row,
     transport_row,
+    wire_floor_row,
 )
 from streaming.bench.multiprocess_row import processes_rows
 from streaming.bench.onnx_rows import onnx_rows
@@ -67,6 +68,7 @@ class Suite:
             if 2 in rows:
                 self._row("row 2", transport_row, h)
                 self._row("row 2, server's window", transport_row, h, DEFAULT_RECEIVE_WINDOW)
+                self._row("row 2, the real wire", wire_floor_row, h)
             if 3 in rows:
                 self._attempt("row 3", lambda: self._null_server(h))
             if 4 in rows:

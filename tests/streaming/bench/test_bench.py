@@ -23,6 +23,7 @@ ROW_NAMES = (
     "1. Model limit, again after row 5",
     "2. Transport limit",
     "2. Transport limit, server's receive window",
+    "2. Transport limit, the real wire answered at once",
     "3. Server overhead",
     "4. One call per frame",
     "5. Server, 1 stream",
@@ -99,6 +100,7 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
         "model_after",
         "transport",
         "transport_window",
+        "wire_floor",
         "null",
         "one_call",
         "server_32",
@@ -110,7 +112,7 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
         assert by_key[key]["fps"] > 0
     assert by_key["classify"]["extra"]["in_order"] is True
     # rows 2 and 3 give each side's CPU, so their gap can be split between server and client
-    for key in ("transport", "transport_window", "null"):
+    for key in ("transport", "transport_window", "wire_floor", "null"):
         assert (
             by_key[key]["extra"]["server_cores"] > 0 and by_key[key]["extra"]["loadgen_cores"] > 0
         )
