@@ -400,7 +400,12 @@ class AsyncStream(StreamBase):
         """
         self._start()
         try:
-            item = await asyncio.wait_for(self._results.get(), timeout)
+            if not self._results.empty():
+                item = self._results.get_nowait()
+            elif timeout is None:
+                item = await self._results.get()
+            else:
+                item = await asyncio.wait_for(self._results.get(), timeout)
         except TimeoutError:
             raise TimeoutError(f"no prediction within {timeout:g} s") from None
         if item is _END:
@@ -447,6 +452,11 @@ class AsyncStream(StreamBase):
 
     async def _put(self, item: object, timeout: float | None) -> None:
         self._start()
+        if not self._requests.full() and not self._finished.is_set():
+            # Room now: no waiting, so none of the futures below (a tenth of a client's CPU per
+            # frame, py-spy against the bench's wire floor; BENCHMARKS.md session 13).
+            self._requests.put_nowait(item)
+            return
         put = asyncio.ensure_future(self._requests.put(item))
         ended = asyncio.ensure_future(self._finished.wait())
         try:
