@@ -70,6 +70,11 @@ async def serve(port: int, answer_bytes: int, window_bytes: int | None = None) -
         options += receive_window_options(window_bytes)
     server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers((handler,))
+    await serve_until_signalled(server, port)
+
+
+async def serve_until_signalled(server: grpc.aio.Server, port: int) -> None:
+    """Listen on loopback ``port``, print ``ready`` for the orchestrator, stop on SIGTERM/SIGINT."""
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print("ready", flush=True)  # noqa: T201 - tells the orchestrator it listens

@@ -16,7 +16,6 @@ them). The load generator is row 3's (the project's ``AsyncStreamClient``), so
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from collections.abc import AsyncIterator
 
@@ -25,12 +24,13 @@ import grpc.aio
 import numpy as np
 
 from client.api.v1 import stream_classifier_pb2 as pb
+from streaming.bench.echo import serve_until_signalled
 from streaming.server.grpc_server import grpc_options
 from streaming.server.serve_config import ServerConfig
 from streaming.server.server_values import FrameData, FrameResult, ProbabilityFormat
 from streaming.server.wire import classify_request_parser, result_to_pb
 
-SERVICE = "streamclassify.v1.StreamClassifier"
+SERVICE = pb.DESCRIPTOR.services_by_name["StreamClassifier"].full_name
 
 
 def _answer(frame: FrameData, label: str, probabilities: np.ndarray) -> pb.ClassifyResponse:
@@ -94,15 +94,7 @@ async def serve(port: int, num_classes: int, size: tuple[int, int]) -> None:
     )
     server = grpc.aio.server(options=grpc_options(ServerConfig()))
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    print("ready", flush=True)  # noqa: T201 - tells the orchestrator it listens
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await server.stop(0.5)
+    await serve_until_signalled(server, port)
 
 
 def main(argv: list[str] | None = None) -> int:
