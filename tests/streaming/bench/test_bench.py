@@ -121,6 +121,9 @@ def test_quick_bench_writes_table_and_json(tiny_model: Any, tmp_path: Path) -> N
     assert all(t["met"] in (True, False, None) for t in data["targets"])
     batching = next(t for t in data["targets"] if t["name"] == "Batching reaches the model")
     assert "mean of row 1 before and after row 5" in batching["rule"]
+    # row 1's best batch may exceed the server's --max-batch: also compared at the same batch
+    same = next(t for t in data["targets"] if t["name"] == "Batching reaches the model, same batch")
+    assert same["met"] in (True, False) and "the server's --max-batch" in same["rule"]
     assert data["machine"]["cores"] >= 1
 
 
