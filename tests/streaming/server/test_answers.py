@@ -20,7 +20,7 @@ CASES = [
     pytest.param([NAN, 0.2, 0.6], 1, [2], id="nan-never-best"),
     pytest.param([NAN, 0.2, 0.6], 2, [2, 1], id="nan-not-in-top-2"),
     pytest.param([NAN, 0.2, 0.6], 3, [2, 1, 0], id="nan-last"),
-    pytest.param([NAN, NAN], 1, [0], id="all-nan-still-answers"),
+    pytest.param([NAN, NAN, 0.1], 1, [2], id="the-one-number-among-nans-is-best"),
 ]
 
 
