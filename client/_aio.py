@@ -400,10 +400,8 @@ class AsyncStream(StreamBase):
         """
         self._start()
         try:
-            if not self._results.empty():
-                item = self._results.get_nowait()
-            elif timeout is None:
-                item = await self._results.get()
+            if timeout is None or not self._results.empty():
+                item = await self._results.get()  # nothing to time: no wait_for around it
             else:
                 item = await asyncio.wait_for(self._results.get(), timeout)
         except TimeoutError:
